@@ -1,0 +1,64 @@
+# careline: two commands on a fresh machine.
+#   make run   builds both environments, trains the NLU model if needed, starts everything
+#   make test  builds what it needs, starts Redis/PostgreSQL if installed, runs all tests
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY311    ?= python3.11
+VENV     := .venv
+NLU_VENV := .venv-nlu
+PIP_FLAGS := --disable-pip-version-check --no-input -q
+
+.PHONY: help run test lint fmt env nlu-env services train eval clean
+
+help:
+	@echo "make run    start careline (builds environments and trains the model if needed)"
+	@echo "make test   run the whole test suite (lint + pytest)"
+	@echo "make train  train the NLU model if config.yml or data/ changed"
+	@echo "make eval   score the NLU model on the held-out split"
+	@echo "make lint   ruff"
+
+run: env nlu-env
+	$(VENV)/bin/careline train
+	$(VENV)/bin/careline run
+
+test: env nlu-env services lint
+	$(VENV)/bin/pytest
+
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: env
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+train: env nlu-env
+	$(VENV)/bin/careline train
+
+eval: env nlu-env
+	$(VENV)/bin/careline nlu eval
+
+services:
+	@scripts/ensure-services.sh
+
+# The gateway environment (Python 3.11, current releases), from a full lock: no resolver run.
+env: $(VENV)/.stamp
+$(VENV)/.stamp: requirements/gateway.lock pyproject.toml
+	@echo "building $(VENV) (gateway, Python 3.11) ..."
+	$(PY311) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps -r requirements/gateway.lock
+	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e .
+	@touch $@
+
+# The NLU environment (Rasa 3.6 needs Python <= 3.10), from a full lock of `rasa==3.6.21`.
+nlu-env: $(NLU_VENV)/.stamp
+$(NLU_VENV)/.stamp: requirements/nlu.lock
+	@echo "building $(NLU_VENV) (Rasa 3.6.21, Python 3.10); the first build takes a few minutes ..."
+	PY310="$$(scripts/find-python310.sh)" && "$$PY310" -m venv $(NLU_VENV)
+	$(NLU_VENV)/bin/pip install $(PIP_FLAGS) "pip==24.0"
+	$(NLU_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -r requirements/nlu.lock
+	@touch $@
+
+clean:
+	rm -rf $(VENV) $(NLU_VENV) var .pytest_cache .ruff_cache

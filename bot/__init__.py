@@ -1,0 +1,1 @@
+"""careline gateway: channels, conversation engine, agent console and the `careline` CLI."""

@@ -1,0 +1,216 @@
+"""The `careline` command line: one entry point for operators and developers.
+
+Subcommands that need Rasa (training, serving, scoring) run it in the NLU runtime
+(.venv-nlu) as a child process; this process never imports rasa.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.settings import Settings, SettingsError, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nlu.training import ensure_project_model, project_model
+
+    settings = _settings(args)
+    model = project_model(settings)
+    if model.exists and not args.force:
+        print(f"model up to date: {model.path} (config and data unchanged; --force retrains)")
+        return 0
+    path = ensure_project_model(settings, force=args.force, quiet=args.quiet)
+    print(f"model ready: {path}")
+    return 0
+
+
+# -- NLU service ---------------------------------------------------------------------------
+
+
+def cmd_nlu_serve(args: argparse.Namespace) -> int:
+    from nlu.training import ensure_project_model, nlu_env
+
+    settings = _settings(args)
+    model = args.model or ensure_project_model(settings)
+    n = settings.nlu
+    cmd = [
+        str(settings.nlu_python), "-m", "nlu.runtime.service", "--model", str(model),
+        "--host", args.host or n.host, "--port", str(args.port or n.port),
+        "--max-body-bytes", str(n.max_body_bytes), "--max-text-chars", str(n.max_text_chars),
+    ]  # fmt: skip
+    os.chdir(settings.root)
+    # exec: signals (Ctrl-C, SIGTERM from a supervisor) reach the service directly.
+    os.execve(cmd[0], cmd, nlu_env(settings))
+
+
+def cmd_nlu_eval(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from nlu.training import ensure_project_model, nlu_env
+
+    settings = _settings(args)
+    model = ensure_project_model(settings)
+    test = args.test or settings.path(settings.nlu.heldout)
+    cmd = [str(settings.nlu_python), "-m", "nlu.runtime.evaluate", "--model", str(model),
+           "--test", str(test)]  # fmt: skip
+    if args.json:
+        cmd += ["--json", str(args.json)]
+    print(f"evaluating {model.name} on {test} (held out: never trained on)", file=sys.stderr)
+    return subprocess.run(cmd, cwd=settings.root, env=nlu_env(settings), check=False).returncode
+
+
+# -- parse ---------------------------------------------------------------------------------
+
+
+async def _parse(settings: Settings, texts: Sequence[str], url: str | None) -> list[dict]:
+    from nlu.client import NLUClient
+
+    service = None
+    if url is None:
+        from nlu.process import NLUServiceProcess
+        from nlu.training import ensure_project_model
+
+        model = await asyncio.to_thread(ensure_project_model, settings)
+        service = NLUServiceProcess(settings, model, port=0)
+        print(f"starting a local NLU service ({model.name}) ...", file=sys.stderr)
+        url = await service.start()
+    try:
+        async with NLUClient.from_settings(settings, base_url=url) as client:
+            return [(await client.parse(t)).raw for t in texts]
+    finally:
+        if service is not None:
+            await service.stop()
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    url = args.url or settings.nlu.url
+    for result in asyncio.run(_parse(settings, args.text, url)):
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+# -- run -----------------------------------------------------------------------------------
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> None:
+    from nlu.process import NLUServiceProcess
+    from nlu.training import ensure_project_model
+
+    embedded = settings.nlu.url is None
+    nlu_url = settings.nlu.url
+    service = None
+    if embedded:
+        model = await asyncio.to_thread(ensure_project_model, settings)
+        service = NLUServiceProcess(settings, model, port=args.nlu_port)
+        print(f"starting NLU service ({model.name}); log: {service.log_path}", flush=True)
+        nlu_url = await service.start()
+    print("careline is up:")
+    print(f"  NLU service   {nlu_url}  (parse: POST {nlu_url}/model/parse)")
+    print(f"                {nlu_url}/healthz  {nlu_url}/readyz  {nlu_url}/metrics")
+    print(f"  embedded:     {'NLU service as a child process' if embedded else 'none'}")
+    print("Ctrl-C stops everything.", flush=True)
+    try:
+        if service is not None:
+            await service.supervise()
+        else:
+            await asyncio.Event().wait()
+    finally:
+        if service is not None:
+            await service.stop()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run(settings, args))
+    print("careline stopped.")
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    print(f"{settings.config_path}: OK")
+    print(json.dumps(settings.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    return 0
+
+
+# -- wiring --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="careline", description="careline customer-support chat")
+    p.add_argument("--config", type=Path, help="config.yml to use (default: $CARELINE_CONFIG "
+                   "or the project's config.yml)")  # fmt: skip
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train the NLU model if config.yml or data/ changed")
+    t.add_argument("--force", action="store_true", help="retrain even if up to date")
+    t.add_argument("--quiet", action="store_true", help="no training progress output")
+    t.set_defaults(func=cmd_train)
+
+    nlu = sub.add_parser("nlu", help="the NLU service and its evaluation")
+    nsub = nlu.add_subparsers(dest="nlu_command", required=True, metavar="COMMAND")
+    s = nsub.add_parser("serve", help="run the NLU service (Rasa-compatible /model/parse)")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--model", type=Path, help="model file (default: the project's, trained "
+                   "if needed)")  # fmt: skip
+    s.set_defaults(func=cmd_nlu_serve)
+    e = nsub.add_parser("eval", help="score the model on the held-out split of data/")
+    e.add_argument("--test", type=Path, help="Rasa NLU YAML to score on (default: heldout)")
+    e.add_argument("--json", type=Path, help="also write the report as JSON")
+    e.set_defaults(func=cmd_nlu_eval)
+
+    pa = sub.add_parser("parse", help="print the NLU parse of TEXT as JSON")
+    pa.add_argument("text", nargs="+", help="one or more messages")
+    pa.add_argument("--url", help="NLU service URL (default: $NLU_URL, else start one)")
+    pa.set_defaults(func=cmd_parse)
+
+    r = sub.add_parser("run", help="start the whole system on embedded defaults")
+    r.add_argument("--nlu-port", type=int, default=None, help="port for the embedded NLU "
+                   "service (default: careline.nlu.port)")  # fmt: skip
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("config", help="configuration tools")
+    csub = c.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    csub.add_parser("check", help="validate config.yml and print it").set_defaults(
+        func=cmd_config_check
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from nlu.client import NLUError
+        from nlu.process import NLUStartError
+        from nlu.training import TrainingError
+
+        if isinstance(e, TrainingError | NLUStartError | NLUError):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""careline settings: the `careline:` section of config.yml plus secrets from the environment.
+
+Validated once at startup so a typo fails fast with a message that names the bad key, instead
+of surfacing as a strange runtime error hours later. Rasa's own keys in the same file are left
+to Rasa.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_ENV = "CARELINE_CONFIG"
+
+
+class SettingsError(Exception):
+    """A configuration problem, worded for the operator who has to fix it."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a misspelt knob must not silently fall back to its default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BusinessSettings(_Section):
+    name: str = Field(min_length=1)
+    hotline: str = Field(min_length=1)
+    website: str = Field(min_length=1)
+    hours: str = Field(min_length=1)
+    warranty_months: int = Field(ge=0, le=120)
+    return_days: int = Field(ge=0, le=365)
+
+    def placeholders(self) -> dict[str, str]:
+        """Values for the {placeholders} used in data/responses.yml."""
+        return {
+            "business_name": self.name,
+            "hotline": self.hotline,
+            "website": self.website,
+            "hours": self.hours,
+            "warranty_months": str(self.warranty_months),
+            "return_days": str(self.return_days),
+        }
+
+
+class NLUClientSettings(_Section):
+    timeout_s: float = Field(gt=0, le=60)
+    retries: int = Field(ge=0, le=5)
+    retry_backoff_s: float = Field(ge=0, le=10)
+    breaker_failures: int = Field(ge=1, le=1000)
+    breaker_reset_s: float = Field(gt=0, le=3600)
+
+
+class NLUSettings(_Section):
+    url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=5005, ge=1, le=65535)
+    venv: Path = Path(".venv-nlu")
+    data: Path = Path("data/nlu")
+    heldout: Path = Path("data/heldout")
+    responses: Path = Path("data/responses.yml")
+    models: Path = Path("models")
+    max_body_bytes: int = Field(default=16384, ge=256, le=10_000_000)
+    max_text_chars: int = Field(default=2000, ge=1, le=100_000)
+    startup_timeout_s: float = Field(default=180, gt=0)
+    client: NLUClientSettings
+
+
+class Settings(_Section):
+    business: BusinessSettings
+    nlu: NLUSettings
+
+    # Not from the file: where the file lives, so relative paths resolve against the project.
+    root: Path = Field(default=PROJECT_ROOT, exclude=True)
+    config_path: Path = Field(default=PROJECT_ROOT / "config.yml", exclude=True)
+
+    def path(self, p: Path) -> Path:
+        """Resolve a configured path against the directory of config.yml."""
+        return p if p.is_absolute() else self.root / p
+
+    @cached_property
+    def nlu_python(self) -> Path:
+        return self.path(self.nlu.venv) / "bin" / "python"
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        key = ".".join(["careline", *(str(p) for p in e["loc"])])
+        got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {key}: {msg}{got}")
+    return "\n".join(lines)
+
+
+def _apply_env(section: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Environment overrides for deployment-specific endpoints (12-factor style)."""
+    if env.get("NLU_URL"):
+        section.setdefault("nlu", {})["url"] = env["NLU_URL"]
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Read and validate config.yml; raise SettingsError naming the offending key."""
+    env = os.environ if env is None else env
+    config_path = Path(path or env.get(CONFIG_ENV) or PROJECT_ROOT / "config.yml").resolve()
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as e:
+        raise SettingsError(f"{config_path}: configuration file not found") from e
+    except yaml.YAMLError as e:
+        raise SettingsError(f"{config_path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict) or not isinstance(raw.get("careline"), dict):
+        raise SettingsError(f"{config_path}: missing the top-level 'careline:' section")
+    section = dict(raw["careline"])
+    _apply_env(section, env)
+    try:
+        return Settings.model_validate(
+            {**section, "root": config_path.parent, "config_path": config_path}
+        )
+    except ValidationError as e:
+        raise SettingsError(_format_errors(e, str(config_path))) from None

@@ -1,0 +1,176 @@
+"""The gateway's NLU client: typed errors, retries, and the circuit breaker.
+
+The breaker is tested against a real service: first nothing listens on the port (down),
+then the real NLU service starts there (back), and the client must notice both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiohttp import web
+
+from bot.settings import Settings
+from nlu.breaker import BreakerState, CircuitBreaker
+from nlu.client import NLUClient, NLURejected, NLUUnavailable
+from nlu.process import NLUServiceProcess, free_port
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_after_threshold_and_probes_once_when_half_open() -> None:
+    clock = FakeClock()
+    b = CircuitBreaker(failures=3, reset_s=10, clock=clock)
+    for _ in range(2):
+        assert b.allow()
+        b.record_failure()
+    assert b.state is BreakerState.CLOSED
+    b.record_failure()
+    assert b.state is BreakerState.OPEN and not b.allow()
+    assert b.retry_in() == pytest.approx(10)
+    clock.now = 10.0
+    assert b.state is BreakerState.HALF_OPEN
+    assert b.allow()  # the probe
+    assert not b.allow()  # only one probe at a time
+    b.record_failure()  # probe failed: open again, wait restarts
+    assert b.state is BreakerState.OPEN and b.retry_in() == pytest.approx(10)
+    clock.now = 20.0
+    assert b.allow()
+    b.record_success()
+    assert b.state is BreakerState.CLOSED and b.allow()
+
+
+@pytest.mark.nlu
+async def test_breaker_opens_when_service_down_and_closes_when_it_returns(
+    settings: Settings, nlu_model
+) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    client = NLUClient(
+        f"http://127.0.0.1:{port}",
+        timeout_s=2,
+        retries=1,
+        retry_backoff_s=0.01,
+        breaker=CircuitBreaker(failures=3, reset_s=1.0),
+    )
+    async with client:
+        for _ in range(3):
+            with pytest.raises(NLUUnavailable, match="unreachable"):
+                await client.parse("xin chào")
+        assert client.breaker_state is BreakerState.OPEN
+        started = time.monotonic()
+        with pytest.raises(NLUUnavailable, match="circuit open"):
+            await client.parse("xin chào")
+        assert time.monotonic() - started < 0.05  # fails fast, no network wait
+
+        service = NLUServiceProcess(settings, nlu_model, port=port)
+        await service.start(timeout=180)
+        try:
+            # start() took seconds, so reset_s has passed: the next call is the probe.
+            result = await client.parse("xin chào shop")
+            assert result.intent == "greet"
+            assert client.breaker_state is BreakerState.CLOSED
+        finally:
+            await service.stop()
+
+
+async def _fake_nlu(handler) -> tuple[web.AppRunner, str]:  # type: ignore[no-untyped-def]
+    app = web.Application()
+    app.router.add_post("/model/parse", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def test_4xx_is_rejected_not_retried_and_does_not_trip_the_breaker() -> None:
+    calls = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        return web.json_response({"status": "failure", "message": "text is empty"}, status=400)
+
+    runner, url = await _fake_nlu(handler)
+    try:
+        async with NLUClient(url, retries=2, breaker=CircuitBreaker(failures=1)) as c:
+            with pytest.raises(NLURejected, match="text is empty"):
+                await c.parse("x")
+            assert calls == 1
+            assert c.breaker_state is BreakerState.CLOSED
+    finally:
+        await runner.cleanup()
+
+
+async def test_5xx_is_retried_once_then_unavailable() -> None:
+    calls = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return web.Response(status=502, text="bad gateway")
+        return web.json_response(
+            {"text": "x", "intent": {"name": "greet", "confidence": 0.9}, "entities": []}
+        )
+
+    runner, url = await _fake_nlu(handler)
+    try:
+        async with NLUClient(url, retries=1, retry_backoff_s=0) as c:
+            assert (await c.parse("x")).intent == "greet"
+            assert calls == 2
+    finally:
+        await runner.cleanup()
+
+
+async def test_503_with_retry_after_is_not_retried_and_reports_when() -> None:
+    calls = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        return web.json_response(
+            {"message": "overloaded"}, status=503, headers={"Retry-After": "2"}
+        )
+
+    runner, url = await _fake_nlu(handler)
+    try:
+        async with NLUClient(url, retries=3, retry_backoff_s=0) as c:
+            with pytest.raises(NLUUnavailable) as info:
+                await c.parse("x")
+        assert calls == 1 and info.value.retry_in == 2.0
+    finally:
+        await runner.cleanup()
+
+
+async def test_timeout_and_malformed_result_are_unavailable() -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.json_response({})
+
+    runner, url = await _fake_nlu(slow)
+    try:
+        async with NLUClient(url, timeout_s=0.2, retries=0) as c:
+            with pytest.raises(NLUUnavailable, match="timed out"):
+                await c.parse("x")
+    finally:
+        await runner.cleanup()
+
+    async def garbage(request: web.Request) -> web.Response:
+        return web.json_response({"intent": "not-a-dict"})
+
+    runner, url = await _fake_nlu(garbage)
+    try:
+        async with NLUClient(url, retries=0) as c:
+            with pytest.raises(NLUUnavailable, match="malformed"):
+                await c.parse("x")
+    finally:
+        await runner.cleanup()
