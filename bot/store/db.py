@@ -1,0 +1,448 @@
+"""The async repository: every read and write of durable chat state goes through `Database`.
+
+Each method is one short transaction on its own session, so callers never hold a connection
+across an await on the network, and returned rows stay readable after the session closes
+(expire_on_commit=False). Idempotent writes use INSERT … ON CONFLICT DO NOTHING (both SQLite
+and PostgreSQL support it), which stays correct when concurrent duplicates race: the loser
+inserts nothing and re-reads the winner's row, with no aborted transaction to clean up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import zlib
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import Connection, event, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlmodel import SQLModel
+
+from bot.store.models import (
+    Conversation,
+    Customer,
+    Escalation,
+    EscalationKind,
+    Message,
+    Sender,
+    utcnow,
+)
+from bot.store.url import SQLITE_DRIVER, masked, normalize_url, sqlite_path
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+    from bot.settings import Settings
+
+log = logging.getLogger("careline.store")
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+PING_TIMEOUT_S = 2.0
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_SENDERS = frozenset(s.value for s in Sender)
+_KINDS = frozenset(k.value for k in EscalationKind)
+
+M = TypeVar("M", bound=SQLModel)
+
+
+class Database:
+    """Async access to the SQL store (SQLite file or PostgreSQL)."""
+
+    url: str
+    dialect: str
+
+    def __init__(self, url: str, *, echo: bool = False, schema: str | None = None) -> None:
+        self._url = normalize_url(url)
+        self.url = self._url.render_as_string(hide_password=False)
+        self.dialect = self._url.get_backend_name()
+        self.schema = _check_schema(schema, self.dialect)
+        if self._url.drivername == SQLITE_DRIVER:
+            sqlite_path(self._url).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: AsyncEngine = self._create_engine(echo)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        """The configured database; a relative SQLite path is relative to config.yml.
+
+        `database.pg_schema` applies to PostgreSQL only, so one config.yml serves both dialects.
+        """
+        url = normalize_url(settings.database.url, root=settings.root)
+        schema = settings.database.pg_schema if url.get_backend_name() == "postgresql" else None
+        return cls(
+            url.render_as_string(hide_password=False), echo=settings.database.echo, schema=schema
+        )
+
+    def __repr__(self) -> str:
+        schema = f", schema={self.schema!r}" if self.schema else ""
+        return f"Database({masked(self._url)!r}{schema})"
+
+    def _create_engine(self, echo: bool) -> AsyncEngine:
+        if self.dialect == "sqlite":
+            engine = create_async_engine(self._url, echo=echo)
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            return engine
+        settings = {"application_name": "careline"}
+        if self.schema:
+            # Unqualified names (ORM, migrations, raw SQL) all resolve into this schema only.
+            settings["search_path"] = self.schema
+        return create_async_engine(
+            self._url,
+            echo=echo,
+            pool_pre_ping=True,
+            connect_args={"server_settings": settings},
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        """Upgrade the schema to the newest migration; a no-op when already there."""
+        schema = self.schema
+
+        def upgrade(connection: Connection) -> None:
+            from alembic import command
+
+            command.upgrade(alembic_config(connection, schema=schema), "head")
+
+        await self._run_locked(upgrade)
+        log.info("database %s is at the newest schema", masked(self._url))
+
+    async def _run_locked(self, fn: Callable[[Connection], None]) -> None:
+        """Run a migration step in one transaction that no other migrating process can enter.
+
+        Used by migrate() and by migrations/env.py for the alembic CLI.
+        """
+        async with self.engine.connect() as conn:
+            await self._lock_for_migration(conn)
+            await conn.run_sync(fn)
+            await conn.commit()
+
+    async def _lock_for_migration(self, conn: AsyncConnection) -> None:
+        if self.dialect == "sqlite":
+            # Takes the write lock now (waiting out other writers) and makes the DDL atomic.
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        key = zlib.crc32(f"careline.migrate.{self.schema or ''}".encode())
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        if self.schema:
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+
+    async def ping(self) -> bool:
+        """Readiness: can we run SELECT 1 within PING_TIMEOUT_S?"""
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_S):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except Exception as e:  # readiness only reports; the cause goes to the log
+            log.warning("database %s is not reachable: %r", masked(self._url), e)
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- customers -----------------------------------------------------------------------------
+
+    async def get_or_create_customer(
+        self,
+        channel: str,
+        external_id: str,
+        *,
+        language: str | None = None,
+        display_name: str | None = None,
+    ) -> Customer:
+        """The customer for this channel identity, created on first contact (race-safe)."""
+        found = await self._find_customer(channel, external_id)
+        if found is not None:
+            return found
+        new = Customer(
+            channel=channel, external_id=external_id, language=language, display_name=display_name
+        )
+        async with self._sessions.begin() as s:
+            await s.execute(self._insert_ignoring_conflict(new, ["channel", "external_id"]))
+            # Ours or a concurrent caller's row: both are committed or in our transaction.
+            return (await s.scalars(_customer_by_identity(channel, external_id))).one()
+
+    async def _find_customer(self, channel: str, external_id: str) -> Customer | None:
+        async with self._sessions() as s:
+            return (await s.scalars(_customer_by_identity(channel, external_id))).first()
+
+    async def get_customer(self, customer_id: str) -> Customer | None:
+        async with self._sessions() as s:
+            return await s.get(Customer, customer_id)
+
+    async def update_customer(self, customer_id: str, **fields: Any) -> None:
+        """Set the given columns; raises KeyError if there is no such customer."""
+        async with self._sessions.begin() as s:
+            await _update_row(s, Customer, customer_id, fields)
+
+    # -- conversations -------------------------------------------------------------------------
+
+    async def create_conversation(
+        self, customer_id: str, channel: str, language: str
+    ) -> Conversation:
+        conversation = Conversation(customer_id=customer_id, channel=channel, language=language)
+        async with self._sessions.begin() as s:
+            s.add(conversation)
+        return conversation
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        async with self._sessions() as s:
+            return await s.get(Conversation, conversation_id)
+
+    async def latest_conversation(self, customer_id: str) -> Conversation | None:
+        """The customer's newest conversation (by created_at), whatever its state."""
+        query = (
+            select(Conversation)
+            .where(Conversation.customer_id == customer_id)
+            .order_by(Conversation.created_at.desc())  # type: ignore[attr-defined]
+            .limit(1)
+        )
+        async with self._sessions() as s:
+            return (await s.scalars(query)).first()
+
+    async def update_conversation(self, conversation_id: str, **fields: Any) -> Conversation:
+        """Set the given columns and bump updated_at; raises KeyError if missing.
+
+        Values may be SQL expressions, e.g. reopen_count=Conversation.reopen_count + 1, so
+        counters are incremented atomically in the database.
+        """
+        fields.setdefault("updated_at", utcnow())
+        async with self._sessions.begin() as s:
+            await _update_row(s, Conversation, conversation_id, fields)
+            found = await s.get(Conversation, conversation_id, populate_existing=True)
+            assert found is not None  # the UPDATE above matched it in this transaction
+            return found
+
+    async def list_conversations(
+        self,
+        *,
+        customer_id: str | None = None,
+        states: list[str] | None = None,
+        limit: int = 50,
+    ) -> list[Conversation]:
+        """Newest first, optionally for one customer and/or in the given states."""
+        query = select(Conversation)
+        if customer_id is not None:
+            query = query.where(Conversation.customer_id == customer_id)
+        if states is not None:
+            query = query.where(Conversation.state.in_(states))  # type: ignore[attr-defined]
+        query = query.order_by(Conversation.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
+        async with self._sessions() as s:
+            return list((await s.scalars(query)).all())
+
+    # -- messages ------------------------------------------------------------------------------
+
+    async def add_message(
+        self,
+        conversation_id: str,
+        sender: str,
+        text: str,
+        *,
+        client_msg_id: str | None = None,
+        sender_id: str | None = None,
+        payload: dict[str, Any] | None = None,
+        intent: str | None = None,
+        confidence: float | None = None,
+        processed: bool = False,
+    ) -> tuple[Message, bool]:
+        """Store a message once per client_msg_id: (message, True) if new, else (existing, False).
+
+        Channels retry and widgets resend on reconnect; the unique (conversation_id,
+        client_msg_id) constraint turns those resends into no-ops even when they race.
+        """
+        _check_choice("sender", sender, _SENDERS)
+        new = Message(
+            conversation_id=conversation_id,
+            sender=sender,
+            text=text,
+            client_msg_id=client_msg_id,
+            sender_id=sender_id,
+            payload=payload,
+            intent=intent,
+            confidence=confidence,
+        )
+        new.processed_at = new.created_at if processed else None
+        insert = self._insert_ignoring_conflict(new, ["conversation_id", "client_msg_id"])
+        async with self._sessions.begin() as s:
+            created = (await s.scalars(insert.returning(Message))).first()
+            if created is not None:
+                return created, True
+            existing = select(Message).where(
+                Message.conversation_id == conversation_id, Message.client_msg_id == client_msg_id
+            )
+            return (await s.scalars(existing)).one(), False
+
+    async def mark_processed(self, message_id: int) -> None:
+        """Record that the engine handled this message (keeps the first time if repeated)."""
+        query = (
+            update(Message)
+            .where(Message.id == message_id, Message.processed_at.is_(None))  # type: ignore[union-attr]
+            .values(processed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        async with self._sessions.begin() as s:
+            await s.execute(query)
+
+    async def unprocessed_customer_messages(
+        self, *, older_than_s: float = 0, limit: int = 100
+    ) -> list[Message]:
+        """Customer messages the engine never finished (e.g. it crashed), oldest first."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        query = (
+            select(Message)
+            .where(
+                Message.sender == Sender.CUSTOMER.value,
+                Message.processed_at.is_(None),  # type: ignore[union-attr]
+                Message.created_at <= cutoff,
+            )
+            .order_by(Message.created_at, Message.id)
+            .limit(limit)
+        )
+        async with self._sessions() as s:
+            return list((await s.scalars(query)).all())
+
+    async def transcript(
+        self, conversation_id: str, *, limit: int | None = None, include_notes: bool = True
+    ) -> list[Message]:
+        """The conversation's messages, oldest first; with limit, only the last `limit`."""
+        query = select(Message).where(Message.conversation_id == conversation_id)
+        if not include_notes:
+            query = query.where(Message.sender != Sender.NOTE.value)
+        if limit is None:
+            query = query.order_by(Message.id)
+        else:
+            query = query.order_by(Message.id.desc()).limit(limit)  # type: ignore[union-attr]
+        async with self._sessions() as s:
+            rows = list((await s.scalars(query)).all())
+        return rows if limit is None else rows[::-1]
+
+    # -- escalations ---------------------------------------------------------------------------
+
+    async def add_escalation(
+        self,
+        conversation_id: str,
+        kind: str,
+        *,
+        actor: str = "bot",
+        reason: str | None = None,
+        severity: str | None = None,
+        queue: str | None = None,
+        note: str | None = None,
+    ) -> Escalation:
+        _check_choice("kind", kind, _KINDS)
+        escalation = Escalation(
+            conversation_id=conversation_id,
+            kind=kind,
+            actor=actor,
+            reason=reason,
+            severity=severity,
+            queue=queue,
+            note=note,
+        )
+        async with self._sessions.begin() as s:
+            s.add(escalation)
+        return escalation
+
+    async def escalations(self, conversation_id: str) -> list[Escalation]:
+        """The conversation's handoff history, oldest first."""
+        query = (
+            select(Escalation)
+            .where(Escalation.conversation_id == conversation_id)
+            .order_by(Escalation.id)
+        )
+        async with self._sessions() as s:
+            return list((await s.scalars(query)).all())
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _insert_ignoring_conflict(self, row: SQLModel, unique: Sequence[str]) -> Any:
+        """INSERT row ON CONFLICT (unique columns) DO NOTHING, in this dialect's syntax."""
+        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        values = row.model_dump()
+        if values.get("id") is None:
+            values.pop("id", None)  # autoincrement
+        return insert(type(row)).values(**values).on_conflict_do_nothing(index_elements=unique)
+
+
+def _check_schema(schema: str | None, dialect: str) -> str | None:
+    if schema is None:
+        return None
+    if dialect != "postgresql":
+        raise ValueError("a schema can only be chosen on PostgreSQL")
+    if not _SCHEMA_RE.fullmatch(schema):
+        raise ValueError(f"schema name {schema!r}: use lowercase letters, digits and _")
+    return schema
+
+
+def _check_choice(what: str, value: str, allowed: frozenset[str]) -> None:
+    """Fail fast on a typo instead of storing a value no query will ever match."""
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {sorted(allowed)}")
+
+
+def _customer_by_identity(channel: str, external_id: str) -> Any:
+    return select(Customer).where(Customer.channel == channel, Customer.external_id == external_id)
+
+
+async def _update_row(
+    session: AsyncSession, model: type[M], pk: Any, fields: dict[str, Any]
+) -> None:
+    """UPDATE one row by primary key; KeyError if it does not exist."""
+    columns = set(model.__table__.columns.keys()) - {"id"}  # type: ignore[attr-defined]
+    unknown = sorted(set(fields) - columns)
+    if unknown:
+        raise TypeError(f"{model.__name__} has no updatable field(s) {unknown}")
+    if not fields:
+        return
+    query = (
+        update(model)
+        .where(model.id == pk)  # type: ignore[attr-defined]
+        .values(**fields)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(query)
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise KeyError(f"no {model.__name__} with id {pk!r}")
+
+
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    """Per-connection SQLite settings: WAL (readers don't block the writer), enforced foreign
+    keys (off by default in SQLite), and waiting for the write lock instead of failing."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def alembic_config(connection: Connection | None = None, *, schema: str | None = None) -> Any:
+    """An Alembic Config for our migrations without an ini file.
+
+    migrations/env.py migrates through `connection` (inside our transaction) and keeps
+    alembic's version table in `schema`.
+    """
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    config.attributes["schema"] = schema
+    return config

@@ -1,0 +1,211 @@
+"""The durable tables: customers, conversations, their messages and escalation history.
+
+All models live in this one module so that `SQLModel.metadata` (used by Alembic's env.py and
+by the migration-vs-model test) sees every table. The schema itself is owned by the hand
+written migrations in bot/store/migrations; a change here needs a new migration there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlmodel import Field, SQLModel
+
+metadata = SQLModel.metadata
+
+
+def utcnow() -> datetime:
+    """The one clock for stored timestamps: aware, UTC."""
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """Random, unguessable, URL-safe primary keys (customer and conversation ids reach clients)."""
+    return uuid4().hex
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """TIMESTAMPTZ on PostgreSQL; on SQLite (no time zones) stored as UTC and read back aware.
+
+    Without this, SQLite hands back naive datetimes and comparisons with aware ones blow up.
+    Naive input is rejected: a naive timestamp is a bug upstream, not something to guess about.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: store timezone-aware UTC timestamps")
+        value = value.astimezone(timezone.utc)
+        # SQLite stores text; drop the offset so every stored value sorts and compares alike.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# 64-bit on PostgreSQL; SQLite only autoincrements an INTEGER PRIMARY KEY (its rowid alias).
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Channel(StrEnum):
+    WIDGET = "widget"
+    TELEGRAM = "telegram"
+
+
+class ConversationState(StrEnum):
+    BOT = "BOT"
+    WAITING_AGENT = "WAITING_AGENT"
+    WITH_AGENT = "WITH_AGENT"
+    SURVEY = "SURVEY"
+    CLOSED = "CLOSED"
+
+
+class Sender(StrEnum):
+    CUSTOMER = "customer"
+    BOT = "bot"
+    AGENT = "agent"
+    SYSTEM = "system"
+    NOTE = "note"  # internal agent note: never shown to the customer
+
+
+class EscalationKind(StrEnum):
+    ESCALATED = "escalated"
+    CLAIMED = "claimed"
+    TRANSFERRED = "transferred"
+    RELEASED = "released"
+    RESOLVED = "resolved"
+    SLA_BREACH = "sla_breach"
+    CALLBACK_REQUESTED = "callback_requested"
+
+
+def _ts(*, nullable: bool) -> Any:
+    """A timestamp column; required ones default to now."""
+    if nullable:
+        return Field(default=None, sa_type=UTCDateTime, nullable=True)
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class Customer(SQLModel, table=True):
+    """One person on one channel (the same human on Telegram and the widget is two rows)."""
+
+    __tablename__ = "customer"
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id", name="uq_customer_channel_external_id"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    channel: str
+    external_id: str  # widget visitor id or Telegram chat id
+    display_name: str | None = None
+    language: str | None = None
+    unreachable: bool = False  # e.g. the Telegram user blocked the bot
+    created_at: datetime = _ts(nullable=False)
+    last_seen_at: datetime = _ts(nullable=False)
+
+
+class Conversation(SQLModel, table=True):
+    __tablename__ = "conversation"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["customer_id"], ["customer.id"], name="fk_conversation_customer_id_customer"
+        ),
+        Index("ix_conversation_state", "state"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    customer_id: str = Field(index=True)
+    channel: str
+    language: str  # "vi" | "en"
+    state: str = ConversationState.BOT.value
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+    escalated_at: datetime | None = _ts(nullable=True)
+    first_human_reply_at: datetime | None = _ts(nullable=True)
+    resolved_at: datetime | None = _ts(nullable=True)
+    closed_at: datetime | None = _ts(nullable=True)
+    reopen_count: int = 0
+    queue: str | None = None
+    severity: str | None = None
+    agent_id: str | None = None
+    bot_only: bool = True  # False once a human was involved; for containment-rate KPIs
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "message"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["conversation_id"], ["conversation.id"], name="fk_message_conversation_id_conversation"
+        ),
+        # Idempotency for client retries; NULL client_msg_id never conflicts (both dialects).
+        UniqueConstraint(
+            "conversation_id", "client_msg_id", name="uq_message_conversation_id_client_msg_id"
+        ),
+        # Transcript reads; also serves every lookup by conversation_id alone.
+        Index("ix_message_conversation_id_id", "conversation_id", "id"),
+        # Crash-recovery scan stays cheap however large the table grows.
+        Index(
+            "ix_message_unprocessed",
+            "created_at",
+            sqlite_where=text("sender = 'customer' AND processed_at IS NULL"),
+            postgresql_where=text("sender = 'customer' AND processed_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
+    conversation_id: str
+    sender: str
+    sender_id: str | None = None  # e.g. the agent's id
+    text: str = Field(sa_type=Text)
+    payload: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))
+    client_msg_id: str | None = None
+    intent: str | None = None
+    confidence: float | None = None
+    created_at: datetime = _ts(nullable=False)
+    processed_at: datetime | None = _ts(nullable=True)  # set once the bot engine handled it
+
+
+class Escalation(SQLModel, table=True):
+    """Append-only handoff history; the conversation row holds the current state."""
+
+    __tablename__ = "escalation"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversation.id"],
+            name="fk_escalation_conversation_id_conversation",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
+    conversation_id: str = Field(index=True)
+    kind: str
+    reason: str | None = Field(default=None, sa_type=Text)
+    severity: str | None = None
+    queue: str | None = None
+    actor: str = "bot"  # "bot", "system" or an agent id
+    note: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = _ts(nullable=False)
