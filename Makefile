@@ -9,7 +9,7 @@ VENV     := .venv
 NLU_VENV := .venv-nlu
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
-.PHONY: help run test lint fmt env nlu-env services train eval clean
+.PHONY: help run test lint fmt env nlu-env services browser train eval clean
 
 help:
 	@echo "make run    start careline (builds environments and trains the model if needed)"
@@ -22,7 +22,7 @@ run: env nlu-env
 	$(VENV)/bin/careline train
 	$(VENV)/bin/careline run
 
-test: env nlu-env services lint
+test: env nlu-env services browser lint
 	$(VENV)/bin/pytest
 
 lint: env
@@ -41,6 +41,14 @@ eval: env nlu-env
 
 services:
 	@scripts/ensure-services.sh
+
+# Browser tests drive Debian's Chromium through the playwright package (never a downloaded
+# browser). Installed here when missing; if that is impossible the browser tests fail saying so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests ..."; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  || echo "WARNING: could not install chromium; the browser tests will fail" >&2; }
 
 # The gateway environment (Python 3.11, current releases), from a full lock: no resolver run.
 env: $(VENV)/.stamp

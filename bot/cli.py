@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bot.settings import Settings, SettingsError, load_settings
 
@@ -108,30 +109,70 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from bot.app import GATEWAY, create_app
+    from bot.logs import setup_logging
     from nlu.process import NLUServiceProcess
     from nlu.training import ensure_project_model
 
-    embedded = settings.nlu.url is None
-    nlu_url = settings.nlu.url
+    setup_logging(args.log_level)
+    host = args.host or settings.gateway.host
+    port = args.port or settings.gateway.port
+    public_url = settings.gateway.public_url or f"http://{host}:{port}"
+    embedded: list[str] = []
     service = None
-    if embedded:
+    nlu_url = settings.nlu.url
+    if nlu_url is None:
         model = await asyncio.to_thread(ensure_project_model, settings)
         service = NLUServiceProcess(settings, model, port=args.nlu_port)
         print(f"starting NLU service ({model.name}); log: {service.log_path}", flush=True)
         nlu_url = await service.start()
-    print("careline is up:")
-    print(f"  NLU service   {nlu_url}  (parse: POST {nlu_url}/model/parse)")
-    print(f"                {nlu_url}/healthz  {nlu_url}/readyz  {nlu_url}/metrics")
-    print(f"  embedded:     {'NLU service as a child process' if embedded else 'none'}")
-    print("Ctrl-C stops everything.", flush=True)
+        embedded.append("NLU service as a supervised child process")
+    app = create_app(settings, nlu_url=nlu_url, public_url=public_url)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()  # runs startup: migrations, Redis, workers
     try:
-        if service is not None:
-            await service.supervise()
-        else:
-            await asyncio.Event().wait()
+        await web.TCPSite(runner, host, port).start()
+        gw = app[GATEWAY]
+        assert gw.redis is not None and gw.db is not None
+        if gw.redis.embedded:
+            embedded.append("Redis: in-process stand-in (single replica only; set REDIS_URL)")
+        if gw.db.dialect == "sqlite":
+            embedded.append("database: SQLite file (set DATABASE_URL for PostgreSQL)")
+        print(f"careline is up (replica {gw.replica}):")
+        print(f"  widget demo    {public_url}/")
+        print(f"  agent console  {public_url}/console  (placeholder until the console lands)")
+        print(f"  health         {public_url}/healthz  {public_url}/readyz  {public_url}/metrics")
+        print(f"  NLU service    {nlu_url}")
+        print(f"  database       {gw.db!r}")
+        print(f"  redis          {gw.redis.url}")
+        print(f"  embedded:      {'; '.join(embedded) if embedded else 'nothing'}")
+        print("Ctrl-C stops everything.", flush=True)
+        await _until_stopped(service.supervise() if service is not None else None)
     finally:
+        await runner.cleanup()
         if service is not None:
             await service.stop()
+
+
+async def _until_stopped(background: Any = None) -> None:
+    """Wait for SIGINT/SIGTERM (explicit handlers: a supervisor's SIGTERM, and SIGINT even
+    when the parent shell started us with it ignored)."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.ensure_future(background) if background is not None else None
+    try:
+        await stop.wait()
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -182,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     pa.set_defaults(func=cmd_parse)
 
     r = sub.add_parser("run", help="start the whole system on embedded defaults")
+    r.add_argument("--host", help="gateway address (default: careline.gateway.host)")
+    r.add_argument("--port", type=int, help="gateway port (default: careline.gateway.port)")
+    r.add_argument("--log-level", default="INFO")
     r.add_argument("--nlu-port", type=int, default=None, help="port for the embedded NLU "
                    "service (default: careline.nlu.port)")  # fmt: skip
     r.set_defaults(func=cmd_run)

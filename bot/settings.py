@@ -72,9 +72,55 @@ class NLUSettings(_Section):
     client: NLUClientSettings
 
 
+class DatabaseSettings(_Section):
+    # DATABASE_URL overrides. sqlite+aiosqlite:///relative/path is relative to config.yml.
+    url: str = "sqlite+aiosqlite:///var/careline.db"
+    pg_schema: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    echo: bool = False
+
+
+class RedisSettings(_Section):
+    # REDIS_URL overrides; null means the embedded in-process stand-in (one process only).
+    url: str | None = None
+    stream_maxlen: int = Field(default=2000, ge=100)  # events kept per conversation stream
+    prefix: str = Field(default="cl", pattern=r"^[A-Za-z0-9_.-]{1,40}$")  # of every key
+
+
+class GatewaySettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = None  # how browsers reach us; default http://host:port
+
+
+class WidgetSettings(_Section):
+    allowed_origins: list[str] = Field(default_factory=list)  # plus the gateway's own origin
+    max_text_chars: int = Field(default=2000, ge=1, le=20_000)
+    max_frame_bytes: int = Field(default=16_384, ge=256, le=1_000_000)
+    rate_per_connection: float = Field(default=2.0, gt=0)  # messages/s sustained
+    burst_per_connection: int = Field(default=8, ge=1)
+    rate_per_ip_per_minute: int = Field(default=120, ge=1)
+    max_connections_per_ip: int = Field(default=20, ge=1)
+
+
+class EngineSettings(_Section):
+    answer_threshold: float = Field(default=0.6, ge=0, le=1)  # below: clarify, don't answer
+    clarify_min_confidence: float = Field(default=0.15, ge=0, le=1)  # option worth offering
+    misses_before_handoff: int = Field(default=2, ge=1)
+    reopen_window_hours: float = Field(default=24, ge=0)
+    # Inbox: a message a crashed replica left unanswered is taken over after this long.
+    claim_idle_s: float = Field(default=15, gt=0, le=3600)
+    sweep_every_s: float = Field(default=15, gt=0, le=3600)  # re-queue unanswered (SQL check)
+    workers: int = Field(default=8, ge=1, le=256)  # concurrent conversations per replica
+
+
 class Settings(_Section):
     business: BusinessSettings
     nlu: NLUSettings
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    widget: WidgetSettings = WidgetSettings()
+    engine: EngineSettings = EngineSettings()
 
     # Not from the file: where the file lives, so relative paths resolve against the project.
     root: Path = Field(default=PROJECT_ROOT, exclude=True)
@@ -99,10 +145,35 @@ def _format_errors(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+ENV_PREFIX = "CARELINE__"
+
+
 def _apply_env(section: dict[str, Any], env: Mapping[str, str]) -> None:
-    """Environment overrides for deployment-specific endpoints (12-factor style)."""
+    """Environment overrides (12-factor style).
+
+    Well-known endpoints have their usual names (NLU_URL, DATABASE_URL, REDIS_URL); any other
+    knob can be set as CARELINE__<SECTION>__<KEY>=<YAML value>, e.g.
+    CARELINE__ENGINE__CLAIM_IDLE_S=5. Validation then applies as for the file.
+    """
+    for name, value in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        node = section
+        for part in path[:-1]:
+            child = node.get(part)
+            node = node.setdefault(part, {}) if not isinstance(child, dict) else child
+        node[path[-1]] = yaml.safe_load(value) if value.strip() else None
     if env.get("NLU_URL"):
         section.setdefault("nlu", {})["url"] = env["NLU_URL"]
+    if env.get("DATABASE_URL"):
+        section.setdefault("database", {})["url"] = env["DATABASE_URL"]
+    if env.get("REDIS_URL"):
+        section.setdefault("redis", {})["url"] = env["REDIS_URL"]
+    if env.get("CARELINE_REDIS_PREFIX"):
+        section.setdefault("redis", {})["prefix"] = env["CARELINE_REDIS_PREFIX"]
 
 
 def load_settings(

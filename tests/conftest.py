@@ -2,13 +2,30 @@
 
 Rule: nothing is skipped silently. A skipped test fails the run unless it is marked
 `@pytest.mark.optional` (and then its reason is printed in the summary by -ra).
+
+Real parts: one Rasa model trained on the project data and one NLU service for the session;
+a real Redis (each test gets its own key prefix) and both SQLite and PostgreSQL (each test
+gets a fresh file or schema), so parallel runs never collide.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
+import redis.asyncio as aioredis
 
 from bot.settings import Settings, load_settings
+from nlu.process import NLUServiceProcess
+from nlu.training import ensure_project_model
+from tests.support import (
+    BACKENDS,
+    REDIS_URL,
+    RunningGateway,
+    backend_settings,
+    running_gateway,
+)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
@@ -32,3 +49,52 @@ def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untype
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return load_settings()
+
+
+# -- NLU: a real model and a real service -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def nlu_model(settings: Settings) -> Path:
+    """The model `make run` serves (trained on data/nlu, never on data/heldout)."""
+    return ensure_project_model(settings, quiet=True)
+
+
+@pytest.fixture(scope="session")
+async def nlu_service(settings: Settings, nlu_model: Path) -> AsyncIterator[NLUServiceProcess]:
+    service = NLUServiceProcess(settings, nlu_model, port=0)
+    await service.start(timeout=180)
+    yield service
+    await service.stop()
+
+
+@pytest.fixture(scope="session")
+def nlu_url(nlu_service: NLUServiceProcess) -> str:
+    return nlu_service.url
+
+
+# -- Redis and SQL --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+async def redis_client() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        await client.ping()
+    except Exception as e:
+        pytest.fail(
+            f"Redis is required at {REDIS_URL} but is unreachable: {e!r} "
+            "(scripts/ensure-services.sh starts it when installed)",
+            pytrace=False,
+        )
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(params=BACKENDS)
+async def gateway(request, tmp_path: Path, nlu_url: str) -> AsyncIterator[RunningGateway]:  # type: ignore[no-untyped-def]
+    async with (
+        backend_settings(request.param, tmp_path) as s,
+        running_gateway(s, nlu_url) as g,
+    ):
+        yield g

@@ -1,0 +1,181 @@
+"""The gateway: an aiohttp application wiring channels, engine, state and health.
+
+Resources are opened and closed in `cleanup_ctx` order (database, Redis, NLU client, engine,
+workers), so shutdown is the exact reverse of startup and a failed start cleans up what it
+opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.channels.widget import WidgetChannel
+from bot.engine.content import Content
+from bot.engine.engine import ConversationEngine
+from bot.engine.worker import InboxWorker
+from bot.live.hub import Hub
+from bot.live.keys import Keys
+from bot.live.redis_conn import RedisHandle, connect
+from bot.live.streams import Streams
+from bot.security import TokenSigner, load_secret_key
+from bot.settings import Settings
+from bot.store.db import Database
+from nlu.client import NLUClient
+
+log = logging.getLogger("careline.gateway")
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass
+class Gateway:
+    """Everything a request handler may need, created at startup."""
+
+    settings: Settings
+    nlu_url: str
+    public_url: str
+    replica: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    db: Database | None = None
+    redis: RedisHandle | None = None
+    nlu: NLUClient | None = None
+    engine: ConversationEngine | None = None
+    widget: WidgetChannel | None = None
+    worker: InboxWorker | None = None
+
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    gw = app[GATEWAY]
+    s = gw.settings
+    gw.db = Database.from_settings(s)
+    await gw.db.migrate()
+    gw.redis = connect(s.redis.url)
+    client = gw.redis.client
+    keys = Keys(s.redis.prefix)
+    streams = Streams(client, keys, maxlen=s.redis.stream_maxlen)
+    hub = Hub(client, keys, gw.replica)
+    await hub.start()
+    gw.nlu = NLUClient.from_settings(s, base_url=gw.nlu_url)
+    content = Content.load(
+        s.path(s.nlu.responses), s.root / "data" / "intents.yml", s.business.placeholders()
+    )
+    gw.engine = ConversationEngine(
+        settings=s, db=gw.db, redis=client, streams=streams, nlu=gw.nlu, content=content
+    )
+    signer = TokenSigner(load_secret_key(s), "widget-visitor")
+    gw.widget = WidgetChannel(
+        settings=s,
+        engine=gw.engine,
+        db=gw.db,
+        streams=streams,
+        hub=hub,
+        signer=signer,
+        own_origin=gw.public_url,
+    )
+    gw.worker = InboxWorker(
+        redis=client,
+        streams=streams,
+        engine=gw.engine,
+        db=gw.db,
+        consumer=gw.replica,
+        concurrency=s.engine.workers,
+        claim_idle_ms=int(s.engine.claim_idle_s * 1000),
+        sweep_every_s=s.engine.sweep_every_s,
+        sweep_older_than_s=2 * s.engine.claim_idle_s,
+    )
+    worker_task = asyncio.create_task(gw.worker.run(), name="inbox-worker")
+    try:
+        yield
+    finally:
+        await gw.worker.stop(worker_task)
+        await hub.stop()
+        await gw.nlu.close()
+        await gw.redis.close()
+        await gw.db.close()
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    resp = await handler(request)
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    return resp
+
+
+async def demo_page(request: web.Request) -> web.StreamResponse:
+    resp = web.FileResponse(STATIC / "demo.html")
+    resp.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'"
+    )
+    return resp
+
+
+async def widget_js(request: web.Request) -> web.StreamResponse:
+    resp = web.FileResponse(STATIC / "widget.js")
+    resp.headers["Content-Type"] = "application/javascript; charset=utf-8"
+    resp.headers["Cache-Control"] = "public, max-age=300"
+    resp.headers["Access-Control-Allow-Origin"] = "*"  # embeddable from any allowed site
+    return resp
+
+
+async def console_placeholder(request: web.Request) -> web.Response:
+    return web.Response(
+        text="careline agent console: not built yet (see the Agent console issue).\n",
+        content_type="text/plain",
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "replica": request.app[GATEWAY].replica})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the database and Redis answer; NLU health is reported, not required
+    (without it the bot hands customers to people instead of failing)."""
+    gw = request.app[GATEWAY]
+    checks: dict[str, bool] = {}
+    checks["database"] = bool(gw.db and await gw.db.ping())
+    try:
+        checks["redis"] = bool(gw.redis and await asyncio.wait_for(gw.redis.client.ping(), 2))
+    except Exception:
+        checks["redis"] = False
+    checks["nlu"] = bool(gw.nlu and await gw.nlu.ready())
+    ok = checks["database"] and checks["redis"]
+    body = {"status": "ready" if ok else "not ready", "checks": checks}
+    return web.json_response(body, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def ws_widget(request: web.Request) -> web.StreamResponse:
+    widget = request.app[GATEWAY].widget
+    assert widget is not None
+    return await widget.handle(request)
+
+
+def create_app(settings: Settings, *, nlu_url: str, public_url: str) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024, middlewares=[security_headers])
+    app[GATEWAY] = Gateway(settings, nlu_url=nlu_url, public_url=public_url)
+    app.cleanup_ctx.append(_resources)
+    app.router.add_get("/", demo_page)
+    app.router.add_get("/widget.js", widget_js)
+    app.router.add_get("/ws/widget", ws_widget)
+    app.router.add_get("/console", console_placeholder)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

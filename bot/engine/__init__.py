@@ -1,0 +1,1 @@
+"""The channel-neutral conversation engine: state machine, FAQ answers, escalation."""

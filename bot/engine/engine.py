@@ -1,0 +1,315 @@
+"""The conversation engine: one state machine per conversation, whatever the channel.
+
+Two steps, on purpose:
+- `accept()` runs in the channel's request path: it stores the customer's message durably
+  (idempotently, by the channel's client_msg_id) and queues it for the bot. Only then does
+  the channel acknowledge it to the customer.
+- `process()` runs in an inbox worker on any replica, under a per-conversation lock: it
+  answers every not-yet-handled customer message of the conversation, in order. Bot replies
+  are stored with an idempotency key derived from the message they answer, so re-processing
+  after a crash never sends a reply twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bot.engine.content import Content
+from bot.engine.states import State, check_transition
+from bot.live.locks import redis_lock
+from bot.live.streams import Streams
+from bot.messages import InboundMessage, QuickReply
+from bot.metrics import BOT_REPLIES, ESCALATIONS, INBOX_HANDLED, NLU_FAILURES, NLU_SECONDS
+from bot.settings import Settings
+from nlu.client import NLUClient, NLUUnavailable
+from nlu.vi.text import detect_language
+
+log = logging.getLogger("careline.engine")
+
+FALLBACK_INTENT = "nlu_fallback"
+HUMAN_INTENT = "request_human"
+LANGS = ("vi", "en")
+NOT_OFFERED = {FALLBACK_INTENT, "out_of_scope", HUMAN_INTENT}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def message_view(m: Any) -> dict[str, Any]:
+    """A stored message as channels see it (the widget protocol's Message object)."""
+    created = m.created_at
+    if created is not None and created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    view: dict[str, Any] = {
+        "id": m.id,
+        "sender": m.sender,
+        "text": m.text,
+        "created_at": created.isoformat() if created else None,
+    }
+    if m.client_msg_id and m.sender == "customer":
+        view["client_msg_id"] = m.client_msg_id
+    quick = (m.payload or {}).get("quick_replies")
+    if quick:
+        view["quick_replies"] = quick
+    return view
+
+
+def message_event(m: Any) -> dict[str, Any]:
+    return {"kind": "message", "message": message_view(m)}
+
+
+@dataclass(frozen=True)
+class Accepted:
+    conversation_id: str
+    message_id: int
+    created: bool  # False: a retry of a message we already had
+
+
+@dataclass(frozen=True)
+class Understanding:
+    intent: str | None
+    confidence: float
+    options: tuple[str, ...]  # other plausible intents, best first
+    language: str | None
+
+
+class ConversationEngine:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Any,
+        redis: aioredis.Redis,
+        streams: Streams,
+        nlu: NLUClient,
+        content: Content,
+    ) -> None:
+        self.settings = settings
+        self.cfg = settings.engine
+        self.db = db
+        self.redis = redis
+        self.streams = streams
+        self.keys = streams.keys
+        self.nlu = nlu
+        self.content = content
+
+    # -- accepting customer messages (channel request path) -------------------------------
+
+    async def accept(self, inbound: InboundMessage) -> Accepted:
+        """Store a customer message durably and queue it for the bot. Idempotent."""
+        customer = await self.db.get_or_create_customer(
+            inbound.channel,
+            inbound.external_id,
+            language=inbound.locale,
+            display_name=inbound.display_name,
+        )
+        async with redis_lock(self.redis, self.keys.customer_lock(customer.id)):
+            conv = await self._open_conversation(customer.id, inbound)
+        payload: dict[str, Any] = {}
+        if inbound.payload:
+            payload["quick_reply"] = inbound.payload
+        if inbound.attachment:
+            payload["attachment"] = inbound.attachment
+        msg, created = await self.db.add_message(
+            conv.id,
+            "customer",
+            inbound.text,
+            client_msg_id=inbound.client_msg_id,
+            payload=payload or None,
+        )
+        if created:
+            await self.streams.append(conv.id, message_event(msg))
+        if msg.processed_at is None:
+            # Also on a retry: if we crashed before queueing it, this queues it now.
+            await self.streams.enqueue(conv.id, msg.id)
+        log.info(
+            "accepted customer message",
+            extra={"conversation_id": conv.id, "client_msg_id": inbound.client_msg_id},
+        )
+        return Accepted(conv.id, msg.id, created)
+
+    async def _open_conversation(self, customer_id: str, inbound: InboundMessage) -> Any:
+        """The customer's open conversation; reopen a recently closed one, or start anew."""
+        conv = await self.db.latest_conversation(customer_id)
+        if conv is not None and conv.state != State.CLOSED:
+            return conv
+        window = timedelta(hours=self.cfg.reopen_window_hours)
+        closed_at = conv.closed_at if conv is not None else None
+        if closed_at is not None and closed_at.tzinfo is None:
+            closed_at = closed_at.replace(tzinfo=UTC)
+        if conv is not None and closed_at is not None and now() - closed_at <= window:
+            conv = await self._set_state(
+                conv, State.BOT, closed_at=None, reopen_count=conv.reopen_count + 1
+            )
+            await self.redis.delete(self._bot_key(conv.id))
+            return conv
+        lang = inbound.locale if inbound.locale in LANGS else None
+        lang = detect_language(inbound.text, default=lang or "vi")
+        return await self.db.create_conversation(customer_id, inbound.channel, lang)
+
+    # -- answering (inbox worker) ---------------------------------------------------------
+
+    async def process(self, conversation_id: str) -> int:
+        """Handle every pending customer message of a conversation; returns how many."""
+        handled = 0
+        async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
+            while True:
+                pending = [
+                    m
+                    for m in await self.db.transcript(conversation_id, limit=200)
+                    if m.sender == "customer" and m.processed_at is None
+                ]
+                if not pending:
+                    return handled
+                for msg in pending:
+                    conv = await self.db.get_conversation(conversation_id)
+                    await self._handle(conv, msg)
+                    await self.db.mark_processed(msg.id)
+                    INBOX_HANDLED.inc()
+                    handled += 1
+
+    async def _handle(self, conv: Any, msg: Any) -> None:
+        if conv.state != State.BOT:
+            return  # with (or waiting for) a person: the agent side handles it
+        await self.streams.signal(conv.id, {"typing": {"who": "bot", "on": True}})
+        try:
+            await self._bot_turn(conv, msg)
+        finally:
+            await self.streams.signal(conv.id, {"typing": {"who": "bot", "on": False}})
+
+    async def _bot_turn(self, conv: Any, msg: Any) -> None:
+        try:
+            u = await self._understand(msg)
+        except NLUUnavailable as e:
+            NLU_FAILURES.inc()
+            log.warning("NLU unavailable: %s", e.reason, extra={"conversation_id": conv.id})
+            lang = detect_language(msg.text, default=conv.language)
+            await self._reply(conv, msg, "nlu", self.content.system("nlu_unavailable", lang))
+            await self.escalate(conv, msg, f"the assistant is unavailable ({e.reason})", lang)
+            return
+        lang = u.language or conv.language
+        if lang != conv.language:
+            conv = await self.db.update_conversation(conv.id, language=lang)
+        info = self.content.intents.get(u.intent or "")
+        if info is not None and u.confidence >= self.cfg.answer_threshold:
+            await self.redis.hset(self._bot_key(conv.id), "misses", 0)
+            answer = self.content.answer(info.name, lang)
+            if answer:
+                await self._reply(
+                    conv, msg, "answer", answer, intent=u.intent, confidence=u.confidence
+                )
+            if info.action == "escalate":
+                why = f"{info.title('en')} (intent {info.name}, confidence {u.confidence:.0%})"
+                await self.escalate(conv, msg, why, lang)
+            return
+        await self._miss(conv, msg, u, lang)
+
+    async def _miss(self, conv: Any, msg: Any, u: Understanding, lang: str) -> None:
+        misses = int(await self.redis.hincrby(self._bot_key(conv.id), "misses", 1))
+        await self.redis.expire(self._bot_key(conv.id), 7 * 24 * 3600)
+        if misses >= self.cfg.misses_before_handoff:
+            why = f"the bot did not understand {misses} messages in a row"
+            await self.escalate(conv, msg, why, lang)
+            return
+        human = QuickReply(self.content.title(HUMAN_INTENT, lang), f"intent:{HUMAN_INTENT}")
+        options = [QuickReply(self.content.title(i, lang), f"intent:{i}") for i in u.options[:2]]
+        if options:
+            text = self.content.system(
+                "clarify", lang, options=" / ".join(o.title for o in options)
+            )
+            await self._reply(conv, msg, "clarify", text, quick_replies=(*options, human))
+        else:
+            await self._reply(
+                conv, msg, "fallback", self.content.system("fallback", lang), quick_replies=(human,)
+            )
+
+    async def _understand(self, msg: Any) -> Understanding:
+        """Quick-reply payloads are trusted choices; free text goes to the NLU."""
+        chosen = ((msg.payload or {}).get("quick_reply") or "").removeprefix("intent:")
+        if chosen and chosen in self.content.intents:
+            return Understanding(chosen, 1.0, (), detect_language(msg.text))
+        started = time.monotonic()
+        result = await self.nlu.parse(msg.text, message_id=str(msg.id))
+        NLU_SECONDS.observe(time.monotonic() - started)
+        options = tuple(
+            r.name
+            for r in result.ranking
+            if r.name in self.content.intents
+            and r.name not in NOT_OFFERED
+            and r.confidence >= self.cfg.clarify_min_confidence
+        )
+        lang = result.language or detect_language(msg.text)
+        return Understanding(result.intent, result.confidence, options, lang)
+
+    # -- actions ------------------------------------------------------------------------
+
+    async def escalate(self, conv: Any, msg: Any, reason: str, lang: str) -> None:
+        """Hand the conversation to a person, record why, and tell the customer honestly."""
+        if conv.state != State.BOT:
+            return
+        queue = conv.queue or "general"
+        # The record first: whoever reacts to the state event finds the reason already stored.
+        await self.db.add_escalation(conv.id, "escalated", actor="bot", reason=reason, queue=queue)
+        conv = await self._set_state(
+            conv, State.WAITING_AGENT, escalated_at=now(), bot_only=False, queue=queue
+        )
+        await self._reply(
+            conv, msg, "escalated", self.content.system("escalated", lang), sender="system"
+        )
+        await self._reply(
+            conv, msg, "pending", self.content.system("handoff_pending", lang), sender="system"
+        )
+        ESCALATIONS.inc()
+        log.info("escalated: %s", reason, extra={"conversation_id": conv.id})
+
+    async def end(self, conversation_id: str) -> None:
+        """The customer ended the chat. (The survey step lands with the surveys work.)"""
+        async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
+            conv = await self.db.get_conversation(conversation_id)
+            if conv is None or conv.state == State.CLOSED:
+                return
+            t = now()
+            await self._set_state(conv, State.CLOSED, closed_at=t, resolved_at=t)
+
+    async def _set_state(self, conv: Any, state: State, **fields: Any) -> Any:
+        check_transition(conv.state, state)
+        conv = await self.db.update_conversation(conv.id, state=str(state), **fields)
+        await self.streams.append(conv.id, {"kind": "state", "state": str(state)})
+        return conv
+
+    async def _reply(
+        self,
+        conv: Any,
+        to: Any,
+        key: str,
+        text: str,
+        *,
+        sender: str = "bot",
+        quick_replies: tuple[QuickReply, ...] = (),
+        intent: str | None = None,
+        confidence: float | None = None,
+    ) -> None:
+        payload = {"quick_replies": [q.as_dict() for q in quick_replies]} if quick_replies else None
+        msg, created = await self.db.add_message(
+            conv.id,
+            sender,
+            text,
+            client_msg_id=f"re-{to.id}-{key}",  # idempotent: re-processing sends nothing twice
+            payload=payload,
+            intent=intent,
+            confidence=confidence,
+            processed=True,
+        )
+        if created:
+            BOT_REPLIES.labels(key).inc()
+            await self.streams.append(conv.id, message_event(msg))
+
+    def _bot_key(self, conversation_id: str) -> str:
+        return self.keys.bot_state(conversation_id)

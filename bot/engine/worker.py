@@ -1,0 +1,146 @@
+"""Inbox workers: take queued customer messages from Redis and let the engine answer them.
+
+Runs on every replica (a Redis consumer group shares the work). An entry is acknowledged
+only after the engine has handled its conversation, so a replica killed mid-message leaves
+the entry pending; any replica claims pending entries idle longer than `claim_idle_ms`.
+A periodic sweep re-queues customer messages the database says are still unanswered (in
+case a queue entry itself was lost, e.g. Redis restarted without persistence).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bot.engine.engine import ConversationEngine
+from bot.live.locks import LockTimeout
+from bot.live.streams import GROUP, Streams
+
+log = logging.getLogger("careline.worker")
+
+
+class InboxWorker:
+    def __init__(
+        self,
+        *,
+        redis: aioredis.Redis,
+        streams: Streams,
+        engine: ConversationEngine,
+        db: Any,
+        consumer: str,
+        concurrency: int = 8,
+        claim_idle_ms: int = 15_000,
+        sweep_every_s: float = 15.0,
+        sweep_older_than_s: float = 30.0,
+    ) -> None:
+        self.redis = redis
+        self.streams = streams
+        self.engine = engine
+        self.db = db
+        self.consumer = consumer
+        self.claim_idle_ms = claim_idle_ms
+        self.sweep_every_s = sweep_every_s
+        self.sweep_older_than_s = sweep_older_than_s
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.handled = 0
+
+    async def run(self) -> None:
+        await self.streams.ensure_group()
+        loop = asyncio.get_running_loop()
+        next_claim = next_sweep = loop.time()
+        # A flag, not only cancellation: a cancel that lands inside redis-py's blocking read
+        # can be absorbed there, and the loop would block again forever.
+        while not self._stopping:
+            try:
+                if loop.time() >= next_claim:
+                    await self._claim_stale()
+                    next_claim = loop.time() + max(1.0, self.claim_idle_ms / 3000)
+                if loop.time() >= next_sweep:
+                    await self._sweep()
+                    next_sweep = loop.time() + self.sweep_every_s
+                resp = await self.redis.xreadgroup(
+                    GROUP, self.consumer, {self.streams.keys.inbox: ">"}, count=32, block=1000
+                )
+                for _stream, entries in resp or []:
+                    for eid, fields in entries:
+                        await self._spawn(eid, fields)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("inbox loop error; retrying in 1 s")
+                await asyncio.sleep(1.0)
+
+    async def stop(self, loop_task: asyncio.Task[None] | None = None) -> None:
+        """Stop reading new work (within one block period), then cancel work in flight."""
+        self._stopping = True
+        if loop_task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(loop_task), timeout=3.0)
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                loop_task.cancel()
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    async def _spawn(self, eid: str, fields: dict[str, str]) -> None:
+        await self._slots.acquire()
+        task = asyncio.create_task(self._handle(eid, fields))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, eid: str, fields: dict[str, str]) -> None:
+        conversation_id = fields.get("c", "")
+        try:
+            if conversation_id:
+                self.handled += await self.engine.process(conversation_id)
+            await self.redis.xack(self.streams.keys.inbox, GROUP, eid)
+        except LockTimeout:
+            log.warning(
+                "conversation busy; entry left for a retry",
+                extra={"conversation_id": conversation_id},
+            )
+        except Exception:
+            log.exception(
+                "engine failed; entry left pending for a retry",
+                extra={"conversation_id": conversation_id},
+            )
+        finally:
+            self._slots.release()
+
+    async def _claim_stale(self) -> None:
+        """Take over entries another (possibly dead) consumer left unacknowledged."""
+        start = "0-0"
+        while True:
+            resp = await self.redis.xautoclaim(
+                self.streams.keys.inbox,
+                GROUP,
+                self.consumer,
+                self.claim_idle_ms,
+                start_id=start,
+                count=50,
+            )
+            start, entries = str(resp[0]), resp[1]
+            for eid, fields in entries:
+                if fields:  # None for entries deleted meanwhile
+                    log.info(
+                        "claimed a stale inbox entry", extra={"conversation_id": fields.get("c")}
+                    )
+                    await self._spawn(eid, fields)
+            if start == "0-0" or not entries:
+                return
+
+    async def _sweep(self) -> None:
+        stale = await self.db.unprocessed_customer_messages(older_than_s=self.sweep_older_than_s)
+        for conversation_id in dict.fromkeys(m.conversation_id for m in stale):
+            log.warning(
+                "re-queueing unanswered messages", extra={"conversation_id": conversation_id}
+            )
+            await self.streams.enqueue(conversation_id, 0)

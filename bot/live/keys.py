@@ -1,0 +1,45 @@
+"""Every Redis key and channel name careline uses, under one configurable prefix.
+
+The prefix lets several deployments (or parallel test runs) share one Redis without
+touching each other's queues.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "cl"
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.prefix}:inbox"
+
+    def events(self, conversation_id: str) -> str:
+        return f"{self.prefix}:conv:{conversation_id}:events"
+
+    def notify(self, conversation_id: str) -> str:
+        return f"{self.prefix}:conv:{conversation_id}:notify"
+
+    @staticmethod
+    def conversation_of(channel: str) -> str:
+        """The conversation id in a notify channel name."""
+        return channel.rsplit(":", 2)[-2]
+
+    def bot_state(self, conversation_id: str) -> str:
+        return f"{self.prefix}:conv:{conversation_id}:bot"
+
+    def conversation_lock(self, conversation_id: str) -> str:
+        return f"{self.prefix}:conv:{conversation_id}:lock"
+
+    def customer_lock(self, customer_id: str) -> str:
+        return f"{self.prefix}:cust:{customer_id}:lock"
+
+    def replica(self, replica: str) -> str:
+        return f"{self.prefix}:replica:{replica}"
+
+    def ip_window(self, ip: str, window_s: int) -> str:
+        return f"{self.prefix}:rl:ip:{ip}:{int(time.time() // window_s)}"

@@ -1,0 +1,43 @@
+"""Flood control: a token bucket per connection (in memory) and a per-IP window shared by
+all replicas (in Redis)."""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as aioredis
+
+from bot.live.keys import Keys
+
+_WINDOW = """
+local n = redis.call('incr', KEYS[1])
+if n == 1 then redis.call('pexpire', KEYS[1], ARGV[1]) end
+return {n, redis.call('pttl', KEYS[1])}
+"""
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.capacity = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> float:
+        """0.0 if allowed (a token is spent), else seconds until one is available."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+async def ip_window(
+    redis: aioredis.Redis, keys: Keys, ip: str, limit: int, window_s: int = 60
+) -> float:
+    """0.0 if this IP is under `limit` messages in the current window, else seconds to wait."""
+    key = keys.ip_window(ip, window_s)
+    n, ttl_ms = await redis.eval(_WINDOW, 1, key, window_s * 1000)
+    return 0.0 if int(n) <= limit else max(0.001, int(ttl_ms) / 1000)

@@ -1,0 +1,45 @@
+"""Connecting to Redis, or to the embedded in-process stand-in.
+
+The embedded stand-in (fakeredis, with Lua) lets `make run` work on a machine with no Redis
+server: same commands, same Lua scripts, but only within one process — so it is for a
+single gateway, and startup says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+
+@dataclass
+class RedisHandle:
+    client: aioredis.Redis
+    embedded: bool
+    url: str  # for logs: "embedded" or the URL with any password masked
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _mask(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+def connect(url: str | None) -> RedisHandle:
+    if url:
+        client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return RedisHandle(client, embedded=False, url=_mask(url))
+    import fakeredis  # only the embedded mode needs it
+
+    server = fakeredis.FakeServer()
+    return RedisHandle(
+        fakeredis.FakeAsyncRedis(server=server, decode_responses=True),
+        embedded=True,
+        url="embedded (in-process, single replica only)",
+    )

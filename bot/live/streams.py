@@ -1,0 +1,75 @@
+"""Per-conversation event streams and the engine's inbox, on Redis Streams.
+
+- `cl:conv:<id>:events`: every visible event of a conversation (messages, state changes), in
+  order, with Redis-assigned increasing ids. A reconnecting widget replays from the last id
+  it saw: nothing lost, nothing twice. Capped (approximately) at `maxlen` events; older
+  history comes from SQL.
+- `cl:conv:<id>:notify` (Pub/Sub): a wake-up that new events exist, plus ephemeral signals
+  (typing) that are not worth keeping.
+- `cl:inbox` (consumer group `engine`): customer messages waiting for the bot engine. An entry
+  is acknowledged only after the engine has handled the message, so a replica killed
+  mid-message leaves it pending for another replica to claim.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from bot.live.keys import Keys
+
+GROUP = "engine"
+
+
+class Streams:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, *, maxlen: int = 2000) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.maxlen = maxlen
+
+    async def append(self, conversation_id: str, event: dict[str, Any]) -> str:
+        """Append an event and wake every subscriber; returns the event id."""
+        eid = await self.redis.xadd(
+            self.keys.events(conversation_id),
+            {"e": json.dumps(event, ensure_ascii=False)},
+            maxlen=self.maxlen,
+            approximate=True,
+        )
+        await self.redis.publish(self.keys.notify(conversation_id), json.dumps({"eid": eid}))
+        return str(eid)
+
+    async def signal(self, conversation_id: str, payload: dict[str, Any]) -> None:
+        """An ephemeral signal (e.g. typing): delivered to live subscribers, never replayed."""
+        await self.redis.publish(self.keys.notify(conversation_id), json.dumps(payload))
+
+    async def after(
+        self, conversation_id: str, after_id: str, count: int = 500
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Events with id > after_id, oldest first."""
+        key = self.keys.events(conversation_id)
+        rows = await self.redis.xrange(key, min=f"({after_id}", count=count)
+        return [(str(eid), json.loads(fields["e"])) for eid, fields in rows]
+
+    async def last_id(self, conversation_id: str) -> str:
+        """Id of the newest event, or "0-0" for an empty stream."""
+        rows = await self.redis.xrevrange(self.keys.events(conversation_id), count=1)
+        return str(rows[0][0]) if rows else "0-0"
+
+    async def first_id(self, conversation_id: str) -> str | None:
+        rows = await self.redis.xrange(self.keys.events(conversation_id), count=1)
+        return str(rows[0][0]) if rows else None
+
+    # -- the engine's inbox --------------------------------------------------------------
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.inbox, GROUP, id="0", mkstream=True)
+        except ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    async def enqueue(self, conversation_id: str, message_id: int) -> None:
+        await self.redis.xadd(self.keys.inbox, {"c": conversation_id, "m": str(message_id)})

@@ -1,0 +1,100 @@
+"""Test helpers shared by several test packages: real Redis/SQL settings and an in-process
+gateway. Fixtures that use them live in tests/conftest.py."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+
+from bot.settings import Settings, load_settings
+from nlu.process import free_port
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@asynccontextmanager
+async def pg_schema() -> AsyncIterator[str]:
+    """A fresh PostgreSQL schema, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        admin = await asyncpg.connect(PG_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as e:
+        pytest.fail(
+            f"PostgreSQL is required at {PG_URL} but is unreachable: {e!r} "
+            "(scripts/ensure-services.sh starts it when installed)",
+            pytrace=False,
+        )
+    try:
+        await admin.execute(f'CREATE SCHEMA "{name}"')
+        yield name
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        await admin.close()
+
+
+@asynccontextmanager
+async def backend_settings(backend: str, tmp_path: Path, **engine: Any) -> AsyncIterator[Settings]:
+    """Project settings pointed at real Redis (own prefix) and the chosen SQL backend."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    env = {"REDIS_URL": REDIS_URL, "CARELINE_REDIS_PREFIX": prefix}
+    if backend == "sqlite":
+        env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'careline.db'}"
+        s = load_settings(env=env)
+        yield _with(s, engine)
+        return
+    async with pg_schema() as schema:
+        env["DATABASE_URL"] = PG_URL
+        s = load_settings(env=env)
+        s = s.model_copy(update={"database": s.database.model_copy(update={"pg_schema": schema})})
+        yield _with(s, engine)
+
+
+def _with(s: Settings, engine: dict[str, Any]) -> Settings:
+    return s.model_copy(update={"engine": s.engine.model_copy(update=engine)}) if engine else s
+
+
+# -- the gateway ------------------------------------------------------------------------------
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    app: web.Application
+    settings: Settings
+
+    @property
+    def ws_url(self) -> str:
+        return self.url + "/ws/widget"
+
+    @property
+    def gw(self) -> Any:
+        from bot.app import GATEWAY
+
+        return self.app[GATEWAY]
+
+
+@asynccontextmanager
+async def running_gateway(settings: Settings, nlu_url: str) -> AsyncIterator[RunningGateway]:
+    """The real gateway app on a free loopback port, in this process."""
+    from bot.app import create_app
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    app = create_app(settings, nlu_url=nlu_url, public_url=url)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield RunningGateway(url, app, settings)
+    finally:
+        await runner.cleanup()
