@@ -49,6 +49,10 @@ def nlu_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(settings.root), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Rasa 3.6's pinned dependencies warn about their own deprecations on every start;
+    # that noise hides the lines a person needs to read.
+    env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")
+    env.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
     # Rasa phones home for telemetry by default; there is no network here and no consent.
     env["RASA_TELEMETRY_ENABLED"] = "false"
