@@ -47,6 +47,7 @@ class NLUServiceProcess:
         host: str | None = None,
         port: int | None = None,
         log_path: Path | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.settings = settings
         self.model = model
@@ -55,6 +56,7 @@ class NLUServiceProcess:
         if self.port == 0:
             self.port = free_port(self.host)
         self.log_path = log_path or settings.root / "var" / "log" / f"nlu-{self.port}.log"
+        self.extra_args = extra_args  # e.g. ("--max-queue", "8")
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self._stopping = False
@@ -69,6 +71,7 @@ class NLUServiceProcess:
             str(self.settings.nlu_python), "-m", "nlu.runtime.service",
             "--model", str(self.model), "--host", self.host, "--port", str(self.port),
             "--max-body-bytes", str(n.max_body_bytes), "--max-text-chars", str(n.max_text_chars),
+            *self.extra_args,
         ]  # fmt: skip
 
     async def start(self, timeout: float | None = None) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from nlu.batching import MicroBatcher, Overloaded
 from nlu.vi.text import detect_language
 
 log = logging.getLogger("careline.nlu.service")
@@ -38,16 +39,37 @@ PARSE_SECONDS = Histogram(
 )
 REQUESTS = Counter("careline_nlu_requests_total", "Parse requests by HTTP status", ["status"])
 READY = Gauge("careline_nlu_ready", "1 once the model is loaded")
+BATCH_SIZE = Histogram(
+    "careline_nlu_batch_size",
+    "Texts per model call (micro-batching)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+QUEUED = Gauge("careline_nlu_queue_depth", "Texts waiting for the model")
+OVERLOADED = Counter("careline_nlu_overloaded_total", "Texts refused with 503 (queue full)")
+MAX_BATCH_TEXTS = 64  # per /model/parse/batch request
 
 
 class State:
     """Mutable service state shared by the handlers."""
 
-    def __init__(self, model_path: Path, max_body_bytes: int, max_text_chars: int) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        max_body_bytes: int,
+        max_text_chars: int,
+        *,
+        max_batch: int = 64,
+        max_wait_ms: float = 2.0,
+        max_queue: int = 512,
+    ) -> None:
         self.model_path = model_path
         self.max_body_bytes = max_body_bytes
         self.max_text_chars = max_text_chars
+        self.max_batch = max_batch
+        self.max_wait_ms = max_wait_ms
+        self.max_queue = max_queue
         self.model: Any | None = None  # NLUModel once loaded
+        self.batcher: MicroBatcher | None = None
         self.load_error: str | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlu-parse")
         self.started = time.time()
@@ -98,21 +120,84 @@ async def parse(request: web.Request) -> web.Response:
         return problem
     text, message_id = problem
     started = time.monotonic()
-    loop = asyncio.get_running_loop()
-    result = await loop.run_in_executor(state.executor, state.model.parse, text)
-    # Our additions live under one key so a Rasa-only client is not confused by them.
-    result["careline"] = {
-        "language": detect_language(text),
-        "model": state.model.fingerprint,
-    }
+    try:
+        result = await _parse_texts(state, [text])
+    except Overloaded as e:
+        return _overloaded(e, 1)
     PARSE_SECONDS.observe(time.monotonic() - started)
     REQUESTS.labels("200").inc()
-    log.debug("parsed message_id=%s intent=%s", message_id, result["intent"].get("name"))
-    return web.json_response(result, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    log.debug("parsed message_id=%s intent=%s", message_id, result[0]["intent"].get("name"))
+    return web.json_response(result[0], dumps=_dumps)
+
+
+async def parse_batch(request: web.Request) -> web.Response:
+    """POST {"texts": [...]} -> {"results": [...]}: several parses in one round trip."""
+    state = request.app[STATE]
+    if state.model is None:
+        REQUESTS.labels("503").inc()
+        return error(503, "ModelNotReady", "the NLU model is still loading; retry shortly")
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    texts = body.get("texts")
+    if not isinstance(texts, list) or not texts:
+        return error(400, "BadRequest", 'body must be {"texts": ["...", ...]} (non-empty)')
+    if len(texts) > MAX_BATCH_TEXTS:
+        return error(413, "TooManyTexts", f"at most {MAX_BATCH_TEXTS} texts per request")
+    for i, text in enumerate(texts):
+        problem = _text_problem(text, state.max_text_chars)
+        if problem:
+            status, reason, message = problem
+            return error(status, reason, f"texts[{i}]: {message}")
+    try:
+        results = await _parse_texts(state, texts)
+    except Overloaded as e:
+        return _overloaded(e, len(texts))
+    REQUESTS.labels("200").inc()
+    return web.json_response({"results": results}, dumps=_dumps)
+
+
+def _dumps(o: Any) -> str:
+    return json.dumps(o, ensure_ascii=False)
+
+
+async def _parse_texts(state: State, texts: list) -> list:
+    assert state.batcher is not None and state.model is not None
+    QUEUED.set(state.batcher.waiting + len(texts))
+    results = await state.batcher.submit_many(texts)
+    for text, result in zip(texts, results, strict=True):
+        # Our additions live under one key so a Rasa-only client is not confused by them.
+        result["careline"] = {"language": detect_language(text), "model": state.model.fingerprint}
+    return results
+
+
+def _overloaded(e: Overloaded, n: int) -> web.Response:
+    OVERLOADED.inc(n)
+    REQUESTS.labels("503").inc()
+    resp = error(503, "Overloaded", "the NLU service is at capacity; retry shortly")
+    resp.headers["Retry-After"] = str(max(1, round(e.retry_after)))
+    return resp
 
 
 async def _read_text(request: web.Request, max_chars: int) -> Any:
     """Validate a parse request body; return (text, message_id) or an error response."""
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    text = body.get("text")
+    if text is None:
+        return error(400, "BadRequest", "missing field 'text'")
+    problem = _text_problem(text, max_chars)
+    if problem:
+        return error(*problem)
+    message_id = body.get("message_id")
+    if message_id is not None and not isinstance(message_id, str):
+        return error(400, "BadRequest", "field 'message_id' must be a string")
+    return text, message_id
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The request's JSON object, or an error response saying what is wrong with it."""
     raw = await request.read()  # over client_max_size: 413 from the middleware
     if not raw:
         return error(400, "BadRequest", 'empty body: send JSON like {"text": "..."}')
@@ -122,19 +207,17 @@ async def _read_text(request: web.Request, max_chars: int) -> Any:
         return error(400, "BadRequest", "body is not valid JSON (UTF-8)")
     if not isinstance(body, dict):
         return error(400, "BadRequest", 'body must be a JSON object like {"text": "..."}')
-    text = body.get("text")
-    if text is None:
-        return error(400, "BadRequest", "missing field 'text'")
+    return body
+
+
+def _text_problem(text: Any, max_chars: int) -> tuple | None:
     if not isinstance(text, str):
-        return error(400, "BadRequest", "field 'text' must be a string")
+        return 400, "BadRequest", "field 'text' must be a string"
     if not text.strip():
-        return error(400, "BadRequest", "field 'text' is empty")
+        return 400, "BadRequest", "field 'text' is empty"
     if len(text) > max_chars:
-        return error(413, "TextTooLong", f"'text' is longer than {max_chars} characters")
-    message_id = body.get("message_id")
-    if message_id is not None and not isinstance(message_id, str):
-        return error(400, "BadRequest", "field 'message_id' must be a string")
-    return text, message_id
+        return 413, "TextTooLong", f"'text' is longer than {max_chars} characters"
+    return None
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -193,7 +276,16 @@ async def _load_model(app: web.Application) -> Any:
 
     async def background() -> None:
         try:
-            state.model = await asyncio.get_running_loop().run_in_executor(state.executor, load)
+            model = await asyncio.get_running_loop().run_in_executor(state.executor, load)
+            state.batcher = MicroBatcher(
+                _observed(model.parse_many),
+                state.executor,
+                max_batch=state.max_batch,
+                max_wait_s=state.max_wait_ms / 1000,
+                max_queue=state.max_queue,
+            )
+            state.batcher.start()
+            state.model = model
             READY.set(1)
         except Exception as e:
             state.load_error = f"{type(e).__name__}: {e}"
@@ -204,7 +296,17 @@ async def _load_model(app: web.Application) -> Any:
     task = asyncio.create_task(background())
     yield
     task.cancel()
+    if state.batcher is not None:
+        await state.batcher.stop()
     state.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _observed(parse_many: Any) -> Any:
+    def run(texts: list) -> list:
+        BATCH_SIZE.observe(len(texts))
+        return parse_many(texts)
+
+    return run
 
 
 def _exit(code: int) -> None:
@@ -213,11 +315,27 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def build_app(model_path: Path, *, max_body_bytes: int, max_text_chars: int) -> web.Application:
+def build_app(
+    model_path: Path,
+    *,
+    max_body_bytes: int,
+    max_text_chars: int,
+    max_batch: int = 64,
+    max_wait_ms: float = 2.0,
+    max_queue: int = 512,
+) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
-    app[STATE] = State(model_path, max_body_bytes, max_text_chars)
+    app[STATE] = State(
+        model_path,
+        max_body_bytes,
+        max_text_chars,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        max_queue=max_queue,
+    )
     app.cleanup_ctx.append(_load_model)
     app.router.add_post("/model/parse", parse)
+    app.router.add_post("/model/parse/batch", parse_batch)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/version", version)
@@ -233,6 +351,9 @@ def main(argv: list | None = None) -> int:
     p.add_argument("--port", type=int, default=5005)
     p.add_argument("--max-body-bytes", type=int, default=16384)
     p.add_argument("--max-text-chars", type=int, default=2000)
+    p.add_argument("--max-batch", type=int, default=64, help="texts per model call (1 = off)")
+    p.add_argument("--max-wait-ms", type=float, default=2.0, help="wait for stragglers")
+    p.add_argument("--max-queue", type=int, default=512, help="waiting texts before 503")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(
@@ -245,7 +366,12 @@ def main(argv: list | None = None) -> int:
         print(f"error: model file not found: {args.model}", file=sys.stderr)
         return 2
     app = build_app(
-        args.model, max_body_bytes=args.max_body_bytes, max_text_chars=args.max_text_chars
+        args.model,
+        max_body_bytes=args.max_body_bytes,
+        max_text_chars=args.max_text_chars,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
     )
     print(
         f"careline NLU service on http://{args.host}:{args.port} (model {args.model.name})",

@@ -1,0 +1,144 @@
+"""Micro-batching: concurrent parse requests share one model call.
+
+A single worker takes everything queued (up to `max_batch`) whenever it is free. A request
+that arrives alone is run at once — no artificial delay at low load; when a batch has more
+than one item and room to spare, the worker waits at most `max_wait_s` for stragglers. The
+queue is bounded: past `max_queue` waiting texts, `submit` raises `Overloaded` immediately
+(the service answers 503 with Retry-After) instead of building an unbounded backlog.
+
+Pure asyncio (no rasa import): the blocking `parse_many` callable runs on an executor.
+Python 3.10 compatible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Overloaded(Exception):
+    """The queue is full; retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"overloaded; retry after {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Item:
+    text: str
+    future: asyncio.Future[dict[str, Any]]
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    items: int = 0
+    largest: int = 0
+    rejected: int = 0
+    sizes: dict[int, int] = field(default_factory=dict)
+
+    def record(self, size: int) -> None:
+        self.batches += 1
+        self.items += size
+        self.largest = max(self.largest, size)
+        self.sizes[size] = self.sizes.get(size, 0) + 1
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        parse_many: Callable[[list[str]], list[dict[str, Any]]],
+        executor: Executor | None = None,
+        *,
+        max_batch: int = 64,
+        max_wait_s: float = 0.002,
+        max_queue: int = 512,
+    ) -> None:
+        self.parse_many = parse_many
+        self.executor = executor
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.stats = BatchStats()
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._last_batch_s = 0.05  # moving estimate, for Retry-After
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if not item.future.done():
+                item.future.set_exception(Overloaded(1.0))
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    async def submit(self, text: str) -> dict[str, Any]:
+        return (await self.submit_many([text]))[0]
+
+    async def submit_many(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Queue texts (all or none) and wait for their parses, in order."""
+        if self._queue.qsize() + len(texts) > self.max_queue:
+            self.stats.rejected += len(texts)
+            backlog = (self._queue.qsize() / self.max_batch + 1) * self._last_batch_s
+            raise Overloaded(max(1.0, round(backlog, 1)))
+        loop = asyncio.get_running_loop()
+        items = [_Item(t, loop.create_future()) for t in texts]
+        for item in items:
+            self._queue.put_nowait(item)
+        return list(await asyncio.gather(*(i.future for i in items)))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            self._drain(batch)
+            if 1 < len(batch) < self.max_batch and self.max_wait_s > 0:
+                deadline = loop.time() + self.max_wait_s
+                while len(batch) < self.max_batch and loop.time() < deadline:
+                    await asyncio.sleep(0)
+                    if not self._drain(batch):
+                        await asyncio.sleep(min(0.0005, max(0.0, deadline - loop.time())))
+            await self._process(loop, batch)
+
+    def _drain(self, batch: list[_Item]) -> int:
+        taken = 0
+        while len(batch) < self.max_batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+            taken += 1
+        return taken
+
+    async def _process(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        live = [i for i in batch if not i.future.cancelled()]
+        if not live:
+            return
+        started = time.monotonic()
+        try:
+            results = await loop.run_in_executor(
+                self.executor, self.parse_many, [i.text for i in live]
+            )
+        except Exception as e:  # the model failed: every caller in the batch learns why
+            for i in live:
+                if not i.future.done():
+                    i.future.set_exception(e)
+            return
+        took = time.monotonic() - started
+        self._last_batch_s = 0.8 * self._last_batch_s + 0.2 * took
+        self.stats.record(len(live))
+        for i, result in zip(live, results, strict=True):
+            if not i.future.done():
+                i.future.set_result(result)
