@@ -64,6 +64,15 @@ def cmd_nlu_eval(args: argparse.Namespace) -> int:
     from nlu.training import ensure_project_model, nlu_env
 
     settings = _settings(args)
+    if args.benchmark:
+        from nlu import bench_eval
+
+        pipelines = tuple(p.strip() for p in args.pipelines.split(",") if p.strip())
+        rows = bench_eval.run(settings, args.benchmark, pipelines, args.benchmark_root)
+        print(bench_eval.render(rows))
+        if args.json:
+            args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=2))
+        return 0
     model = ensure_project_model(settings)
     test = args.test or settings.path(settings.nlu.heldout)
     cmd = [str(settings.nlu_python), "-m", "nlu.runtime.evaluate", "--model", str(model),
@@ -190,6 +199,56 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- triage --------------------------------------------------------------------------------
+
+
+def cmd_triage(args: argparse.Namespace) -> int:
+    """Triage TEXT..., a JSONL stream (--jsonl), or score a labelled set (--eval)."""
+    from handoff.evaluate import (
+        JsonlError,
+        classify_object,
+        evaluate,
+        iter_jsonl,
+        load_intents,
+        open_input,
+    )
+    from handoff.triage import LexiconError, Triage
+
+    settings = _settings(args)
+    try:
+        triage = Triage.from_settings(settings)
+        if args.eval:
+            intents = None
+            if args.with_intents:
+                with open_input(args.with_intents) as f:
+                    intents = load_intents(f, str(args.with_intents))
+            with open_input(args.eval) as f:
+                rows = iter_jsonl(f, str(args.eval))
+                report = evaluate(triage, rows, str(args.eval), args.split, intents)
+            out = report.as_dict() if args.json else report.format()
+            print(json.dumps(out, ensure_ascii=False, indent=2) if args.json else out)
+            return 0
+        if args.jsonl:
+            with open_input(args.jsonl) as f:
+                for _, obj in iter_jsonl(f, str(args.jsonl)):
+                    result = classify_object(triage, obj).as_dict()
+                    print(json.dumps({"text": obj["text"], **result}, ensure_ascii=False),
+                          flush=True)  # fmt: skip
+            return 0
+        if not args.text:
+            print("error: give TEXT, --jsonl FILE or --eval FILE", file=sys.stderr)
+            return 2
+        for text in args.text:
+            result = triage.classify(
+                text, intent=args.intent, confidence=args.confidence, misses=args.misses
+            )
+            print(json.dumps({"text": text, **result.as_dict()}, ensure_ascii=False))
+        return 0
+    except (JsonlError, LexiconError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
 # -- wiring --------------------------------------------------------------------------------
 
 
@@ -215,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     e = nsub.add_parser("eval", help="score the model on the held-out split of data/")
     e.add_argument("--test", type=Path, help="Rasa NLU YAML to score on (default: heldout)")
     e.add_argument("--json", type=Path, help="also write the report as JSON")
+    e.add_argument(
+        "--benchmark",
+        help="a public benchmark instead of the held-out split: banking77, clinc150, hint3 "
+        "(all three bots) or hint3-<bot>; trains on its train split, scores its test split",
+    )
+    e.add_argument("--pipelines", default="ours,stock",
+                   help="with --benchmark: ours, stock (Rasa's default), or both")  # fmt: skip
+    e.add_argument("--benchmark-root", type=Path, help="folder of the benchmark data "
+                   "(default ../shared/benchmarks)")  # fmt: skip
     e.set_defaults(func=cmd_nlu_eval)
 
     pa = sub.add_parser("parse", help="print the NLU parse of TEXT as JSON")
@@ -229,6 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--nlu-port", type=int, default=None, help="port for the embedded NLU "
                    "service (default: careline.nlu.port)")  # fmt: skip
     r.set_defaults(func=cmd_run)
+
+    tr = sub.add_parser("triage", help="severity and queue of messages (or score a labelled set)")
+    tr.add_argument("text", nargs="*", help="messages to triage (one JSON result per line)")
+    src = tr.add_mutually_exclusive_group()
+    src.add_argument("--jsonl", type=Path, help='triage {"text": ...} lines of FILE ("-": stdin)')
+    src.add_argument("--eval", type=Path, help="score a labelled JSONL set (severity, queue)")
+    tr.add_argument("--split", choices=["dev", "test", "all"], default="all",
+                    help="--eval: which part of the labelled set (default: all)")  # fmt: skip
+    tr.add_argument("--with-intents", type=Path, help='--eval: {"text", "intent", '
+                    '"confidence"} lines giving the NLU reading (default: text only)')  # fmt: skip
+    tr.add_argument("--json", action="store_true", help="--eval: print the report as JSON")
+    tr.add_argument("--intent", help="TEXT: the NLU intent to combine with the text")
+    tr.add_argument("--confidence", type=float, default=0.0, help="TEXT: its confidence")
+    tr.add_argument("--misses", type=int, default=0, help="TEXT: bot misses in a row so far")
+    tr.set_defaults(func=cmd_triage)
 
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="COMMAND")

@@ -71,6 +71,7 @@ class NLUServiceProcess:
             str(self.settings.nlu_python), "-m", "nlu.runtime.service",
             "--model", str(self.model), "--host", self.host, "--port", str(self.port),
             "--max-body-bytes", str(n.max_body_bytes), "--max-text-chars", str(n.max_text_chars),
+            "--exit-with-parent",
             *self.extra_args,
         ]  # fmt: skip
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from nlu.datasets import Example, load_rasa_nlu
-from nlu.metrics import classification_report
+from nlu.metrics import classification_report, out_of_scope_scores
 
 FALLBACK_INTENT = "nlu_fallback"
 BATCH = 64
@@ -74,13 +74,28 @@ def main(argv: list | None = None) -> int:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--test", type=Path, required=True, help="Rasa NLU YAML file or folder")
     p.add_argument("--json", type=Path, help="also write the report as JSON here")
+    p.add_argument(
+        "--oos-label",
+        help="the data set's out-of-scope label; a fallback prediction then counts as it, and "
+        "in-scope accuracy and out-of-scope recall are reported",
+    )
     args = p.parse_args(argv)
     examples = load_rasa_nlu(args.test)
     if not examples:
         print(f"error: no labelled examples in {args.test}", file=sys.stderr)
         return 2
     preds = predict(args.model, examples)
+    if args.oos_label:
+        preds = [args.oos_label if p == FALLBACK_INTENT else p for p in preds]
     report = slice_reports(examples, preds)
+    if args.oos_label:
+        gold = [ex.intent for ex in examples]
+        oos = out_of_scope_scores(gold, preds, [args.oos_label])
+        report["all"].update({k: round(v, 4) for k, v in oos.items()})
+        print(
+            f"in-scope accuracy {oos['in_scope_accuracy']:.3f}, "
+            f"out-of-scope recall {oos['oos_recall']:.3f}"
+        )
     report["model"] = {"file": args.model.name}  # type: ignore[assignment]
     print(render({k: v for k, v in report.items() if k != "model"}))
     if args.json:

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -301,6 +302,23 @@ async def _load_model(app: web.Application) -> Any:
     state.executor.shutdown(wait=False, cancel_futures=True)
 
 
+def _parent_watch(parent: int) -> Any:
+    """When our parent dies we are re-parented; notice it and shut down cleanly."""
+
+    async def ctx(app: web.Application) -> Any:
+        async def watch() -> None:
+            while os.getppid() == parent:  # noqa: ASYNC110  # nothing to wait on but time
+                await asyncio.sleep(1.0)
+            log.warning("parent process %s exited; stopping", parent)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        task = asyncio.create_task(watch())
+        yield
+        task.cancel()
+
+    return ctx
+
+
 def _observed(parse_many: Any) -> Any:
     def run(texts: list) -> list:
         BATCH_SIZE.observe(len(texts))
@@ -323,6 +341,7 @@ def build_app(
     max_batch: int = 64,
     max_wait_ms: float = 2.0,
     max_queue: int = 512,
+    watch_parent: int | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
     app[STATE] = State(
@@ -334,6 +353,8 @@ def build_app(
         max_queue=max_queue,
     )
     app.cleanup_ctx.append(_load_model)
+    if watch_parent is not None:
+        app.cleanup_ctx.append(_parent_watch(watch_parent))
     app.router.add_post("/model/parse", parse)
     app.router.add_post("/model/parse/batch", parse_batch)
     app.router.add_get("/healthz", healthz)
@@ -355,6 +376,11 @@ def main(argv: list | None = None) -> int:
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="wait for stragglers")
     p.add_argument("--max-queue", type=int, default=512, help="waiting texts before 503")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started us dies (even by SIGKILL): no orphans",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -367,6 +393,7 @@ def main(argv: list | None = None) -> int:
         return 2
     app = build_app(
         args.model,
+        watch_parent=os.getppid() if args.exit_with_parent else None,
         max_body_bytes=args.max_body_bytes,
         max_text_chars=args.max_text_chars,
         max_batch=args.max_batch,
@@ -377,7 +404,9 @@ def main(argv: list | None = None) -> int:
         f"careline NLU service on http://{args.host}:{args.port} (model {args.model.name})",
         flush=True,
     )
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    web.run_app(
+        app, host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=2.0
+    )
     return 0
 
 
