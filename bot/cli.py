@@ -244,6 +244,9 @@ def cmd_triage(args: argparse.Namespace) -> int:
             )
             print(json.dumps({"text": text, **result.as_dict()}, ensure_ascii=False))
         return 0
+    except BrokenPipeError:  # `careline triage ... | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (JsonlError, LexiconError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -11,10 +11,10 @@ import os
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ENV = "CARELINE_CONFIG"
@@ -113,6 +113,93 @@ class EngineSettings(_Section):
     workers: int = Field(default=8, ge=1, le=256)  # concurrent conversations per replica
 
 
+Severity = Literal["critical", "high", "normal", "low"]
+
+_TRIAGE_INTENT_QUEUE = {
+    "hazard_explosion": "safety",
+    "hazard_fire_smoke": "safety",
+    "hazard_swollen_battery": "safety",
+    "hazard_electric_shock": "safety",
+    "fault_touch_screen": "technical",
+    "fault_battery_drain": "technical",
+    "fault_overheating": "technical",
+    "fault_wont_turn_on": "technical",
+    "fault_camera": "technical",
+    "fault_connectivity": "technical",
+    "fault_speaker": "technical",
+    "warranty_claim": "technical",
+    "warranty_policy": "technical",
+    "payment_problem": "billing",
+    "installment": "billing",
+    "invoice_request": "billing",
+    "order_status": "orders",
+    "cancel_order": "orders",
+    "delivery_info": "orders",
+    "return_exchange": "orders",
+}
+_TRIAGE_INTENT_SEVERITY: dict[str, Severity] = {
+    "fault_wont_turn_on": "high",
+    "complain_staff": "high",
+    "fault_touch_screen": "normal",
+    "fault_battery_drain": "normal",
+    "fault_overheating": "normal",
+    "fault_camera": "normal",
+    "fault_connectivity": "normal",
+    "fault_speaker": "normal",
+    "warranty_claim": "normal",
+    "return_exchange": "normal",
+    "payment_problem": "normal",
+    "request_human": "normal",
+}
+
+
+class TriageSettings(_Section):
+    """Severity triage (handoff/): queues, intent routing and thresholds.
+
+    Words and idioms live in the lexicon file; only numbers and routing live here.
+    An intent routed to `safety_queue` is a hazard intent.
+    """
+
+    lexicon: Path = Path("data/triage/lexicon.yml")
+    queues: list[str] = Field(
+        default_factory=lambda: ["safety", "technical", "billing", "orders", "general"],
+        min_length=1,
+    )
+    safety_queue: str = "safety"  # every critical result goes here
+    default_queue: str = "general"  # when neither intent nor topic names a queue
+    intent_queue: dict[str, str] = Field(default_factory=lambda: dict(_TRIAGE_INTENT_QUEUE))
+    intent_severity: dict[str, Severity] = Field(  # intents not listed: low
+        default_factory=lambda: dict(_TRIAGE_INTENT_SEVERITY)
+    )
+    hazard_intent_min_confidence: float = Field(default=0.5, ge=0, le=1)
+    # When the lexicon read the hazard words as an idiom, a negation or a question, a hazard
+    # intent must be at least this sure to make the message critical anyway.
+    hazard_intent_explained_min_confidence: float = Field(default=0.9, ge=0, le=1)
+    intent_min_confidence: float = Field(default=0.5, ge=0, le=1)  # non-hazard intents
+    hazard_question_severity: Severity = "normal"  # "có bị nổ không?": asked, not happening
+    misses_raise_at: int = Field(default=2, ge=1)  # bot misses in a row that raise a level
+    exclamations_raise_at: int = Field(default=3, ge=1)  # "!!!" counts as shouting
+    caps_min_letters: int = Field(default=12, ge=1)  # shorter messages are never "ALL CAPS"
+    caps_ratio: float = Field(default=0.8, gt=0, le=1)  # share of upper-case letters
+    repeat_window: int = Field(default=3, ge=0)  # earlier messages checked for a repeat
+    raise_cap: Literal["normal", "high"] = "high"  # frustration never raises above this
+
+    @model_validator(mode="after")
+    def _queues_exist(self) -> TriageSettings:
+        if len(set(self.queues)) != len(self.queues):
+            raise ValueError(f"queues: duplicate queue names in {self.queues}")
+        known = set(self.queues)
+        named = {"safety_queue": self.safety_queue, "default_queue": self.default_queue}
+        named.update({f"intent_queue.{i}": q for i, q in self.intent_queue.items()})
+        bad = [f"{where} -> {q!r}" for where, q in named.items() if q not in known]
+        if bad:
+            raise ValueError(
+                f"unknown queue in {', '.join(bad)}; queues are {self.queues} "
+                "(add it to careline.triage.queues or fix the name)"
+            )
+        return self
+
+
 class Settings(_Section):
     business: BusinessSettings
     nlu: NLUSettings
@@ -121,6 +208,7 @@ class Settings(_Section):
     gateway: GatewaySettings = GatewaySettings()
     widget: WidgetSettings = WidgetSettings()
     engine: EngineSettings = EngineSettings()
+    triage: TriageSettings = TriageSettings()
 
     # Not from the file: where the file lives, so relative paths resolve against the project.
     root: Path = Field(default=PROJECT_ROOT, exclude=True)

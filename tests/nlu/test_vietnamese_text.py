@@ -175,3 +175,36 @@ def test_lexicon_file_expansions_are_not_abbreviations_themselves(lexicon: Lexic
     for table in (lexicon.any, lexicon.vi, lexicon.en):
         chained = {k: v for k, v in table.items() if v in table}
         assert not chained
+
+
+# -- the trained model (shared session fixtures from tests/nlu/conftest.py) ------------------
+
+
+@pytest.mark.nlu
+def test_model_carries_its_own_abbreviation_table(nlu_model: Path, lexicon: Lexicon) -> None:
+    """The table is stored in the model at training time: serving never reads data/lexicon."""
+    import json
+    import tarfile
+
+    with tarfile.open(nlu_model) as tar:
+        stored = [m for m in tar.getmembers() if m.name.endswith("/lexicon.json")]
+        assert len(stored) == 1, [m.name for m in tar.getmembers()]
+        handle = tar.extractfile(stored[0])
+        assert handle is not None
+        assert Lexicon.from_dict(json.load(handle)) == lexicon
+
+
+@pytest.mark.nlu
+async def test_parse_keeps_the_text_as_typed_and_accents_do_not_matter(nlu_url: str) -> None:
+    import aiohttp
+
+    typed = [nfd("MÁY BỊ NỔ RỒI"), "may bi no r", "máy bị nổ rồi"]
+    async with aiohttp.ClientSession() as http:
+        got = []
+        for text in typed:
+            async with http.post(nlu_url + "/model/parse", json={"text": text}) as r:
+                assert r.status == 200, await r.text()
+                data = await r.json()
+            assert data["text"] == text  # normalisation never leaks into the output
+            got.append(data["intent"]["name"])
+    assert got == ["hazard_explosion"] * 3

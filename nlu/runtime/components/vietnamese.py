@@ -1,0 +1,186 @@
+"""Vietnamese-aware Rasa 3 graph components: a normalising tokenizer and folded count vectors.
+
+* `VietnameseTokenizer` splits the message as typed and gives every token a normalised lemma
+  (NFC, lower case, chat abbreviations expanded, see nlu/vi/normalize.py). Rasa's
+  CountVectorsFeaturizer counts token lemmas (`use_lemma: true`, its default), so every
+  featurizer after it sees "không" where the customer typed "k". The message TEXT itself is
+  never rewritten, so the parse output's `text` is exactly what the user typed and no
+  "restore" step is needed.
+* `FoldedCountVectorsFeaturizer` is a CountVectorsFeaturizer over the diacritic-folded lemmas
+  ("máy bị nổ" and "may bi no" both count as "may bi no"), added next to the normal ones so
+  the classifier gets accent-exact and accent-blind features at once.
+
+The abbreviation table is read from data/lexicon at TRAINING time and persisted into the model
+(ModelStorage), so a loaded model never reads data/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from rasa.engine.graph import ExecutionContext
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.constants import DENSE_FEATURIZABLE_ATTRIBUTES
+from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import (
+    CountVectorsFeaturizer,
+)
+from rasa.nlu.tokenizers.tokenizer import Token, Tokenizer
+from rasa.shared.exceptions import InvalidConfigException
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from nlu.vi import normalize, text
+from nlu.vi.normalize import Lexicon, normalized_words
+
+log = logging.getLogger(__name__)
+
+LEXICON_KEY = "lexicon"
+DEFAULT_LEXICON = "data/lexicon/abbreviations.yml"  # relative to the project root (cwd)
+_STORED_LEXICON = "lexicon.json"
+
+
+def _source_digest(*parts: object) -> str:
+    """Hash of helper code and data that Rasa's training cache cannot see on its own."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode())
+    return h.hexdigest()
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_TOKENIZER, is_trainable=True)
+class VietnameseTokenizer(Tokenizer):
+    """Whole-word tokenizer whose token lemmas are normalised Vietnamese/English chat.
+
+    Trainable only so it can store the abbreviation table in the model: `train` reads the
+    lexicon file and persists it, `load` reads it back from the model.
+    """
+
+    @staticmethod
+    def get_default_config() -> dict[str, Any]:
+        """Tokenizer defaults plus the lexicon location (read at training time only)."""
+        return {
+            "intent_tokenization_flag": False,
+            "intent_split_symbol": "_",
+            "token_pattern": None,
+            "prefix_separator_symbol": None,
+            LEXICON_KEY: DEFAULT_LEXICON,
+        }
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        lexicon: Lexicon | None = None,
+    ) -> None:
+        """`lexicon` is None only between `create` and `train`."""
+        super().__init__(config)
+        self._model_storage = model_storage
+        self._resource = resource
+        self._lexicon = lexicon
+
+    @classmethod
+    def create(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> VietnameseTokenizer:
+        """An untrained tokenizer: `train` still has to read the lexicon."""
+        return cls(config, model_storage, resource)
+
+    @classmethod
+    def load(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> VietnameseTokenizer:
+        """Restore the tokenizer with the lexicon stored in the model (never from data/)."""
+        try:
+            with model_storage.read_from(resource) as directory:
+                stored = json.loads((directory / _STORED_LEXICON).read_text(encoding="utf-8"))
+        except (ValueError, FileNotFoundError) as e:
+            raise InvalidConfigException(
+                f"{cls.__name__}: the model holds no abbreviation table ({e}); retrain it"
+            ) from e
+        return cls(config, model_storage, resource, Lexicon.from_dict(stored))
+
+    @classmethod
+    def _lexicon_path(cls, config: dict[str, Any]) -> Path:
+        return Path(config.get(LEXICON_KEY) or DEFAULT_LEXICON)
+
+    @classmethod
+    def fingerprint_addon(cls, config: dict[str, Any]) -> str | None:
+        """Retrain (not reuse Rasa's cache) when the lexicon or the normaliser code changes."""
+        path = cls._lexicon_path(config)
+        data = path.read_bytes() if path.is_file() else b"<missing>"
+        return _source_digest(data, inspect.getsource(normalize), inspect.getsource(text))
+
+    def train(self, training_data: TrainingData) -> Resource:
+        """Read the abbreviation table and store it in the model."""
+        path = self._lexicon_path(self._config)
+        if not path.is_file():
+            raise InvalidConfigException(
+                f"{type(self).__name__}: abbreviation table {path} not found (paths are relative "
+                f"to the directory training runs in, the project root)"
+            )
+        try:
+            self._lexicon = Lexicon.load(path)
+        except ValueError as e:
+            raise InvalidConfigException(f"{path}: {e}") from e
+        with self._model_storage.write_to(self._resource) as directory:
+            (directory / _STORED_LEXICON).write_text(
+                json.dumps(self._lexicon.to_dict(), ensure_ascii=False, indent=1),
+                encoding="utf-8",
+            )
+        return self._resource
+
+    def tokenize(self, message: Message, attribute: str) -> list[Token]:
+        """Tokens keep the typed surface as `text`; the normalised form is the `lemma`."""
+        if self._lexicon is None:
+            raise RuntimeError(f"{type(self).__name__} used before training or loading")
+        raw = message.get(attribute)
+        words = normalized_words(raw, self._lexicon)
+        if words:
+            tokens = [Token(w.surface, w.start, w.end, lemma=w.norm) for w in words]
+        else:
+            # Like Rasa's WhitespaceTokenizer: text with no word at all ("??", an emoji) is
+            # one token, so char n-gram featurizers still see something.
+            stripped = raw.strip()
+            start = raw.index(stripped) if stripped else 0
+            tokens = [Token(stripped, start, start + len(stripped), lemma=text.nfc(stripped))]
+        return self._apply_token_pattern(tokens)
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=True)
+class FoldedCountVectorsFeaturizer(CountVectorsFeaturizer):
+    """CountVectorsFeaturizer over diacritic-folded tokens, so accent-less chat meets the
+    accented training examples. Same options as CountVectorsFeaturizer (word or char_wb).
+
+    sklearn's own `strip_accents` is not enough: it leaves "đ" as is ("đc" != "dc").
+    """
+
+    @classmethod
+    def fingerprint_addon(cls, config: dict[str, Any]) -> str | None:
+        """The folding lives in nlu/vi/text.py, outside this class's source."""
+        return _source_digest(inspect.getsource(text))
+
+    def _get_message_tokens_by_attribute(self, message: Message, attribute: str) -> list[str]:
+        tokens = super()._get_message_tokens_by_attribute(message, attribute)
+        if attribute in DENSE_FEATURIZABLE_ATTRIBUTES:
+            return [text.fold(t) for t in tokens]
+        return tokens
+
+
+__all__ = ["FoldedCountVectorsFeaturizer", "VietnameseTokenizer"]
