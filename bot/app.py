@@ -30,6 +30,7 @@ from bot.live.streams import Streams
 from bot.security import TokenSigner, load_secret_key
 from bot.settings import Settings
 from bot.store.db import Database
+from handoff.triage import Triage
 from nlu.client import NLUClient
 
 log = logging.getLogger("careline.gateway")
@@ -71,7 +72,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         s.path(s.nlu.responses), s.root / "data" / "intents.yml", s.business.placeholders()
     )
     gw.engine = ConversationEngine(
-        settings=s, db=gw.db, redis=client, streams=streams, nlu=gw.nlu, content=content
+        settings=s,
+        db=gw.db,
+        redis=client,
+        streams=streams,
+        nlu=gw.nlu,
+        content=content,
+        triage=Triage.from_settings(s),
     )
     signer = TokenSigner(load_secret_key(s), "widget-visitor")
     gw.widget = WidgetChannel(

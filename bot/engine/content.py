@@ -64,7 +64,7 @@ class Content:
                 (responses.get(name) or {}).get(lang) for lang in LANGS
             ):
                 raise ContentError(f"{responses_path}: no vi/en answer for intent '{name}'")
-        for key in ("fallback", "clarify", "escalated", "nlu_unavailable"):
+        for key in ("fallback", "clarify", "escalated", "nlu_unavailable", "safety"):
             if not all(
                 ((responses.get("_system") or {}).get(key) or {}).get(lang) for lang in LANGS
             ):

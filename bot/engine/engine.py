@@ -27,6 +27,7 @@ from bot.live.streams import Streams
 from bot.messages import InboundMessage, QuickReply
 from bot.metrics import BOT_REPLIES, ESCALATIONS, INBOX_HANDLED, NLU_FAILURES, NLU_SECONDS
 from bot.settings import Settings
+from handoff.triage import Triage, TriageResult, max_severity
 from nlu.client import NLUClient, NLUUnavailable
 from nlu.vi.text import detect_language
 
@@ -90,6 +91,7 @@ class ConversationEngine:
         streams: Streams,
         nlu: NLUClient,
         content: Content,
+        triage: Triage,
     ) -> None:
         self.settings = settings
         self.cfg = settings.engine
@@ -99,6 +101,7 @@ class ConversationEngine:
         self.keys = streams.keys
         self.nlu = nlu
         self.content = content
+        self.triage = triage
 
     # -- accepting customer messages (channel request path) -------------------------------
 
@@ -177,7 +180,8 @@ class ConversationEngine:
 
     async def _handle(self, conv: Any, msg: Any) -> None:
         if conv.state != State.BOT:
-            return  # with (or waiting for) a person: the agent side handles it
+            await self._triage_waiting(conv, msg)  # a person handles it; we only watch severity
+            return
         await self.streams.signal(conv.id, {"typing": {"who": "bot", "on": True}})
         try:
             await self._bot_turn(conv, msg)
@@ -197,6 +201,12 @@ class ConversationEngine:
         lang = u.language or conv.language
         if lang != conv.language:
             conv = await self.db.update_conversation(conv.id, language=lang)
+        misses = int(await self.redis.hget(self._bot_key(conv.id), "misses") or 0)
+        t = self.triage.classify(msg.text, intent=u.intent, confidence=u.confidence, misses=misses)
+        conv = await self._raise_severity(conv, t)
+        if t.severity == "critical":
+            await self._hazard(conv, msg, u, t, lang)
+            return
         info = self.content.intents.get(u.intent or "")
         if info is not None and u.confidence >= self.cfg.answer_threshold:
             await self.redis.hset(self._bot_key(conv.id), "misses", 0)
@@ -207,7 +217,7 @@ class ConversationEngine:
                 )
             if info.action == "escalate":
                 why = f"{info.title('en')} (intent {info.name}, confidence {u.confidence:.0%})"
-                await self.escalate(conv, msg, why, lang)
+                await self.escalate(conv, msg, why, lang, t)
             return
         await self._miss(conv, msg, u, lang)
 
@@ -216,7 +226,10 @@ class ConversationEngine:
         await self.redis.expire(self._bot_key(conv.id), 7 * 24 * 3600)
         if misses >= self.cfg.misses_before_handoff:
             why = f"the bot did not understand {misses} messages in a row"
-            await self.escalate(conv, msg, why, lang)
+            t = self.triage.classify(
+                msg.text, intent=u.intent, confidence=u.confidence, misses=misses
+            )
+            await self.escalate(conv, msg, why, lang, t)
             return
         human = QuickReply(self.content.title(HUMAN_INTENT, lang), f"intent:{HUMAN_INTENT}")
         options = [QuickReply(self.content.title(i, lang), f"intent:{i}") for i in u.options[:2]]
@@ -250,15 +263,73 @@ class ConversationEngine:
 
     # -- actions ------------------------------------------------------------------------
 
-    async def escalate(self, conv: Any, msg: Any, reason: str, lang: str) -> None:
+    async def _hazard(
+        self, conv: Any, msg: Any, u: Understanding, t: TriageResult, lang: str
+    ) -> None:
+        """Danger to people or property: safety instructions first, then a person, at once."""
+        info = self.content.intents.get(u.intent or "")
+        hazard_answer = (
+            self.content.answer(info.name, lang)
+            if info is not None and t.queue == "safety" and info.action == "escalate"
+            else None
+        )
+        await self._reply(
+            conv,
+            msg,
+            "safety",
+            hazard_answer or self.content.system("safety", lang),
+            intent=u.intent,
+            confidence=u.confidence,
+        )
+        await self.escalate(conv, msg, "; ".join(t.reasons) or "hazard", lang, t)
+
+    async def _triage_waiting(self, conv: Any, msg: Any) -> None:
+        """While a person is coming, a message can still reveal danger: say what to do now."""
+        t = self.triage.classify(msg.text)
+        was = conv.severity
+        conv = await self._raise_severity(conv, t)
+        if t.severity == "critical" and was != "critical":
+            lang = detect_language(msg.text, default=conv.language) or conv.language
+            await self._reply(
+                conv, msg, "safety", self.content.system("safety", lang), sender="system"
+            )
+            await self.db.add_escalation(
+                conv.id,
+                "escalated",
+                actor="bot",
+                severity="critical",
+                queue=conv.queue,
+                reason="; ".join(t.reasons),
+            )
+
+    async def _raise_severity(self, conv: Any, t: TriageResult) -> Any:
+        """A conversation's severity only ever goes up."""
+        new = max_severity(conv.severity or "low", t.severity)
+        if new != conv.severity:
+            conv = await self.db.update_conversation(conv.id, severity=new)
+        return conv
+
+    async def escalate(
+        self, conv: Any, msg: Any, reason: str, lang: str, t: TriageResult | None = None
+    ) -> None:
         """Hand the conversation to a person, record why, and tell the customer honestly."""
         if conv.state != State.BOT:
             return
-        queue = conv.queue or "general"
+        queue = (t.queue if t else None) or conv.queue or "general"
+        severity = max_severity(conv.severity or "low", t.severity) if t else conv.severity
+        if t and t.reasons and reason not in t.reasons:
+            reason = "; ".join([reason, *t.reasons])
         # The record first: whoever reacts to the state event finds the reason already stored.
-        await self.db.add_escalation(conv.id, "escalated", actor="bot", reason=reason, queue=queue)
+        await self.db.add_escalation(
+            conv.id, "escalated", actor="bot", reason=reason, queue=queue, severity=severity
+        )
         conv = await self._set_state(
-            conv, State.WAITING_AGENT, escalated_at=now(), bot_only=False, queue=queue
+            conv,
+            State.WAITING_AGENT,
+            escalated_at=now(),
+            bot_only=False,
+            queue=queue,
+            severity=severity,
         )
         await self._reply(
             conv, msg, "escalated", self.content.system("escalated", lang), sender="system"

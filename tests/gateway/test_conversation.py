@@ -119,3 +119,44 @@ async def test_nlu_down_hands_over_honestly(backend: str, tmp_path) -> None:  # 
             assert "assistant is unavailable" in esc.reason
         finally:
             await c.close()
+
+
+async def test_hazard_gets_safety_instructions_then_the_safety_queue(gateway) -> None:  # type: ignore[no-untyped-def]
+    db = gateway.gw.db
+    c = WidgetClient(gateway.ws_url)
+    try:
+        await c.connect()
+        await c.say("pin dt bi phong r shop oi")  # no diacritics, chat abbreviations
+        first = await c.bot_reply()
+        assert "sạc" in first["text"] and ("114" in first["text"] or "không cháy" in first["text"])
+        await _state_event(c, "WAITING_AGENT")
+        conv = await db.get_conversation(c.conversation_id)
+        assert (conv.severity, conv.queue) == ("critical", "safety")
+        (esc,) = await db.escalations(conv.id)
+        assert esc.severity == "critical" and esc.queue == "safety"
+        assert "phong" in esc.reason or "swollen" in esc.reason.lower()  # why, for the agent
+    finally:
+        await c.close()
+
+
+async def test_danger_revealed_while_waiting_for_a_person(gateway) -> None:  # type: ignore[no-untyped-def]
+    db = gateway.gw.db
+    c = WidgetClient(gateway.ws_url, locale="en")
+    try:
+        await c.connect()
+        await c.say("I want to talk to a real person please")
+        await _state_event(c, "WAITING_AGENT")
+        conv = await db.get_conversation(c.conversation_id)
+        assert conv.severity != "critical"
+        await c.say("oh no the charger is smoking now and smells like burning plastic")
+        safety = await c.expect(
+            lambda f: f["type"] == "event" and f["event"]["kind"] == "message"
+            and f["event"]["message"]["sender"] == "system"
+            and "114" in f["event"]["message"]["text"]
+        )  # fmt: skip
+        assert "unplug" in safety["event"]["message"]["text"]
+        conv = await db.get_conversation(conv.id)
+        assert conv.severity == "critical" and conv.state == "WAITING_AGENT"
+        assert [e.severity for e in await db.escalations(conv.id)][-1] == "critical"
+    finally:
+        await c.close()
