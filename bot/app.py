@@ -59,7 +59,7 @@ GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     s = gw.settings
-    gw.db = Database.from_settings(s)
+    gw.db = await asyncio.to_thread(Database.from_settings, s)  # may create the SQLite dir
     await gw.db.migrate()
     gw.redis = connect(s.redis.url)
     client = gw.redis.client
@@ -68,9 +68,15 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     hub = Hub(client, keys, gw.replica)
     await hub.start()
     gw.nlu = NLUClient.from_settings(s, base_url=gw.nlu_url)
-    content = Content.load(
-        s.path(s.nlu.responses), s.root / "data" / "intents.yml", s.business.placeholders()
+    # Files are read once at startup, on a thread: the loop never does blocking I/O.
+    content = await asyncio.to_thread(
+        Content.load,
+        s.path(s.nlu.responses),
+        s.root / "data" / "intents.yml",
+        s.business.placeholders(),
     )
+    triage = await asyncio.to_thread(Triage.from_settings, s)
+    secret = await asyncio.to_thread(load_secret_key, s)
     gw.engine = ConversationEngine(
         settings=s,
         db=gw.db,
@@ -78,9 +84,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         streams=streams,
         nlu=gw.nlu,
         content=content,
-        triage=Triage.from_settings(s),
+        triage=triage,
     )
-    signer = TokenSigner(load_secret_key(s), "widget-visitor")
+    signer = TokenSigner(secret, "widget-visitor")
     gw.widget = WidgetChannel(
         settings=s,
         engine=gw.engine,
