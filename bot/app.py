@@ -61,7 +61,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     s = gw.settings
     gw.db = await asyncio.to_thread(Database.from_settings, s)  # may create the SQLite dir
     await gw.db.migrate()
-    gw.redis = connect(s.redis.url)
+    gw.redis = connect(s.redis.url, max_connections=s.redis.max_connections)
     client = gw.redis.client
     keys = Keys(s.redis.prefix)
     streams = Streams(client, keys, maxlen=s.redis.stream_maxlen)

@@ -84,6 +84,7 @@ class RedisSettings(_Section):
     url: str | None = None
     stream_maxlen: int = Field(default=2000, ge=100)  # events kept per conversation stream
     prefix: str = Field(default="cl", pattern=r"^[A-Za-z0-9_.-]{1,40}$")  # of every key
+    max_connections: int = Field(default=200, ge=4, le=10_000)  # per replica; callers wait
 
 
 class GatewaySettings(_Section):

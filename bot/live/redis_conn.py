@@ -31,9 +31,18 @@ def _mask(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in creds else url
 
 
-def connect(url: str | None) -> RedisHandle:
+def connect(url: str | None, *, max_connections: int = 200) -> RedisHandle:
     if url:
-        client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        # A blocking pool: under a burst, a caller waits for a free connection instead of
+        # failing with "too many connections" (redis-py's default pool raises at 100).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=10,
+            decode_responses=True,
+            health_check_interval=30,
+        )
+        client = aioredis.Redis(connection_pool=pool)
         return RedisHandle(client, embedded=False, url=_mask(url))
     import fakeredis  # only the embedded mode needs it
 
