@@ -30,6 +30,7 @@ from bot.live.streams import Streams
 from bot.security import TokenSigner, load_secret_key
 from bot.settings import Settings
 from bot.store.db import Database
+from handoff.queues import AgentQueues
 from handoff.triage import Triage
 from nlu.client import NLUClient
 
@@ -85,6 +86,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         nlu=gw.nlu,
         content=content,
         triage=triage,
+        queues=AgentQueues.from_settings(client, s),
     )
     signer = TokenSigner(secret, "widget-visitor")
     gw.widget = WidgetChannel(

@@ -27,6 +27,7 @@ from bot.live.streams import Streams
 from bot.messages import InboundMessage, QuickReply
 from bot.metrics import BOT_REPLIES, ESCALATIONS, INBOX_HANDLED, NLU_FAILURES, NLU_SECONDS
 from bot.settings import Settings
+from handoff.queues import AgentQueues
 from handoff.triage import Triage, TriageResult, max_severity
 from nlu.client import NLUClient, NLUUnavailable
 from nlu.vi.text import detect_language
@@ -92,6 +93,7 @@ class ConversationEngine:
         nlu: NLUClient,
         content: Content,
         triage: Triage,
+        queues: AgentQueues,
     ) -> None:
         self.settings = settings
         self.cfg = settings.engine
@@ -102,6 +104,7 @@ class ConversationEngine:
         self.nlu = nlu
         self.content = content
         self.triage = triage
+        self.queues = queues
 
     # -- accepting customer messages (channel request path) -------------------------------
 
@@ -307,6 +310,8 @@ class ConversationEngine:
         new = max_severity(conv.severity or "low", t.severity)
         if new != conv.severity:
             conv = await self.db.update_conversation(conv.id, severity=new)
+            if conv.state == State.WAITING_AGENT:
+                await self.queues.raise_priority(conv.id, new)  # moves up the line
         return conv
 
     async def escalate(
@@ -334,11 +339,31 @@ class ConversationEngine:
         await self._reply(
             conv, msg, "escalated", self.content.system("escalated", lang), sender="system"
         )
+        await self.queues.enqueue(
+            conv.id,
+            queue,
+            severity or "normal",
+            reasons=(reason,),
+            language=lang,
+            channel=conv.channel,
+        )
         await self._reply(
-            conv, msg, "pending", self.content.system("handoff_pending", lang), sender="system"
+            conv, msg, "pending", await self._waiting_text(conv.id, lang), sender="system"
         )
         ESCALATIONS.inc()
         log.info("escalated: %s", reason, extra={"conversation_id": conv.id})
+
+    async def _waiting_text(self, conversation_id: str, lang: str) -> str:
+        """What happens next, honestly: a person replies here; place in line; wait if known."""
+        parts = [self.content.system("handoff_pending", lang)]
+        place = await self.queues.position(conversation_id)
+        if place is not None:
+            parts.append(self.content.system("queue_position", lang, position=str(place[1])))
+            wait = await self.queues.estimated_wait_s(conversation_id)
+            if wait is not None:
+                minutes = str(max(1, round(wait / 60)))
+                parts.append(self.content.system("queue_wait", lang, minutes=minutes))
+        return " ".join(parts)
 
     async def end(self, conversation_id: str) -> None:
         """The customer ended the chat. (The survey step lands with the surveys work.)"""
@@ -347,6 +372,7 @@ class ConversationEngine:
             if conv is None or conv.state == State.CLOSED:
                 return
             t = now()
+            await self.queues.remove(conversation_id)  # nobody should pick up a closed chat
             await self._set_state(conv, State.CLOSED, closed_at=t, resolved_at=t)
 
     async def _set_state(self, conv: Any, state: State, **fields: Any) -> Any:

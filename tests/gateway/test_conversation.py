@@ -56,6 +56,8 @@ async def test_full_conversation(gateway, nlu_url: str) -> None:  # type: ignore
         assert told["sender"] == "system" and "nhân viên" in told["text"].lower()
         pending = await c.bot_reply()
         assert pending["sender"] == "system" and "1800 6868" in pending["text"]  # hotline
+        assert "vị trí số 1 trong hàng chờ" in pending["text"]  # first in line
+        assert await gateway.gw.engine.queues.position(c.conversation_id) == ("general", 1)
 
         conv = await db.get_conversation(c.conversation_id)
         assert conv.state == "WAITING_AGENT" and conv.bot_only is False
@@ -73,6 +75,7 @@ async def test_full_conversation(gateway, nlu_url: str) -> None:  # type: ignore
         # 6. The customer ends the chat; writing again reopens the same conversation.
         await c.send_frame({"type": "end"})
         await _state_event(c, "CLOSED")
+        assert await gateway.gw.engine.queues.position(conv.id) is None  # left the line
         await c.say("cho mình hỏi thêm giờ mở cửa")
         await _state_event(c, "BOT")
         reopened = await db.get_conversation(conv.id)
@@ -134,6 +137,7 @@ async def test_hazard_gets_safety_instructions_then_the_safety_queue(gateway) ->
         assert (conv.severity, conv.queue) == ("critical", "safety")
         (esc,) = await db.escalations(conv.id)
         assert esc.severity == "critical" and esc.queue == "safety"
+        assert await gateway.gw.engine.queues.position(conv.id) == ("safety", 1)
         assert "phong" in esc.reason or "swollen" in esc.reason.lower()  # why, for the agent
     finally:
         await c.close()
@@ -157,6 +161,8 @@ async def test_danger_revealed_while_waiting_for_a_person(gateway) -> None:  # t
         assert "unplug" in safety["event"]["message"]["text"]
         conv = await db.get_conversation(conv.id)
         assert conv.severity == "critical" and conv.state == "WAITING_AGENT"
+        (waiting,) = await gateway.gw.engine.queues.waiting(conv.queue, 10)
+        assert waiting.severity == "critical"  # moved up the line
         assert [e.severity for e in await db.escalations(conv.id)][-1] == "critical"
     finally:
         await c.close()
