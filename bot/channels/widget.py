@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import ClientConnectionResetError, WSMsgType, web
 
 from bot.engine.engine import ConversationEngine, message_view
 from bot.live.hub import Hub
@@ -114,7 +114,10 @@ def error_frame(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 async def _send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
-    if not ws.closed:
+    """Send if the visitor is still there; one who left mid-reply is not an error."""
+    if ws.closed:
+        return
+    with contextlib.suppress(ConnectionResetError, ClientConnectionResetError):
         await ws.send_str(json.dumps(frame, ensure_ascii=False))
 
 

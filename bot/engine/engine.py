@@ -167,11 +167,9 @@ class ConversationEngine:
         handled = 0
         async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
             while True:
-                pending = [
-                    m
-                    for m in await self.db.transcript(conversation_id, limit=200)
-                    if m.sender == "customer" and m.processed_at is None
-                ]
+                pending = await self.db.unprocessed_customer_messages(
+                    conversation_id=conversation_id
+                )
                 if not pending:
                     return handled
                 for msg in pending:

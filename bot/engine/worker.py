@@ -138,9 +138,20 @@ class InboxWorker:
                 return
 
     async def _sweep(self) -> None:
+        """Re-queue messages whose inbox entry was lost. A busy inbox is not a lost one: while
+        entries are waiting or in flight, a slow message is simply in line, and re-queueing
+        it would only add work to a backlog."""
+        if await self._inbox_busy():
+            return
         stale = await self.db.unprocessed_customer_messages(older_than_s=self.sweep_older_than_s)
         for conversation_id in dict.fromkeys(m.conversation_id for m in stale):
             log.warning(
                 "re-queueing unanswered messages", extra={"conversation_id": conversation_id}
             )
             await self.streams.enqueue(conversation_id, 0)
+
+    async def _inbox_busy(self) -> bool:
+        for group in await self.redis.xinfo_groups(self.streams.keys.inbox):
+            if group.get("name") == GROUP:
+                return bool(group.get("pending")) or bool(group.get("lag"))
+        return False

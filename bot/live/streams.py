@@ -32,13 +32,17 @@ class Streams:
 
     async def append(self, conversation_id: str, event: dict[str, Any]) -> str:
         """Append an event and wake every subscriber; returns the event id."""
-        eid = await self.redis.xadd(
-            self.keys.events(conversation_id),
-            {"e": json.dumps(event, ensure_ascii=False)},
-            maxlen=self.maxlen,
-            approximate=True,
-        )
-        await self.redis.publish(self.keys.notify(conversation_id), json.dumps({"eid": eid}))
+        # One round trip: the wake-up does not need the id (subscribers read from their own
+        # cursor), so XADD and PUBLISH go out together in a pipeline.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(
+                self.keys.events(conversation_id),
+                {"e": json.dumps(event, ensure_ascii=False)},
+                maxlen=self.maxlen,
+                approximate=True,
+            )
+            pipe.publish(self.keys.notify(conversation_id), '{"new": true}')
+            eid, _ = await pipe.execute()
         return str(eid)
 
     async def signal(self, conversation_id: str, payload: dict[str, Any]) -> None:

@@ -100,10 +100,16 @@ class Database:
         if self.schema:
             # Unqualified names (ORM, migrations, raw SQL) all resolve into this schema only.
             settings["search_path"] = self.schema
+        # A pool big enough for the engine's workers plus the channels' request paths, so
+        # connections are reused rather than opened and discarded as overflow under load.
+        # No pre-ping: it doubled the round trips of every short transaction; a connection
+        # the server dropped fails that one call (the caller retries) and is replaced.
         return create_async_engine(
             self._url,
             echo=echo,
-            pool_pre_ping=True,
+            pool_size=20,
+            max_overflow=20,
+            pool_recycle=1800,
             connect_args={"server_settings": settings},
         )
 
@@ -299,20 +305,19 @@ class Database:
             await s.execute(query)
 
     async def unprocessed_customer_messages(
-        self, *, older_than_s: float = 0, limit: int = 100
+        self, *, older_than_s: float = 0, limit: int = 100, conversation_id: str | None = None
     ) -> list[Message]:
-        """Customer messages the engine never finished (e.g. it crashed), oldest first."""
+        """Customer messages the engine has not finished, oldest first (optionally of one
+        conversation: the engine's work list, served by the unprocessed index)."""
         cutoff = utcnow() - timedelta(seconds=older_than_s)
-        query = (
-            select(Message)
-            .where(
-                Message.sender == Sender.CUSTOMER.value,
-                Message.processed_at.is_(None),  # type: ignore[union-attr]
-                Message.created_at <= cutoff,
-            )
-            .order_by(Message.created_at, Message.id)
-            .limit(limit)
+        query = select(Message).where(
+            Message.sender == Sender.CUSTOMER.value,
+            Message.processed_at.is_(None),  # type: ignore[union-attr]
+            Message.created_at <= cutoff,
         )
+        if conversation_id is not None:
+            query = query.where(Message.conversation_id == conversation_id)
+        query = query.order_by(Message.created_at, Message.id).limit(limit)
         async with self._sessions() as s:
             return list((await s.scalars(query)).all())
 
