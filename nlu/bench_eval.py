@@ -60,7 +60,10 @@ def run(
     rows: list[Row] = []
     for bench in benchmarks.load(name, root):
         with tempfile.TemporaryDirectory(prefix="careline-bench-") as tmp:
-            train_file = Path(tmp) / "train.yml"
+            # A stable path: the model fingerprint covers the file's path and content, so
+            # an unchanged benchmark reuses its trained model.
+            train_file = settings.path(settings.nlu.models) / "bench" / f"{bench.name}-train.yml"
+            train_file.parent.mkdir(parents=True, exist_ok=True)
             test_file = Path(tmp) / "test.yml"
             train_file.write_text(to_rasa_yaml(bench.train), encoding="utf-8")
             test_file.write_text(to_rasa_yaml(bench.test), encoding="utf-8")

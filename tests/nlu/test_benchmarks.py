@@ -47,3 +47,9 @@ def test_eval_trains_on_train_and_scores_test(tmp_path: Path, nlu_model: Path) -
     assert r["n"] == 397 and 0.0 < r["accuracy"] <= 1.0
     assert 0.0 <= r["oos_recall"] <= 1.0 and 0.0 < r["in_scope_accuracy"] <= 1.0
     assert "| hint3-sofmattress | ours |" in out.stdout
+    again = subprocess.run(
+        [str(Path(sys.executable).parent / "careline"), "nlu", "eval",
+         "--benchmark", "hint3-sofmattress", "--pipelines", "ours"],
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    assert again.stdout.strip().endswith("| cached |")  # unchanged data: no retraining
