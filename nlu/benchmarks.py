@@ -85,11 +85,14 @@ LOADERS: dict[str, Callable[[Path], list[Benchmark]]] = {
 
 
 def load(name: str, root: Path | None = None) -> list[Benchmark]:
-    root = root or DEFAULT_ROOT
+    """Benchmark data from `root`, else $CARELINE_BENCHMARKS, else ../shared/benchmarks."""
+    env = os.environ.get("CARELINE_BENCHMARKS")
+    root = root or (Path(env) if env else DEFAULT_ROOT)
     if name not in LOADERS:
         raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(LOADERS)}")
     if not root.is_dir():
         raise FileNotFoundError(
-            f"benchmark data not found at {root} (expected ../shared/benchmarks)"
+            f"benchmark data not found at {root} (expected ../shared/benchmarks beside the "
+            "repository, or set CARELINE_BENCHMARKS)"
         )
     return LOADERS[name](root)
