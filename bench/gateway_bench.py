@@ -40,13 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import redis.asyncio as aioredis
 import yaml
 
 from bot.channels.widget_client import WidgetClient
 from bot.engine.content import Content
 from bot.settings import Settings, load_settings
+from bot.store.scratch import temporary_schema
 from nlu.datasets import load_rasa_nlu
 from nlu.fingerprint import RECIPE_VERSION, rasa_config
 from nlu.process import NLUServiceProcess, free_port
@@ -646,14 +646,8 @@ async def pg_schema(db: str) -> AsyncIterator[str | None]:
     if db != "postgresql":
         yield None
         return
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_URL, timeout=5)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{name}"')
+    async with temporary_schema(PG_URL, "bench") as name:
         yield name
-    finally:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        await admin.close()
 
 
 async def drop_redis_prefix(prefix: str) -> int:

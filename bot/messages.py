@@ -1,7 +1,8 @@
-"""Channel-neutral message types: what channels hand the engine and what it hands back.
+"""Channel-neutral message types.
 
 Channels adapt platform updates (a Telegram Update, a widget WebSocket frame) into
-`InboundMessage`; the engine never sees a platform object.
+`InboundMessage`; the engine never sees a platform object. What goes back out is the
+conversation's event stream (bot/live/streams.py), which every channel follows.
 """
 
 from __future__ import annotations
@@ -30,12 +31,3 @@ class InboundMessage:
     display_name: str | None = None
     attachment: dict[str, Any] | None = None  # non-text content, stored for the agent
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class OutboundMessage:
-    conversation_id: str
-    sender: str  # bot | agent | system
-    text: str
-    quick_replies: tuple[QuickReply, ...] = ()
-    message_id: int | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from bot.settings import Settings, load_settings
+from bot.store.scratch import temporary_schema
 from nlu.process import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -24,22 +25,17 @@ BACKENDS = ["sqlite", "postgresql"]
 
 @asynccontextmanager
 async def pg_schema() -> AsyncIterator[str]:
-    """A fresh PostgreSQL schema, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    try:
-        admin = await asyncpg.connect(PG_URL, timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as e:
-        pytest.fail(
-            f"PostgreSQL is required at {PG_URL} but is unreachable: {e!r} "
-            "(scripts/ensure-services.sh starts it when installed)",
-            pytrace=False,
-        )
-    try:
-        await admin.execute(f'CREATE SCHEMA "{name}"')
+    """A fresh PostgreSQL schema, dropped afterwards; an unreachable server fails the test."""
+    async with AsyncExitStack() as stack:
+        try:  # only setting up is translated; errors inside the test stay what they are
+            name = await stack.enter_async_context(temporary_schema(PG_URL, "t"))
+        except (OSError, asyncpg.PostgresError, TimeoutError) as e:
+            pytest.fail(
+                f"PostgreSQL is required at {PG_URL} but is unreachable: {e!r} "
+                "(scripts/ensure-services.sh starts it when installed)",
+                pytrace=False,
+            )
         yield name
-    finally:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        await admin.close()
 
 
 @asynccontextmanager
