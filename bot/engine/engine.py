@@ -20,6 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bot.channels.outbound import Outbound
 from bot.engine.content import Content
 from bot.engine.states import State, check_transition
 from bot.live.locks import redis_lock
@@ -94,6 +95,7 @@ class ConversationEngine:
         content: Content,
         triage: Triage,
         queues: AgentQueues,
+        outbound: Outbound | None = None,
     ) -> None:
         self.settings = settings
         self.cfg = settings.engine
@@ -105,6 +107,7 @@ class ConversationEngine:
         self.content = content
         self.triage = triage
         self.queues = queues
+        self.outbound = outbound or Outbound(redis, streams.keys)
 
     # -- accepting customer messages (channel request path) -------------------------------
 
@@ -131,7 +134,7 @@ class ConversationEngine:
             payload=payload or None,
         )
         if created:
-            await self.streams.append(conv.id, message_event(msg))
+            await self.publish(conv, msg)
         if msg.processed_at is None:
             # Also on a retry: if we crashed before queueing it, this queues it now.
             await self.streams.enqueue(conv.id, msg.id)
@@ -404,7 +407,13 @@ class ConversationEngine:
         )
         if created:
             BOT_REPLIES.labels(key).inc()
-            await self.streams.append(conv.id, message_event(msg))
+            await self.publish(conv, msg)
+
+    async def publish(self, conv: Any, msg: Any) -> None:
+        """Every stored message goes out through here: live viewers, then push channels."""
+        await self.streams.append(conv.id, message_event(msg))
+        if msg.sender not in ("customer", "note"):
+            await self.outbound.notify(conv.channel, conv.id)
 
     def _bot_key(self, conversation_id: str) -> str:
         return self.keys.bot_state(conversation_id)

@@ -122,7 +122,8 @@ class Database:
         def upgrade(connection: Connection) -> None:
             from alembic import command
 
-            command.upgrade(alembic_config(connection, schema=schema), "head")
+            # "heads": feature branches add migrations side by side (each off 0001).
+            command.upgrade(alembic_config(connection, schema=schema), "heads")
 
         await self._run_locked(upgrade)
         log.info("database %s is at the newest schema", masked(self._url))
