@@ -36,7 +36,7 @@ from bot.live.streams import Streams
 from bot.security import TokenSigner, load_secret_key
 from bot.settings import Settings
 from bot.store.db import Database
-from handoff import agent_ws
+from handoff import agent_ws, canned_api
 from handoff import api as agent_api
 from handoff.desk import HelpDesk
 from handoff.feed import ConsoleFeed
@@ -187,11 +187,17 @@ async def widget_js(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def console_placeholder(request: web.Request) -> web.Response:
-    return web.Response(
-        text="careline agent console: not built yet (see the Agent console issue).\n",
-        content_type="text/plain",
-    )
+# -- agent console pages (issue 7): the data comes from the agent API and WebSocket ----------
+
+
+@auth_web.require_role(page=True)
+async def console_page(request: web.Request) -> web.StreamResponse:
+    return _page("console.html")
+
+
+@auth_web.require_role("supervisor", page=True)
+async def supervisor_page(request: web.Request) -> web.StreamResponse:
+    return _page("supervisor.html")
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
@@ -261,12 +267,14 @@ def create_app(settings: Settings, *, nlu_url: str, public_url: str) -> web.Appl
     app.router.add_get("/", demo_page)
     app.router.add_get("/widget.js", widget_js)
     app.router.add_get("/ws/widget", ws_widget)
-    app.router.add_get("/console", console_placeholder)
+    app.router.add_get("/console", console_page)
+    app.router.add_get("/console/supervisor", supervisor_page)
     app.router.add_static("/static/", STATIC, append_version=False)
     app.router.add_get("/ws/agent", ws_agent)
     app.router.add_get("/api/openapi.yaml", openapi_doc)
     auth_web.add_routes(app, login_page)
     agent_api.add_routes(app)
+    canned_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -136,6 +136,7 @@ class WidgetSession:
         self.delivery: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
         self.bucket = TokenBucket(channel.cfg.rate_per_connection, channel.cfg.burst_per_connection)
+        self.typing_bucket = TokenBucket(1.0, 4)  # typing is a hint: extra frames are dropped
 
     async def run(self) -> None:
         async for msg in self.ws:
@@ -198,7 +199,13 @@ class WidgetSession:
         await self._send({"type": "pong"})
 
     async def _on_typing(self, frame: dict[str, Any]) -> None:
-        """Customer typing: relayed to agents once the console exists; accepted now."""
+        """Customer typing: relayed to the agent console watching the chat (ephemeral, never
+        stored); frames beyond about one a second are dropped silently."""
+        if self.conversation_id and not self.typing_bucket.take():
+            on = frame.get("on") is True
+            await self.ch.streams.signal(
+                self.conversation_id, {"typing": {"who": "customer", "on": on}}
+            )
 
     async def _on_hello(self, frame: dict[str, Any]) -> None:
         locale = frame.get("locale")

@@ -236,3 +236,24 @@ class AgentAccount(SQLModel, table=True):
     disabled: bool = False
     created_at: datetime = _ts(nullable=False)
     password_changed_at: datetime = _ts(nullable=False)
+
+
+class CannedResponse(SQLModel, table=True):
+    """A ready-made reply agents insert into a chat (managed by supervisors), one language each.
+
+    Kept in SQL, not config: supervisors edit them from the console while agents use them.
+    """
+
+    __tablename__ = "canned_response"
+    __table_args__ = (
+        UniqueConstraint("language", "title", name="uq_canned_response_language_title"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
+    language: str  # "vi" | "en"
+    title: str  # short label agents search and pick by
+    text: str = Field(sa_type=Text)
+    created_by: str  # account id of the supervisor who wrote it
+    updated_by: str
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
