@@ -36,7 +36,7 @@ from bot.live.streams import Streams
 from bot.security import TokenSigner, load_secret_key
 from bot.settings import Settings
 from bot.store.db import Database
-from handoff import agent_ws, canned_api
+from handoff import agent_ws, canned_api, console_api
 from handoff import api as agent_api
 from handoff.desk import HelpDesk
 from handoff.feed import ConsoleFeed
@@ -275,6 +275,7 @@ def create_app(settings: Settings, *, nlu_url: str, public_url: str) -> web.Appl
     auth_web.add_routes(app, login_page)
     agent_api.add_routes(app)
     canned_api.add_routes(app)
+    console_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
