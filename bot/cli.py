@@ -152,7 +152,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
             embedded.append("database: SQLite file (set DATABASE_URL for PostgreSQL)")
         print(f"careline is up (replica {gw.replica}):")
         print(f"  widget demo    {public_url}/")
-        print(f"  agent console  {public_url}/console  (placeholder until the console lands)")
+        print(f"  agent console  {public_url}/console  (supervisors: /console/supervisor)")
         print(f"  health         {public_url}/healthz  {public_url}/readyz  {public_url}/metrics")
         print(f"  NLU service    {nlu_url}")
         print(f"  database       {gw.db!r}")

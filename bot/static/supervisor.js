@@ -104,6 +104,58 @@
     } catch (e) { flash(e.message); }
   }
 
+  // ---- canned responses (supervisors manage them; agents search and insert them) -------------
+
+  let editing = null;
+
+  async function loadCanned() {
+    const { canned } = await api('GET', '/api/agent/canned');
+    $('canned-rows').replaceChildren(...canned.map((c) => el('tr', { dataset: { canned: c.id } },
+      el('td', {}, c.language), el('td', {}, el('strong', {}, c.title)), el('td', { class: 'text' }, c.text),
+      el('td', {},
+        el('button', { type: 'button', class: 'small', onclick: () => editCanned(c) }, 'Edit'), ' ',
+        el('button', { type: 'button', class: 'small delete', onclick: (e) => deleteCanned(e.currentTarget, c) }, 'Delete')))));
+    if (!canned.length) $('canned-rows').append(el('tr', {}, el('td', { colspan: 4, class: 'meta' }, 'No canned response yet.')));
+  }
+
+  function editCanned(c) {
+    editing = c.id;
+    $('canned-language').value = c.language;
+    $('canned-title').value = c.title;
+    $('canned-text').value = c.text;
+    $('canned-save').textContent = 'Save';
+    $('canned-cancel').hidden = false;
+    $('canned-title').focus();
+  }
+
+  function resetCannedForm() {
+    editing = null;
+    $('canned-form').reset();
+    $('canned-save').textContent = 'Add';
+    $('canned-cancel').hidden = true;
+  }
+
+  async function saveCanned(e) {
+    e.preventDefault();
+    const body = { language: $('canned-language').value, title: $('canned-title').value, text: $('canned-text').value };
+    try {
+      if (editing) await api('PUT', '/api/supervisor/canned/' + editing, body);
+      else await api('POST', '/api/supervisor/canned', body);
+      flash(editing ? 'Canned response saved.' : 'Canned response added.', 'ok');
+      resetCannedForm();
+      await loadCanned();
+    } catch (err) { flash(err.message); }
+  }
+
+  async function deleteCanned(button, c) {
+    if (button.dataset.confirm !== '1') { button.dataset.confirm = '1'; button.textContent = 'Click again to delete'; return; }
+    try {
+      await api('DELETE', '/api/supervisor/canned/' + c.id);
+      if (editing === c.id) resetCannedForm();
+      await loadCanned();
+    } catch (err) { flash(err.message); }
+  }
+
   let timer = 0;
   function reloadSoon() {
     clearTimeout(timer);
@@ -128,7 +180,9 @@
       onStatus: (s) => { $('conn').textContent = s === 'live' ? 'live' : s + '…'; $('conn').dataset.status = s; if (s === 'live') reloadSoon(); },
     });
     socket.connect();
-    await load();
+    $('canned-form').addEventListener('submit', saveCanned);
+    $('canned-cancel').addEventListener('click', resetCannedForm);
+    await Promise.all([load(), loadCanned()]);
     setInterval(tick, 1000);
     setInterval(reloadSoon, 30000);
     document.body.dataset.ready = '1';

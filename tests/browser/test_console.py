@@ -439,6 +439,29 @@ async def test_supervisor_sees_breaches_live_and_reassigns(browser: Any, console
         await row.locator("td.agent", has_text=second.display_name).wait_for(timeout=TIMEOUT_MS)
         conv = await console.conversation(cid)
         assert conv.agent_id == second.id and conv.state == "WITH_AGENT"
+
+        # Canned responses are managed here: add one (markup stays text), edit, delete another.
+        await page.select_option("#canned-language", "en")
+        await page.fill("#canned-title", "Callback <b>soon</b>")
+        await page.fill("#canned-text", "We will call you back within 15 minutes.")
+        await page.click("#canned-save")
+        added = page.locator("#canned-rows tr", has_text="Callback <b>soon</b>")
+        await added.wait_for(timeout=TIMEOUT_MS)
+        assert await page.locator("#canned-rows b").count() == 0
+        await added.locator("button", has_text="Edit").click()
+        await page.fill("#canned-text", "We will call you back within 10 minutes.")
+        await page.click("#canned-save")
+        await page.locator("#canned-rows td", has_text="within 10 minutes").wait_for()
+        found = await CannedResponses(console.g.gw.db).search("callback", "en")
+        assert [(c.title, c.text) for c in found] == [
+            ("Callback <b>soon</b>", "We will call you back within 10 minutes.")
+        ]
+        doomed = page.locator("#canned-rows tr", has_text="Battery warranty")
+        await doomed.locator("button.delete").click()
+        await doomed.locator("button.delete").click()
+        await doomed.wait_for(state="detached", timeout=TIMEOUT_MS)
+        assert await CannedResponses(console.g.gw.db).search("battery") == []
+
         await page.mouse.move(0, 0)
         await page.screenshot(path=str(SHOTS / "supervisor.png"), animations="disabled")
         assert not page.errors, page.errors  # type: ignore[attr-defined]
