@@ -198,7 +198,11 @@ class WidgetSession:
         await self._send({"type": "pong"})
 
     async def _on_typing(self, frame: dict[str, Any]) -> None:
-        """Customer typing: relayed to agents once the console exists; accepted now."""
+        """Customer typing: relayed (ephemeral) to the agent watching the conversation."""
+        if self.conversation_id is None:
+            return
+        on = bool(frame.get("on"))
+        await self.ch.streams.signal(self.conversation_id, {"typing": {"who": "customer", "on": on}})
 
     async def _on_hello(self, frame: dict[str, Any]) -> None:
         locale = frame.get("locale")
