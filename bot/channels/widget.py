@@ -201,8 +201,8 @@ class WidgetSession:
         """Customer typing: relayed (ephemeral) to the agent watching the conversation."""
         if self.conversation_id is None:
             return
-        on = bool(frame.get("on"))
-        await self.ch.streams.signal(self.conversation_id, {"typing": {"who": "customer", "on": on}})
+        typing = {"who": "customer", "on": bool(frame.get("on"))}
+        await self.ch.streams.signal(self.conversation_id, {"typing": typing})
 
     async def _on_hello(self, frame: dict[str, Any]) -> None:
         locale = frame.get("locale")
