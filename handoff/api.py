@@ -15,7 +15,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bot.auth.accounts import Principal
-from bot.auth.web import json_error, require_role
+from bot.auth.web import json_error, principal_of, require_role
 from bot.store.models import Escalation
 from handoff.card import context_card
 from handoff.desk import DeskError, HelpDesk
@@ -34,7 +34,7 @@ def _desk(request: web.Request) -> HelpDesk:
 
 
 def _who(request: web.Request) -> Principal:
-    return request["principal"]
+    return principal_of(request)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

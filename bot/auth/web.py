@@ -6,8 +6,8 @@
   `X-CSRF-Token`; pages get it from `GET /api/auth/session`. Login itself has no session yet,
   so it checks that the Origin, when sent, is our own.
 - `require_role(*roles)` wraps a handler: 401 without a session (or a redirect to /login for
-  pages), 403 with the wrong role. Admins pass every check. The principal is then at
-  `request["principal"]`.
+  pages), 403 with the wrong role. Admins pass every check. The principal is then
+  `principal_of(request)`.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ class AuthService:
 
     async def principal(self, request: web.Request) -> tuple[Principal, Session] | None:
         """The logged-in, enabled account behind this request's cookie, if any."""
-        if "principal" in request:
-            return request["principal"], request["session"]
+        if PRINCIPAL in request:
+            return request[PRINCIPAL], request[SESSION]
         assert self.sessions is not None and self.accounts is not None
         session = await self.sessions.get(request.cookies.get(COOKIE))
         if session is None:
@@ -58,7 +58,7 @@ class AuthService:
             await self.sessions.end(session)
             return None
         principal = Principal.of(account)
-        request["principal"], request["session"] = principal, session
+        request[PRINCIPAL], request[SESSION] = principal, session
         return principal, session
 
     def secure_cookie(self, request: web.Request) -> bool:
@@ -70,6 +70,13 @@ class AuthService:
 
 
 AUTH: web.AppKey[AuthService] = web.AppKey("auth", AuthService)
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+SESSION: web.RequestKey[Session] = web.RequestKey("session", Session)
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The signed-in user of a request that passed `require_role`."""
+    return request[PRINCIPAL]
 
 
 def json_error(status: int, code: str, message: str, **headers: str) -> web.Response:
@@ -182,7 +189,7 @@ async def login(request: web.Request) -> web.Response:
 
 @require_role()
 async def session_info(request: web.Request) -> web.Response:
-    principal, session = request["principal"], request["session"]
+    principal, session = request[PRINCIPAL], request[SESSION]
     return web.json_response({"principal": principal.as_dict(), "csrf_token": session.csrf})
 
 
@@ -190,7 +197,7 @@ async def session_info(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     assert auth.sessions
-    await auth.sessions.end(request["session"])
+    await auth.sessions.end(request[SESSION])
     resp = web.json_response({"ok": True})
     resp.del_cookie(COOKIE, path="/")
     return resp
@@ -200,7 +207,7 @@ async def logout(request: web.Request) -> web.Response:
 async def logout_everywhere(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     assert auth.sessions
-    ended = await auth.sessions.end_all(request["principal"].id)
+    ended = await auth.sessions.end_all(request[PRINCIPAL].id)
     resp = web.json_response({"ok": True, "sessions_ended": ended})
     resp.del_cookie(COOKIE, path="/")
     return resp

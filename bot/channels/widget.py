@@ -136,7 +136,6 @@ class WidgetSession:
         self.delivery: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
         self.bucket = TokenBucket(channel.cfg.rate_per_connection, channel.cfg.burst_per_connection)
-        self.typing_bucket = TokenBucket(1.0, 4)  # typing is a hint: extra frames are dropped
 
     async def run(self) -> None:
         async for msg in self.ws:
@@ -199,13 +198,11 @@ class WidgetSession:
         await self._send({"type": "pong"})
 
     async def _on_typing(self, frame: dict[str, Any]) -> None:
-        """Customer typing: relayed to the agent console watching the chat (ephemeral, never
-        stored); frames beyond about one a second are dropped silently."""
-        if self.conversation_id and not self.typing_bucket.take():
-            on = frame.get("on") is True
-            await self.ch.streams.signal(
-                self.conversation_id, {"typing": {"who": "customer", "on": on}}
-            )
+        """Customer typing: relayed (ephemeral) to the agent watching the conversation."""
+        if self.conversation_id is None:
+            return
+        typing = {"who": "customer", "on": bool(frame.get("on"))}
+        await self.ch.streams.signal(self.conversation_id, {"typing": typing})
 
     async def _on_hello(self, frame: dict[str, Any]) -> None:
         locale = frame.get("locale")
