@@ -1,6 +1,6 @@
 """Small read-only routes the console pages need beyond the agent API (docs/openapi.yaml).
 
-- `GET /api/console/config`: configured queue names (agents transfer to queues they do not
+- `GET /api/agent/config`: configured queue names (agents transfer to queues they do not
   serve, so the page needs them all) and the presence heartbeat interval.
 - `GET /api/supervisor/chats`: every chat waiting for or held by a person, so the supervisor
   view can reassign held chats too (the queues only list waiting ones).
@@ -58,5 +58,5 @@ async def active_chats(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/console/config", console_config)
+    app.router.add_get("/api/agent/config", console_config)
     app.router.add_get("/api/supervisor/chats", active_chats)

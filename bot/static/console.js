@@ -556,7 +556,7 @@
 
   async function boot() {
     S.me = await window.CL.session();
-    S.config = await api('GET', '/api/console/config');
+    S.config = await api('GET', '/api/agent/config');
     $('who').textContent = `${S.me.display_name} (${S.me.role})`;
     $('to-supervisor').hidden = !isSupervisor();
     for (const b of document.querySelectorAll('.presence button')) {
