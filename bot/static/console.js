@@ -508,7 +508,8 @@
 
   function onConsole(ev) {
     const cid = ev.conversation_id;
-    const aboutMe = ev.agent_id === S.me.id;
+    // Mine: addressed to me, or a chat I hold (a supervisor may have reassigned it).
+    const aboutMe = ev.agent_id === S.me.id || S.chats.some((c) => c.conversation_id === cid);
     switch (ev.kind) {
       case 'escalated':
         if (ev.severity === 'critical') alertAgent('Critical chat waiting');
@@ -517,7 +518,7 @@
         if (ev.severity === 'critical') alertAgent('Chat became critical');
         break;
       case 'assigned':
-        if (aboutMe) alertAgent('New chat for you');
+        if (ev.agent_id === S.me.id) alertAgent('New chat for you');
         break;
       case 'sla_breach':
         if (aboutMe || (S.open && cid === S.open)) flash('SLA breached: a customer has waited too long.', 'warn');
