@@ -19,6 +19,7 @@
     filter: '',
     open: null, // the conversation on screen
     card: null,
+    headFor: null, // the chat the header's buttons were last set up for
     shown: new Map(), // message id -> list item, for the open chat
     alerts: 0,
     unseen: 0,
@@ -174,7 +175,7 @@
       try {
         await refreshQueues();
         if (withMe) await refreshMe();
-        if (S.open && withMe) await loadCard(S.open, false);
+        if (S.open && withMe) await loadCard(S.open, false, true);
       } catch (e) { report(e); }
     }, 120);
   }
@@ -233,6 +234,7 @@
       S.shown = new Map();
       $('log').replaceChildren();
       $('typing').hidden = true;
+      clearHead(); // nothing of the previous chat may be acted on while this one loads
     }
     $('chat-empty').hidden = true;
     $('chat-view').hidden = false;
@@ -242,12 +244,14 @@
     await loadCard(cid, true);
   }
 
-  async function loadCard(cid, focus) {
+  // `after`: a refresh after the chat moved on (transfer, release, reassignment): losing sight
+  // of it is expected then, not an error to show.
+  async function loadCard(cid, focus, after) {
     let card;
     try {
       card = await api('GET', '/api/agent/conversations/' + encodeURIComponent(cid));
     } catch (e) {
-      report(e);
+      if (!(after && e.status === 403)) report(e);
       if (e.status === 403 || e.status === 404) closeChat();
       return;
     }
@@ -270,6 +274,21 @@
     renderWaiting();
   }
 
+  function clearHead() {
+    S.headFor = null;
+    for (const id of ['claim', 'transfer', 'release', 'resolve']) {
+      $(id).disabled = true;
+      resetConfirm($(id));
+    }
+    $('text').disabled = true;
+    $('send').disabled = true;
+    $('chat-name').textContent = 'Loading…';
+    $('chat-sev').replaceChildren();
+    $('chat-state').textContent = '';
+    delete $('chat-state').dataset.state;
+    $('chat-meta').textContent = '';
+  }
+
   function renderChatHead(card) {
     const c = card.conversation;
     const name = card.customer.display_name || 'Visitor ' + card.customer.id.slice(0, 6);
@@ -282,10 +301,13 @@
     const handled = c.state === 'WITH_AGENT' || c.state === 'WAITING_AGENT';
     const canAct = mine || (isSupervisor() && handled);
     $('claim').hidden = c.state !== 'WAITING_AGENT';
+    $('claim').disabled = false;
     for (const id of ['transfer', 'release', 'resolve']) {
       $(id).disabled = !canAct;
-      resetConfirm($(id));
+      // A background refresh must not swallow a pending "click again"; another chat does.
+      if (!canAct || S.headFor !== c.id) resetConfirm($(id));
     }
+    S.headFor = c.id;
     const noteOnly = !mine && canAct;
     const replyRadio = document.querySelector('input[name=mode][value=reply]');
     replyRadio.disabled = !mine;
@@ -446,7 +468,7 @@
       flash(done, 'ok');
       await refreshMe();
       await refreshQueues();
-      if (S.open === cid) await loadCard(cid, false);
+      if (S.open === cid) await loadCard(cid, false, true);
     } catch (e) { report(e); }
   }
 
@@ -540,7 +562,7 @@
         addMessage(ev.message);
         if (ev.message.sender === 'customer') showCustomerTyping(false);
       } else if (ev.kind === 'state') {
-        loadCard(S.open, false);
+        loadCard(S.open, false, true);
         refreshSoon(true);
       }
     } else if (f.type === 'typing' && f.conversation_id === S.open) showCustomerTyping(f.on);
