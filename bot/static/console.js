@@ -21,6 +21,7 @@
     card: null,
     headFor: null, // the chat the header's buttons were last set up for
     shown: new Map(), // message id -> list item, for the open chat
+    unread: new Map(), // held chat not on screen -> customer messages since last opened
     alerts: 0,
     unseen: 0,
     socket: null,
@@ -84,10 +85,18 @@
     await refreshMe();
   }
 
+  const holds = (cid) => S.chats.some((c) => c.conversation_id === cid);
+
   async function refreshMe() {
     const me = await api('GET', '/api/agent/me');
     S.presence = me.presence;
+    const before = S.chats.map((c) => c.conversation_id);
     S.chats = me.chats;
+    // Every held chat is watched, so a customer writing in one that is not on screen shows up.
+    for (const c of S.chats) S.socket.watch(c.conversation_id);
+    for (const cid of before) {
+      if (!holds(cid)) { S.unread.delete(cid); if (cid !== S.open) S.socket.unwatch(cid); }
+    }
     renderPresence();
     renderMyChats();
   }
@@ -101,7 +110,8 @@
       onclick: () => openChat(c.conversation_id),
       onkeydown: (e) => { if (e.key === 'Enter') openChat(c.conversation_id); },
     }, badge(c.severity), ' ', el('span', { class: 'q' }, c.queue || ''), ' ',
-    el('span', { class: 'meta' }, `${c.channel} · ${c.language} · #${c.conversation_id.slice(0, 6)}`))));
+    el('span', { class: 'meta' }, `${c.channel} · ${c.language} · #${c.conversation_id.slice(0, 6)}`),
+    S.unread.get(c.conversation_id) ? el('span', { class: 'unread', title: 'new messages' }, String(S.unread.get(c.conversation_id))) : null)));
     if (!S.chats.length) list.append(el('li', { class: 'none' }, 'No chats yet.'));
     $('my-count').textContent = String(S.chats.length);
   }
@@ -228,7 +238,8 @@
   }
 
   async function openChat(cid) {
-    if (S.open && S.open !== cid) S.socket.unwatch(S.open);
+    if (S.open && S.open !== cid && !holds(S.open)) S.socket.unwatch(S.open);
+    S.unread.delete(cid);
     if (S.open !== cid) {
       S.open = cid;
       S.shown = new Map();
@@ -264,7 +275,7 @@
   }
 
   function closeChat() {
-    if (S.open) S.socket.unwatch(S.open);
+    if (S.open && !holds(S.open)) S.socket.unwatch(S.open);
     S.open = null;
     S.card = null;
     $('chat-view').hidden = true;
@@ -556,7 +567,14 @@
 
   function onFrame(f) {
     if (f.type === 'console') onConsole(f.event);
-    else if (f.type === 'event' && f.conversation_id === S.open) {
+    else if (f.type === 'event' && f.conversation_id !== S.open) {
+      const ev = f.event;
+      if (ev.kind === 'message' && ev.message.sender === 'customer' && holds(f.conversation_id)) {
+        S.unread.set(f.conversation_id, (S.unread.get(f.conversation_id) || 0) + 1);
+        renderMyChats();
+        alertAgent('New message');
+      }
+    } else if (f.type === 'event' && f.conversation_id === S.open) {
       const ev = f.event;
       if (ev.kind === 'message') {
         addMessage(ev.message);

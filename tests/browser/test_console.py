@@ -493,6 +493,12 @@ async def test_transfer_to_a_queue_and_release_to_the_bot(browser: Any, console:
         # Transfer the first to the billing queue, with a note for whoever takes it.
         await page.click(f"#my-chats li[data-cid='{moved}']")
         await page.wait_for_selector("#chat-state[data-state='WITH_AGENT']")
+        # The other customer writes meanwhile: an unread count on that chat, not in this one.
+        await customers[1].say("Còn ai ở đó không ạ?")
+        unread = page.locator(f"#my-chats li[data-cid='{released}'] .unread")
+        await unread.wait_for(timeout=TIMEOUT_MS)
+        assert await unread.text_content() == "1"
+        assert await page.locator("#log li.customer", has_text="Còn ai").count() == 0
         await page.click("#transfer")
         await page.select_option("#transfer-queue", "billing")
         await page.fill("#transfer-note", "Khách hỏi hoá đơn VAT")
@@ -508,6 +514,8 @@ async def test_transfer_to_a_queue_and_release_to_the_bot(browser: Any, console:
         # Release the second back to the bot (asks for a second click first).
         await page.click(f"#my-chats li[data-cid='{released}']")
         await page.wait_for_selector("#chat-state[data-state='WITH_AGENT']")
+        await page.locator("#log li.customer", has_text="Còn ai ở đó không").wait_for()
+        assert await unread.count() == 0  # read now
         await page.click("#release")
         assert (await console.conversation(released)).state == "WITH_AGENT"
         assert (await page.text_content("#release")) == "Click again to release"
