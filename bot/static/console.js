@@ -227,7 +227,15 @@
     return li;
   }
 
+  // The first human reply meets the first-response SLA: the card stops counting down.
+  function humanReplied(at) {
+    if (!S.card || S.card.conversation.first_human_reply_at) return;
+    S.card.conversation.first_human_reply_at = at || new Date().toISOString();
+    renderCard(S.card);
+  }
+
   function addMessage(m) {
+    if (m.sender === 'agent') humanReplied(m.created_at);
     if (m.id && S.shown.has(String(m.id))) return;
     const li = messageItem(m);
     if (m.id) S.shown.set(String(m.id), li);
@@ -404,6 +412,7 @@
       li.dataset.id = id;
       S.shown.set(id, li);
       state.textContent = 'sent ✓';
+      humanReplied();
     } catch (e) {
       li.classList.add('failed');
       state.replaceChildren('not sent: ' + e.message + ' ', el('button', {

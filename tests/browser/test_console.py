@@ -186,6 +186,8 @@ async def test_escalation_claim_chat_and_resolve(browser: Any, console: Console)
         await agent_page.press("#text", "Enter")
         mine = agent_page.locator("#log li.agent", has_text="rút sạc")
         await mine.locator(".delivery", has_text="sent").wait_for(timeout=TIMEOUT_MS)
+        # The first human reply met the SLA: the card stops counting down.
+        await agent_page.locator("#card [data-deadline]").wait_for(state="detached")
         await customer.wait_for_function(
             """() => window.Careline.state().messages.some(
                 (m) => m.sender === 'agent' && m.text.includes('rút sạc'))""",
