@@ -33,6 +33,8 @@ from bot.store.db import Database
 from handoff.queues import AgentQueues
 from handoff.triage import Triage
 from nlu.client import NLUClient
+from surveys.setup import attach_surveys
+from surveys.web import add_survey_routes
 
 log = logging.getLogger("careline.gateway")
 STATIC = Path(__file__).parent / "static"
@@ -52,6 +54,7 @@ class Gateway:
     engine: ConversationEngine | None = None
     widget: WidgetChannel | None = None
     worker: InboxWorker | None = None
+    surveys: Any = None  # the SurveySweeper (surveys/), running on every replica
 
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
@@ -88,6 +91,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         triage=triage,
         queues=AgentQueues.from_settings(client, s),
     )
+    gw.surveys = await attach_surveys(gw.engine, s, gw.db)
     signer = TokenSigner(secret, "widget-visitor")
     gw.widget = WidgetChannel(
         settings=s,
@@ -110,9 +114,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         sweep_older_than_s=2 * s.engine.claim_idle_s,
     )
     worker_task = asyncio.create_task(gw.worker.run(), name="inbox-worker")
+    sweep_task = asyncio.create_task(gw.surveys.run(), name="survey-sweeper")
     try:
         yield
     finally:
+        gw.surveys.stop()
+        await asyncio.wait([sweep_task], timeout=5)
+        sweep_task.cancel()
         await gw.worker.stop(worker_task)
         await hub.stop()
         await gw.nlu.close()
@@ -193,4 +201,5 @@ def create_app(settings: Settings, *, nlu_url: str, public_url: str) -> web.Appl
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    add_survey_routes(app)
     return app

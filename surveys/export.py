@@ -1,0 +1,160 @@
+"""Survey exports: one row per resolved conversation, survey answers next to the
+conversation's metrics, as CSV or XLSX.
+
+- CSV is produced batch by batch from a streamed query (constant memory), UTF-8 with a BOM
+  so Excel shows Vietnamese correctly.
+- XLSX uses openpyxl's write-only mode (rows go to a temporary file, not a tree in memory).
+- Text cells that a spreadsheet would run as a formula (starting with = + - @, tab or CR)
+  are prefixed with an apostrophe (OWASP's advice): customers write the comments.
+- File writes and openpyxl calls run in a thread; the event loop never blocks on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from surveys.metrics import EXPORT_ROWS
+from surveys.reports import Scope, stream_rows
+
+BOM = "\ufeff"
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+COLUMNS = (
+    "conversation_id", "channel", "language", "queue", "severity", "agent_id", "handled_by",
+    "reopened", "repeat_contact", "first_contact_resolution", "survey_status", "ces", "csat",
+    "nps", "comment", "created_at", "escalated_at", "first_human_reply_at", "resolved_at",
+    "first_response_s", "resolution_s", "answered_at", "demo",
+)  # fmt: skip
+FORMATS = ("csv", "xlsx")
+Progress = Callable[[int], None]
+
+
+def neutralize(value: str) -> str:
+    """A text cell that cannot be executed as a spreadsheet formula."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def export_row(r: Any) -> list[Any]:
+    """The typed values of one export row (None = empty cell), text cells neutralized."""
+    repeat = r.repeat_contact_at is not None
+    first = (
+        _seconds(r.escalated_at, r.first_human_reply_at)
+        if r.escalated_at is not None and r.first_human_reply_at is not None
+        else None
+    )
+    return [
+        neutralize(r.conversation_id), neutralize(r.channel), neutralize(r.language),
+        _text(r.queue), _text(r.severity), _text(r.agent_id),
+        "bot" if r.bot_only else "human", bool(r.reopened), repeat,
+        not r.reopened and not repeat, r.status, r.ces, r.csat, r.nps, _text(r.comment),
+        _utc(r.conversation_created_at), _utc(r.escalated_at), _utc(r.first_human_reply_at),
+        _utc(r.resolved_at), first, _seconds(r.conversation_created_at, r.resolved_at),
+        _utc(r.answered_at), bool(r.demo),
+    ]  # fmt: skip
+
+
+def _text(v: str | None) -> str | None:
+    return None if v is None else neutralize(v)
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    if t is None:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _seconds(a: datetime, b: datetime) -> float:
+    return round((_utc(b) - _utc(a)).total_seconds(), 3)  # type: ignore[operator]
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, datetime):
+        return v.isoformat().replace("+00:00", "Z")
+    return v
+
+
+async def csv_chunks(
+    db: Any, scope: Scope, progress: Progress | None = None
+) -> AsyncIterator[bytes]:
+    """The export as UTF-8 CSV byte chunks (BOM and header first), one per row batch."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    buf.write(BOM)
+    writer.writerow(COLUMNS)
+    yield buf.getvalue().encode("utf-8")
+    done = 0
+    async for part in stream_rows(db, scope):
+        buf.seek(0)
+        buf.truncate()
+        writer.writerows([_csv_cell(v) for v in export_row(r)] for r in part)
+        yield buf.getvalue().encode("utf-8")
+        done += len(part)
+        EXPORT_ROWS.labels("csv").inc(len(part))
+        if progress:
+            progress(done)
+
+
+async def write_csv(db: Any, scope: Scope, path: Path, progress: Progress | None = None) -> int:
+    done = [0]
+
+    def seen(n: int) -> None:
+        done[0] = n
+        if progress:
+            progress(n)
+
+    f = await asyncio.to_thread(open, path, "wb")
+    try:
+        async for chunk in csv_chunks(db, scope, seen):
+            await asyncio.to_thread(f.write, chunk)
+    finally:
+        await asyncio.to_thread(f.close)
+    return done[0]
+
+
+async def write_xlsx(db: Any, scope: Scope, path: Path, progress: Progress | None = None) -> int:
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("surveys")
+    await asyncio.to_thread(ws.append, list(COLUMNS))
+    done = 0
+    async for part in stream_rows(db, scope):
+        rows = [[_xlsx_cell(v) for v in export_row(r)] for r in part]
+        await asyncio.to_thread(_append_all, ws, rows)
+        done += len(part)
+        EXPORT_ROWS.labels("xlsx").inc(len(part))
+        if progress:
+            progress(done)
+    await asyncio.to_thread(wb.save, path)
+    return done
+
+
+def _append_all(ws: Any, rows: list[list[Any]]) -> None:
+    for row in rows:
+        ws.append(row)
+
+
+def _xlsx_cell(v: Any) -> Any:
+    # Excel has no time zones: timestamps are written as UTC wall time (the header says so
+    # in docs/SURVEYS.md); openpyxl refuses aware datetimes.
+    return v.replace(tzinfo=None) if isinstance(v, datetime) else v
+
+
+async def export(
+    db: Any, scope: Scope, fmt: str, path: Path, progress: Progress | None = None
+) -> int:
+    """Write the scope to `path` as `fmt`; returns the number of data rows."""
+    if fmt == "csv":
+        return await write_csv(db, scope, path, progress)
+    if fmt == "xlsx":
+        return await write_xlsx(db, scope, path, progress)
+    raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
