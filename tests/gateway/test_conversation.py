@@ -75,9 +75,9 @@ async def test_full_conversation(gateway, nlu_url: str) -> None:  # type: ignore
         # 6. The customer ends the chat: the survey starts (it left the line at once); they
         # skip it and the chat closes; writing again reopens the same conversation.
         await c.send_frame({"type": "end"})
+        question = await c.bot_reply()
         await _state_event(c, "SURVEY")
         assert await gateway.gw.engine.queues.position(conv.id) is None  # left the line
-        question = await c.bot_reply()
         assert "survey:skip" in [q["payload"] for q in question["quick_replies"]]
         await c.say("Bỏ qua", payload="survey:skip")
         await _state_event(c, "CLOSED")
