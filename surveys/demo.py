@@ -167,7 +167,9 @@ async def fill(db: Any, n: int, *, days: int = 90, seed: int | None = None,
     generated on a thread (CPU work) while the previous one is being written."""
     done = 0
     batches = generate(n, days=days, seed=seed)
-    while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+    upcoming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
+    while (batch := await upcoming) is not None:
+        upcoming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))  # overlaps
         await insert_rows(db, "customer", batch.customers)
         await insert_rows(db, "conversation", batch.conversations)
         await insert_rows(db, "survey_response", batch.surveys)

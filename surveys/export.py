@@ -39,44 +39,50 @@ def neutralize(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_START) else value
 
 
+# The export's columns from the survey table, in this order (rows are unpacked as tuples:
+# attribute access per cell was a third of the export's time).
+SOURCE = (
+    "conversation_id", "channel", "language", "queue", "severity", "agent_id", "bot_only",
+    "reopened", "repeat_contact_at", "status", "ces", "csat", "nps", "comment",
+    "conversation_created_at", "escalated_at", "first_human_reply_at", "resolved_at",
+    "answered_at", "demo",
+)  # fmt: skip
+
+
 def export_row(r: Any) -> list[Any]:
     """The typed values of one export row (None = empty cell), text cells neutralized."""
-    repeat = r.repeat_contact_at is not None
+    (cid, channel, language, queue, severity, agent, bot_only, reopened, repeat_at, status,
+     ces, csat, nps, comment, created, escalated, first_reply, resolved, answered,
+     demo) = r  # fmt: skip
+    repeat = repeat_at is not None
     first = (
-        _seconds(r.escalated_at, r.first_human_reply_at)
-        if r.escalated_at is not None and r.first_human_reply_at is not None
+        round((first_reply - escalated).total_seconds(), 3)
+        if escalated is not None and first_reply is not None
         else None
     )
     return [
-        neutralize(r.conversation_id), neutralize(r.channel), neutralize(r.language),
-        _text(r.queue), _text(r.severity), _text(r.agent_id),
-        "bot" if r.bot_only else "human", bool(r.reopened), repeat,
-        not r.reopened and not repeat, r.status, r.ces, r.csat, r.nps, _text(r.comment),
-        _utc(r.conversation_created_at), _utc(r.escalated_at), _utc(r.first_human_reply_at),
-        _utc(r.resolved_at), first, _seconds(r.conversation_created_at, r.resolved_at),
-        _utc(r.answered_at), bool(r.demo),
+        neutralize(cid), neutralize(channel), neutralize(language),
+        queue and neutralize(queue), severity and neutralize(severity),
+        agent and neutralize(agent), "bot" if bot_only else "human", bool(reopened), repeat,
+        not reopened and not repeat, status, ces, csat, nps, comment and neutralize(comment),
+        _utc(created), _utc(escalated), _utc(first_reply), _utc(resolved),
+        first, round((resolved - created).total_seconds(), 3), _utc(answered), bool(demo),
     ]  # fmt: skip
 
 
-def _text(v: str | None) -> str | None:
-    return None if v is None else neutralize(v)
-
-
 def _utc(t: datetime | None) -> datetime | None:
-    if t is None:
-        return None
+    if t is None or t.tzinfo is UTC:
+        return t
     return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-def _seconds(a: datetime, b: datetime) -> float:
-    return round((_utc(b) - _utc(a)).total_seconds(), 3)  # type: ignore[operator]
 
 
 def _csv_cell(v: Any) -> Any:
     if v is None:
         return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
     if isinstance(v, datetime):
         return v.isoformat().replace("+00:00", "Z")
     return v
@@ -92,7 +98,7 @@ async def csv_chunks(
     writer.writerow(COLUMNS)
     yield buf.getvalue().encode("utf-8")
     done = 0
-    async for part in stream_rows(db, scope):
+    async for part in stream_rows(db, scope, columns=SOURCE):
         buf.seek(0)
         buf.truncate()
         writer.writerows([_csv_cell(v) for v in export_row(r)] for r in part)
@@ -127,7 +133,7 @@ async def write_xlsx(db: Any, scope: Scope, path: Path, progress: Progress | Non
     ws = wb.create_sheet("surveys")
     await asyncio.to_thread(ws.append, list(COLUMNS))
     done = 0
-    async for part in stream_rows(db, scope):
+    async for part in stream_rows(db, scope, columns=SOURCE):
         rows = [[_xlsx_cell(v) for v in export_row(r)] for r in part]
         await asyncio.to_thread(_append_all, ws, rows)
         done += len(part)

@@ -5,7 +5,7 @@ rows the range holds (durations for percentiles are kept as packed floats)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
@@ -94,10 +94,13 @@ def _date(value: str | None, name: str) -> date | None:
         raise ScopeError(f"'{name}' must be a date like 2026-11-22 (got {value[:40]!r})") from None
 
 
-async def stream_rows(db: Any, scope: Scope, *, batch: int = 5000) -> AsyncIterator[list[Any]]:
-    """The scope's rows in resolution order, `batch` at a time (a server-side cursor on
-    PostgreSQL, so the result set is never held in memory)."""
-    query = select(T).where(*scope.where()).order_by(T.c.resolved_at, T.c.id)
+async def stream_rows(
+    db: Any, scope: Scope, *, columns: Sequence[str] | None = None, batch: int = 5000
+) -> AsyncIterator[list[Any]]:
+    """The scope's rows (all columns, or `columns` in that order) in resolution order,
+    `batch` at a time (a server-side cursor on PostgreSQL: never the whole result in memory)."""
+    chosen = [T.c[c] for c in columns] if columns else [T]
+    query = select(*chosen).where(*scope.where()).order_by(T.c.resolved_at, T.c.id)
     async with db.engine.connect() as conn:
         result = await conn.stream(query.execution_options(yield_per=batch))
         async for part in result.partitions(batch):
