@@ -79,7 +79,7 @@
   }
 
   function trend(svg, days) {
-    const W = 600, H = 220, L = 34, R = 34, T = 12, B = 26;
+    const W = 600, H = 220, L = 42, R = 34, T = 12, B = 26;
     svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
     svg.replaceChildren();
     if (!days.length) { svg.append(el('svg:text', { x: W / 2, y: H / 2, 'text-anchor': 'middle' }, 'no conversations in this range')); return; }
@@ -121,6 +121,8 @@
     $('error').hidden = true;
     if (body.options) fillOptions(body.options);
     $('scope').textContent = `${body.scope.start} → ${body.scope.end} (${body.scope.tz})`;
+    form.elements.from.value = body.scope.start;
+    form.elements.to.value = body.scope.end;
     drawCards(body);
     trend($('trend'), body.trend);
     bars($('ces'), body.distributions.ces, '#0ea5e9');
@@ -128,11 +130,15 @@
     document.body.dataset.loaded = 'true';
   }
 
-  const today = new Date();
-  const iso = (d) => d.toISOString().slice(0, 10);
+  // Dates come from the URL, else the server's default (the last 30 days in its report zone).
   const url = new URLSearchParams(location.search);
-  form.elements.to.value = url.get('to') || iso(today);
-  form.elements.from.value = url.get('from') || iso(new Date(today.getTime() - 29 * 86400e3));
+  for (const name of ['from', 'to', ...FILTERS]) {
+    if (url.get(name)) {
+      const field = form.elements[name];
+      if (field.tagName === 'SELECT') field.append(el('option', { value: url.get(name) }, url.get(name)));
+      field.value = url.get(name);
+    }
+  }
   form.addEventListener('submit', (e) => { e.preventDefault(); history.replaceState(null, '', `?${params()}`); load(false); });
   fetch('/api/auth/session', { credentials: 'same-origin' }).then((r) => (r.ok ? r.json() : null))
     .then((s) => { if (s && s.principal) $('who').textContent = `${s.principal.display_name} (${s.principal.role})`; })
