@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
@@ -97,15 +98,20 @@ async def main(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
-    async with temporary_schema(PG_URL, "bench_export") as schema:
+    async with contextlib.AsyncExitStack() as stack:
+        schema = args.schema or await stack.enter_async_context(
+            temporary_schema(PG_URL, "bench_export")
+        )
         db = Database(PG_URL, schema=schema)
+        fill_s = None
         try:
             await db.migrate()
-            log(f"demo-data: {args.rows:,} conversations into schema {schema} ...")
-            started = time.monotonic()
-            await fill(db, args.rows, days=DAYS, seed=8)
-            fill_s = time.monotonic() - started
-            log(f"  {fill_s:.1f} s ({args.rows / fill_s:,.0f} conversations/s)")
+            if not args.schema:
+                log(f"demo-data: {args.rows:,} conversations into schema {schema} ...")
+                started = time.monotonic()
+                await fill(db, args.rows, days=DAYS, seed=8)
+                fill_s = time.monotonic() - started
+                log(f"  {fill_s:.1f} s ({args.rows / fill_s:,.0f} conversations/s)")
             today = Scope.parse({}, tz).end
             full = Scope.parse(
                 {"from": str(today - timedelta(days=DAYS + 1)), "to": str(today)}, tz
@@ -128,8 +134,12 @@ async def main(args: argparse.Namespace) -> int:
                 runs.append((f"{fmt}, {name}", ours, peer))
     print(f"\n1-minute load average: {load_before:.2f} at the start, "
           f"{os.getloadavg()[0]:.2f} at the end (2 cores)")  # fmt: skip
-    print(f"demo-data: {args.rows:,} conversations in {fill_s:.1f} s "
-          f"({args.rows / fill_s:,.0f}/s, PostgreSQL COPY)\n")  # fmt: skip
+    if fill_s is not None:
+        print(f"demo-data: {args.rows:,} conversations in {fill_s:.1f} s "
+              f"({args.rows / fill_s:,.0f}/s, PostgreSQL COPY)")  # fmt: skip
+    else:
+        print(f"demo-data: reused schema {args.schema} ({sizes['full']:,} rows)")
+    print()
     print("| export | rows | careline rows/s | careline peak RSS | COPY rows/s | careline/COPY |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, ours, peer in runs:
@@ -144,4 +154,5 @@ if __name__ == "__main__":
     p.add_argument("--formats", default="csv,xlsx")
     p.add_argument("--xlsx-full", action="store_true", help="also XLSX for the whole range")
     p.add_argument("--out", default="/tmp/careline-export-bench")
+    p.add_argument("--schema", help="reuse a schema already filled by an earlier run (kept)")
     sys.exit(asyncio.run(main(p.parse_args())))

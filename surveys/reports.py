@@ -97,13 +97,31 @@ def _date(value: str | None, name: str) -> date | None:
 async def stream_rows(
     db: Any, scope: Scope, *, columns: Sequence[str] | None = None, batch: int = 5000
 ) -> AsyncIterator[list[Any]]:
-    """The scope's rows (all columns, or `columns` in that order) in resolution order,
-    `batch` at a time (a server-side cursor on PostgreSQL: never the whole result in memory)."""
+    """The scope's rows (all columns, or tuples of `columns`) in resolution order, `batch`
+    at a time, from a server-side cursor on PostgreSQL: never the whole result in memory."""
     chosen = [T.c[c] for c in columns] if columns else [T]
     query = select(*chosen).where(*scope.where()).order_by(T.c.resolved_at, T.c.id)
     async with db.engine.connect() as conn:
+        if columns and db.dialect == "postgresql":
+            async for part in _raw_cursor(conn, query, batch):
+                yield part
+            return
         result = await conn.stream(query.execution_options(yield_per=batch))
         async for part in result.partitions(batch):
+            yield part
+
+
+async def _raw_cursor(conn: Any, query: Any, batch: int) -> AsyncIterator[list[Any]]:
+    """asyncpg's own cursor for plain tuples: SQLAlchemy's per-cell result processing
+    was a third of an export's time, and asyncpg already returns aware UTC timestamps."""
+    compiled = query.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    args = [params[name] for name in compiled.positiontup]
+    raw = await conn.get_raw_connection()
+    apg = raw.driver_connection
+    async with apg.transaction(readonly=True):
+        cursor = await apg.cursor(compiled.string, *args)
+        while part := await cursor.fetch(batch):
             yield part
 
 
