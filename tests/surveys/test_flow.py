@@ -7,11 +7,13 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import update
 
 from bot.channels.widget_client import WidgetClient, wait_for
 from bot.messages import InboundMessage
 from bot.store.models import Message, SurveyResponse, utcnow
+from tests.support import backend_settings, running_gateway, with_section
 
 
 async def _state(c: WidgetClient, state: str) -> None:
@@ -252,3 +254,28 @@ async def _has_text(db: Any, conv_id: str, text: str) -> bool:
 
 async def _closed(db: Any, conv_id: str) -> bool:
     return (await db.get_conversation(conv_id)).state == "CLOSED"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_nps_when_enabled(backend: str, tmp_path, nlu_url: str) -> None:  # type: ignore[no-untyped-def]
+    async with backend_settings(backend, tmp_path) as s:
+        s = with_section(s, "surveys", nps_enabled=True, ask_comment=False)
+        async with running_gateway(s, nlu_url) as g:
+            c = WidgetClient(g.ws_url, locale="en")
+            try:
+                await _start_chat(c, "what are your opening hours?")
+                await c.send_frame({"type": "end"})
+                await c.bot_reply()
+                await c.say("5", payload="survey:ces:5")
+                await c.bot_reply()
+                await c.say("5", payload="survey:csat:5")
+                nps = await c.bot_reply()
+                assert "recommend" in nps["text"]
+                assert _payloads(nps) == [f"survey:nps:{v}" for v in range(11)] + ["survey:skip"]
+                await c.say("9/10")
+                assert "Thank you" in (await c.bot_reply())["text"]
+                await _state(c, "CLOSED")
+                row = await _survey(g, c.conversation_id)
+                assert (row.status, row.ces, row.csat, row.nps) == ("completed", 5, 5, 9)
+            finally:
+                await c.close()
