@@ -6,6 +6,7 @@ case-insensitive (stored lowercased) so "An" and "an" cannot be two people.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -115,7 +116,7 @@ class Accounts:
             username=name,
             display_name=(display_name or name).strip()[:80] or name,
             role=role,
-            password_hash=hash_password(password),
+            password_hash=await asyncio.to_thread(hash_password, password),  # slow by design
             queues=list(dict.fromkeys(queues)),
             max_chats=max_chats,
         )
@@ -127,7 +128,7 @@ class Accounts:
         return account
 
     async def set_password(self, username: str, password: str) -> None:
-        await self._update(username, password_hash=hash_password(password))
+        await self._update(username, password_hash=await asyncio.to_thread(hash_password, password))
 
     async def set_disabled(self, username: str, disabled: bool = True) -> None:
         await self._update(username, disabled=disabled)

@@ -543,6 +543,8 @@ class ConversationEngine:
                 return
             t = now()
             await self.queues.remove(conversation_id)  # nobody should pick up a closed chat
+            if conv.state == State.WITH_AGENT and conv.agent_id:
+                await self.queues.resolve(conv.agent_id, conversation_id)  # frees the agent
             if self.surveys:  # surveys hook (issue 8)
                 conv = await self.db.update_conversation(conv.id, resolved_at=t)
                 if await self.surveys.start(conv):
@@ -611,9 +613,12 @@ class ConversationEngine:
             await self.publish(conv, msg)
 
     async def publish(self, conv: Any, msg: Any) -> None:
-        """Every stored message goes out through here: live viewers, then push channels."""
+        """Every stored message the customer may see goes out through here: live viewers,
+        then push channels. Internal notes never do."""
+        if msg.sender == "note":
+            return
         await self.streams.append(conv.id, message_event(msg))
-        if msg.sender not in ("customer", "note"):
+        if msg.sender != "customer":
             await self.outbound.notify(conv.channel, conv.id)
 
     def _bot_key(self, conversation_id: str) -> str:

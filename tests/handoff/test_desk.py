@@ -255,3 +255,34 @@ async def test_waiting_customers_see_their_place_move(desk_gateway) -> None:  # 
         for c in (first, second):
             await c.close()
         await an.close()
+
+
+async def test_card_lists_the_customers_previous_conversations(tmp_path, nlu_url) -> None:  # type: ignore[no-untyped-def]
+    async with (
+        backend_settings("sqlite", tmp_path, reopen_window_hours=0) as s,
+        running_gateway(desk_settings(s), nlu_url) as g,
+    ):
+        customer = WidgetClient(g.ws_url)
+        an = await _agent(g, "an")
+        try:
+            await customer.connect()
+            await customer.say("bảo hành bao lâu vậy shop")
+            await customer.bot_reply()
+            earlier = customer.conversation_id
+            await customer.send_frame({"type": "end"})
+            await wait_for(lambda: _closed(g, earlier))
+            await an.online()
+            await customer.say(ASK_HUMAN)  # a new conversation: the old one is past reopening
+            cid = (await an.console_event("assigned"))["conversation_id"]
+            assert cid != earlier
+            card = await an.get(f"/api/agent/conversations/{cid}")
+            assert [c["id"] for c in card["previous_conversations"]] == [earlier]
+            assert card["previous_conversations"][0]["bot_only"] is True
+        finally:
+            await customer.close()
+            await an.close()
+
+
+async def _closed(g: Any, cid: str) -> bool:
+    conv = await g.gw.db.get_conversation(cid)
+    return conv.state == "CLOSED"
