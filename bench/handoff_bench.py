@@ -152,10 +152,7 @@ async def notify_phase(
     url: str, agents: list[AgentClient], n: int, gap_s: float
 ) -> tuple[list[float], list[float], int, list[WidgetClient]]:
     """Hazard reports; returns (every delivery's latency, first delivery's, missing, clients)."""
-    reporters = [WidgetClient(url.replace("http", "ws", 1) + "/ws/widget", origin=url)
-                 for _ in range(n)]  # fmt: skip
-    for r in reporters:
-        await r.connect()
+    reporters: list[WidgetClient] = []
     sent: dict[str, float] = {}
     got: dict[str, list[float]] = {}
     expected = n * len(agents)
@@ -173,7 +170,12 @@ async def notify_phase(
 
     collectors = [asyncio.create_task(collect(a)) for a in agents]
     try:
-        for r in reporters:
+        for _ in range(n):
+            # Connected just before speaking: an idle test client reads nothing, so it would
+            # miss the server's WebSocket pings and be dropped.
+            r = WidgetClient(url.replace("http", "ws", 1) + "/ws/widget", origin=url)
+            reporters.append(r)
+            await r.connect()
             t0 = time.time()
             await r.say(HAZARD)
             ack = await r.expect(lambda f: f["type"] == "ack", timeout=30)
@@ -186,6 +188,13 @@ async def notify_phase(
             t.cancel()
     deliveries = [t - sent[c] for c, times in got.items() if c in sent for t in times]
     firsts = [min(times) - sent[c] for c, times in got.items() if c in sent]
+    for cid in sorted(set(sent) - set(got)):  # say what happened to an unannounced chat
+        try:
+            card = await agents[0].get(f"/api/agent/conversations/{cid}")
+            seen = (card["conversation"]["state"], [h["kind"] for h in card["history"]])
+        except Exception as e:
+            seen = ("?", [repr(e)])
+        say(f"no `escalated` event for {cid}: state {seen[0]}, history {seen[1]}")
     return deliveries, firsts, expected - len(deliveries), reporters
 
 
