@@ -142,7 +142,9 @@ async def test_hazard_gets_safety_instructions_then_the_safety_queue(gateway) ->
         assert (conv.severity, conv.queue) == ("critical", "safety")
         (esc,) = await db.escalations(conv.id)
         assert esc.severity == "critical" and esc.queue == "safety"
-        assert await gateway.gw.engine.queues.position(conv.id) == ("safety", 1)
+        # The state event goes out before the chat joins the line: wait for it.
+        queues = gateway.gw.engine.queues
+        assert await wait_for(lambda: queues.position(conv.id)) == ("safety", 1)
         assert "phong" in esc.reason or "swollen" in esc.reason.lower()  # why, for the agent
     finally:
         await c.close()
