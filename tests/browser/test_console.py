@@ -222,17 +222,19 @@ async def test_escalation_claim_chat_and_resolve(browser: Any, console: Console)
         await agent_page.mouse.move(0, 0)
         await agent_page.screenshot(path=str(SHOTS / "console.png"), animations="disabled")
 
-        # Resolve (two clicks: it ends the agent's part) → the customer's chat ends.
+        # Resolve (two clicks: it ends the agent's part) → the customer is asked the survey.
         await agent_page.click("#resolve")
         await agent_page.click("#resolve")
-        await agent_page.wait_for_selector("#chat-state[data-state='CLOSED']", timeout=TIMEOUT_MS)
-        conv = await wait_for(lambda: _closed(console, cid), timeout=TIMEOUT_MS / 1000)
+        await agent_page.wait_for_selector("#chat-state[data-state='SURVEY']", timeout=TIMEOUT_MS)
+        conv = await wait_for(lambda: _in_state(console, cid, "SURVEY"), timeout=30)
         assert conv.resolved_at is not None
         await customer.wait_for_function(
-            """() => document.querySelector('careline-widget').shadowRoot
-                .textContent.includes('Cuộc trò chuyện đã kết thúc')""",
+            """() => window.Careline.state().messages.some((m) => m.sender === 'bot'
+                && m.text.normalize('NFC').includes('dễ dàng đến mức nào'))""",
             timeout=TIMEOUT_MS,
-        )
+        )  # the CES question, with its answer buttons
+        chips = customer.locator("careline-widget >> .qr button")
+        assert len(await chips.all_text_contents()) >= 7
         assert (await console_state(agent_page))["chats"] == []
         texts = [nfc(m["text"]) for m in await customer_messages(customer)]
         assert not any("ưu tiên gọi lại" in t for t in texts), texts  # the note stayed inside
@@ -241,11 +243,6 @@ async def test_escalation_claim_chat_and_resolve(browser: Any, console: Console)
         await console.presence(agent, "offline")
         await agent_ctx.close()
         await customer_ctx.close()
-
-
-async def _closed(console: Console, cid: str) -> Any:
-    conv = await console.conversation(cid)
-    return conv if conv is not None and conv.state in ("CLOSED", "SURVEY") else None
 
 
 async def test_customer_markup_is_inert_text_in_the_console(browser: Any, console: Console) -> None:
