@@ -609,6 +609,7 @@
     S.config = await api('GET', '/api/agent/config');
     $('who').textContent = `${S.me.display_name} (${S.me.role})`;
     $('to-supervisor').hidden = !isSupervisor();
+    $('to-reports').hidden = !['manager', 'admin'].includes(S.me.role);
     for (const b of document.querySelectorAll('.presence button')) {
       b.addEventListener('click', () => setPresence(b.dataset.status).catch(report));
     }
