@@ -68,7 +68,9 @@ def cmd_nlu_eval(args: argparse.Namespace) -> int:
         from nlu import bench_eval
 
         pipelines = tuple(p.strip() for p in args.pipelines.split(",") if p.strip())
-        rows = bench_eval.run(settings, args.benchmark, pipelines, args.benchmark_root)
+        rows = bench_eval.run(
+            settings, args.benchmark, pipelines, args.benchmark_root, args.threshold
+        )
         print(bench_eval.render(rows))
         if args.json:
             args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=2))
@@ -286,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --benchmark: ours, stock (Rasa's default), or both")  # fmt: skip
     e.add_argument("--benchmark-root", type=Path, help="folder of the benchmark data "
                    "(default ../shared/benchmarks)")  # fmt: skip
+    e.add_argument("--threshold", type=float, help="with --benchmark: our fallback threshold "
+                   "(default: tuned on validation data, never the test split)")  # fmt: skip
     e.set_defaults(func=cmd_nlu_eval)
 
     pa = sub.add_parser("parse", help="print the NLU parse of TEXT as JSON")
