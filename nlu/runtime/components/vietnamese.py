@@ -182,5 +182,49 @@ class FoldedCountVectorsFeaturizer(CountVectorsFeaturizer):
             return [text.fold(t) for t in tokens]
         return tokens
 
+    def process(self, messages: list[Message]) -> list[Message]:
+        """Rasa's `process`, with one sklearn `transform` per attribute for all messages.
+
+        Rasa transforms every message on its own (two sklearn calls per message and
+        attribute), which dominates the cost of parsing a micro-batch. CountVectorizer rows
+        do not depend on each other, so slicing one transform of the whole batch gives the
+        same matrices as one call per message: the features are identical, only cheaper.
+        """
+        if self.vectorizers is None or len(messages) < 2:
+            return super().process(messages)
+        for attribute in self._attributes:
+            vectorizer = self.vectorizers.get(attribute)
+            tokens = [
+                self._get_processed_message_tokens_by_attribute(m, attribute) for m in messages
+            ]
+            if not vectorizer:
+                for m in messages:
+                    self.add_features_to_message(None, None, attribute, m)
+                continue
+            present = [t for t in tokens if t]
+            sequences = vectorizer.transform([w for t in present for w in t]) if present else None
+            sentences = (
+                vectorizer.transform([" ".join(t) for t in present])
+                if present and attribute in DENSE_FEATURIZABLE_ATTRIBUTES
+                else None
+            )
+            row = sentence = 0
+            for m, t in zip(messages, tokens, strict=True):
+                if not t:
+                    self.add_features_to_message(None, None, attribute, m)
+                    continue
+                assert sequences is not None
+                seq = sequences[row : row + len(t)]
+                seq.sort_indices()
+                row += len(t)
+                sent = None
+                if sentences is not None:
+                    sent = sentences[sentence : sentence + 1]
+                    sent.sort_indices()
+                    sent = sent.tocoo()
+                sentence += 1
+                self.add_features_to_message(seq.tocoo(), sent, attribute, m)
+        return messages
+
 
 __all__ = ["FoldedCountVectorsFeaturizer", "VietnameseTokenizer"]
