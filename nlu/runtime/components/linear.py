@@ -258,7 +258,9 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
         st = self._state
         counts = self._features(messages, st["width"])
         x = self._tfidf(counts, st["idf"])
-        scores = np.asarray(x @ st["coef"].T.astype(np.float64)) + st["intercept"]
+        if "coef_t64" not in st:  # converted once, not per call (7 MB for 35 intents)
+            st["coef_t64"] = st["coef"].T.astype(np.float64)
+        scores = np.asarray(x @ st["coef_t64"]) + st["intercept"]
         probs = _softmax(scores, st["temperature"])
         # No informative feature at all ("😂", "привет", "..." only share the padding space of
         # char n-grams with the training data): the margins are then little more than the
