@@ -23,6 +23,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse
 from rasa.engine.graph import ExecutionContext
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
@@ -208,23 +210,33 @@ class FoldedCountVectorsFeaturizer(CountVectorsFeaturizer):
                 if present and attribute in DENSE_FEATURIZABLE_ATTRIBUTES
                 else None
             )
+            if sequences is not None:
+                sequences.sort_indices()  # per row, as Rasa sorts each message's matrix
+            if sentences is not None:
+                sentences.sort_indices()
             row = sentence = 0
             for m, t in zip(messages, tokens, strict=True):
                 if not t:
                     self.add_features_to_message(None, None, attribute, m)
                     continue
                 assert sequences is not None
-                seq = sequences[row : row + len(t)]
-                seq.sort_indices()
+                seq = _rows(sequences, row, row + len(t))
                 row += len(t)
-                sent = None
-                if sentences is not None:
-                    sent = sentences[sentence : sentence + 1]
-                    sent.sort_indices()
-                    sent = sent.tocoo()
+                sent = _rows(sentences, sentence, sentence + 1) if sentences is not None else None
                 sentence += 1
-                self.add_features_to_message(seq.tocoo(), sent, attribute, m)
+                self.add_features_to_message(seq, sent, attribute, m)
         return messages
+
+
+def _rows(matrix: scipy.sparse.csr_matrix, start: int, stop: int) -> scipy.sparse.coo_matrix:
+    """Rows start..stop of a CSR matrix as COO, straight from its arrays (scipy's own row
+    slicing validates and copies more than this hot path can afford)."""
+    indptr = matrix.indptr[start : stop + 1]
+    a, b = indptr[0], indptr[-1]
+    rows = np.repeat(np.arange(stop - start, dtype=matrix.indices.dtype), np.diff(indptr))
+    return scipy.sparse.coo_matrix(
+        (matrix.data[a:b], (rows, matrix.indices[a:b])), shape=(stop - start, matrix.shape[1])
+    )
 
 
 __all__ = ["FoldedCountVectorsFeaturizer", "VietnameseTokenizer"]
