@@ -6,6 +6,8 @@ aiohttp server; stock Rasa parses one message per request inside Sanic. This loa
 project's trained model in both servers at once and drives each, in turn, with closed-loop
 clients on loopback (each client sends its next text as soon as the previous answer came
 back) at several concurrencies: messages/s, p50/p99 latency, peak RSS, and ours/stock ratios.
+Each phase is split into rounds in which the systems take turns, so drifting load on the
+shared machine hits both alike.
 
     .venv/bin/python bench/nlu_bench.py                    # c = 1, 16, 64; 2000 parses each
     .venv/bin/python bench/nlu_bench.py --quick            # smoke check: 200 parses each
@@ -146,8 +148,20 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[int, floa
     return differ, worst
 
 
-async def run_phase(server: Server, pool: Sequence[str], concurrency: int, n: int,
-                    sampler: RssSampler, timeout_s: float) -> Phase:  # fmt: skip
+@dataclass
+class Round:
+    """One round of one system: what its clients saw, and the server's peak memory."""
+
+    latencies_ms: list[float]
+    errors: Counter[str]
+    seconds: float
+    peak_rss_mb: float
+    load_before: float
+    load_after: float
+
+
+async def run_round(server: Server, pool: Sequence[str], concurrency: int, n: int, offset: int,
+                    sampler: RssSampler, timeout_s: float) -> Round:  # fmt: skip
     """`concurrency` clients share `n` parses; each sends its next when the last returned."""
     latencies: list[float] = []
     errors: Counter[str] = Counter()
@@ -160,7 +174,7 @@ async def run_phase(server: Server, pool: Sequence[str], concurrency: int, n: in
         while next_index < n:
             i = next_index
             next_index += 1
-            body = {"text": pool[i % len(pool)]}
+            body = {"text": pool[(offset + i) % len(pool)]}
             started = time.perf_counter()
             try:
                 async with http.post(server.url + "/model/parse", json=body) as resp:
@@ -179,14 +193,30 @@ async def run_phase(server: Server, pool: Sequence[str], concurrency: int, n: in
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-    peak = sampler.peaks_mb()[server.name]
-    ms = [x * 1000 for x in latencies]
+    return Round([x * 1000 for x in latencies], errors, seconds,
+                 sampler.peaks_mb()[server.name], load_before, os.getloadavg()[0])  # fmt: skip
+
+
+def phase(system: str, concurrency: int, rounds: Sequence[Round]) -> Phase:
+    """One system's rounds at one concurrency, pooled: msg/s over their summed wall time,
+    percentiles over all their latencies, the highest memory peak."""
+    ms = [x for r in rounds for x in r.latencies_ms]
+    seconds = sum(r.seconds for r in rounds)
+    errors: Counter[str] = Counter()
+    for r in rounds:
+        errors.update(r.errors)
     return Phase(
-        server.name, concurrency, n, len(latencies), dict(errors), round(seconds, 2),
-        round(len(latencies) / seconds, 1) if seconds else 0.0,
+        system, concurrency, len(ms) + sum(errors.values()), len(ms), dict(errors),
+        round(seconds, 2), round(len(ms) / seconds, 1) if seconds else 0.0,
         percentile(ms, 50), percentile(ms, 99), sum(ms) / len(ms) if ms else None,
-        round(peak, 1), load_before, os.getloadavg()[0],
+        round(max(r.peak_rss_mb for r in rounds), 1), rounds[0].load_before,
+        rounds[-1].load_after,
     )  # fmt: skip
+
+
+def concurrency_floor(concurrencies: Sequence[int]) -> int:
+    """A round needs at least a few requests per client to mean anything."""
+    return 4 * max(concurrencies)
 
 
 def markdown(phases: Sequence[Phase]) -> str:
@@ -220,7 +250,8 @@ def markdown(phases: Sequence[Phase]) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--concurrency", default="1,16,64", help="comma-separated client counts")
-    p.add_argument("--requests", type=int, default=2000, help="parses per phase")
+    p.add_argument("--requests", type=int, default=2000, help="parses per system and phase")
+    p.add_argument("--rounds", type=int, default=4, help="turns per phase (systems alternate)")
     p.add_argument("--quick", action="store_true", help="200 parses per phase")
     p.add_argument("--systems", default="ours,stock")
     p.add_argument("--seed", type=int, default=11)
@@ -264,16 +295,23 @@ async def amain(args: argparse.Namespace, settings: Settings, run_dir: Path) -> 
         if args.max_load is not None:
             await asyncio.to_thread(wait_for_quiet_machine, args.max_load, args.max_wait)
         phases: list[Phase] = []
-        for i, c in enumerate(concurrencies):
-            # alternate who goes first, so neither always runs on a warmer/cooler machine
-            order = list(servers) if i % 2 == 0 else list(reversed(servers))
-            for name in order:
-                say(f"{name}: concurrency {c}, {n} parses ...")
-                phase = await run_phase(servers[name], pool, c, n, sampler, args.timeout)
-                say(f"{name}: {phase.msg_per_s} msg/s, p50 {fmt(phase.p50_ms, 1)} ms, "
-                    f"p99 {fmt(phase.p99_ms, 1)} ms, errors {phase.errors or 0}")  # fmt: skip
-                phases.append(phase)
-                await asyncio.sleep(SETTLE_S)
+        per_round = max(concurrency_floor(concurrencies), n // args.rounds)
+        for c in concurrencies:
+            rounds: dict[str, list[Round]] = {name: [] for name in servers}
+            for k in range(args.rounds):
+                # The machine is shared and its load drifts: the systems take turns in short
+                # rounds, and who goes first alternates, so both see the same conditions.
+                order = list(servers) if k % 2 == 0 else list(reversed(servers))
+                for name in order:
+                    r = await run_round(servers[name], pool, c, per_round, k * per_round,
+                                        sampler, args.timeout)  # fmt: skip
+                    rounds[name].append(r)
+                    await asyncio.sleep(SETTLE_S)
+            for name in servers:
+                p = phase(name, c, rounds[name])
+                say(f"{name}: concurrency {c}: {p.msg_per_s} msg/s, p50 {fmt(p.p50_ms, 1)} ms, "
+                    f"p99 {fmt(p.p99_ms, 1)} ms, errors {p.errors or 0}")  # fmt: skip
+                phases.append(p)
     print(markdown(phases))
     if args.json:
         args.json.write_text(json.dumps([asdict(p) for p in phases], indent=2))
