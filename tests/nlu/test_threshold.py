@@ -1,4 +1,5 @@
-"""Choosing the fallback threshold on validation data (nlu/threshold.py). Pure Python."""
+"""Choosing the fallback threshold on validation data (nlu/threshold.py), and the folds
+of nlu/crossval.py. Pure Python."""
 
 from __future__ import annotations
 
@@ -82,3 +83,13 @@ def test_folds_are_deterministic() -> None:
     a = folds(_train(), OOS, n_folds=3, pseudo_oos=True)
     b = folds(_train(), OOS, n_folds=3, pseudo_oos=True)
     assert [[e.text for e in f.val] for f in a] == [[e.text for e in f.val] for f in b]
+
+
+def test_crossval_folds_are_stratified_disjoint_and_complete() -> None:
+    from nlu.crossval import stratified_folds
+
+    data = [Example(f"{i}-{j}", f"intent{i}") for i in range(3) for j in range(10)]
+    made = stratified_folds(data, 5)
+    assert sorted(e.text for f in made for e in f) == sorted(e.text for e in data)
+    for f in made:  # every intent in every fold, in proportion
+        assert sorted(e.intent for e in f) == sorted(["intent0", "intent1", "intent2"] * 2)
