@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.channels.telegram.channel import TelegramChannel, start_telegram
 from bot.channels.widget import WidgetChannel
 from bot.engine.content import Content
 from bot.engine.engine import ConversationEngine
@@ -52,6 +53,7 @@ class Gateway:
     engine: ConversationEngine | None = None
     widget: WidgetChannel | None = None
     worker: InboxWorker | None = None
+    telegram: TelegramChannel | None = None  # None unless careline.telegram.mode is on
 
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
@@ -111,8 +113,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
     worker_task = asyncio.create_task(gw.worker.run(), name="inbox-worker")
     try:
+        gw.telegram = await start_telegram(  # Telegram channel (issue 5)
+            s, gw.engine, gw.db, public_url=gw.public_url, replica=gw.replica, env=os.environ
+        )
         yield
     finally:
+        if gw.telegram is not None:
+            await gw.telegram.stop()
         await gw.worker.stop(worker_task)
         await hub.stop()
         await gw.nlu.close()
@@ -182,6 +189,13 @@ async def ws_widget(request: web.Request) -> web.StreamResponse:
     return await widget.handle(request)
 
 
+async def telegram_webhook(request: web.Request) -> web.StreamResponse:
+    telegram = request.app[GATEWAY].telegram
+    if telegram is None:
+        raise web.HTTPNotFound()
+    return await telegram.handle_webhook(request)
+
+
 def create_app(settings: Settings, *, nlu_url: str, public_url: str) -> web.Application:
     app = web.Application(client_max_size=64 * 1024, middlewares=[security_headers])
     app[GATEWAY] = Gateway(settings, nlu_url=nlu_url, public_url=public_url)
@@ -193,4 +207,6 @@ def create_app(settings: Settings, *, nlu_url: str, public_url: str) -> web.Appl
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    if settings.telegram.mode == "webhook":
+        app.router.add_post(settings.telegram.webhook_path, telegram_webhook)
     return app

@@ -163,6 +163,34 @@ class ConversationEngine:
         lang = detect_language(inbound.text, default=lang or "vi")
         return await self.db.create_conversation(customer_id, inbound.channel, lang)
 
+    async def answer_directly(
+        self, inbound: InboundMessage, key: str, text: str, *, language: str | None = None
+    ) -> Accepted:
+        """A message the channel answers itself (a channel command such as /help, or a file the
+        bot cannot read): stored in the transcript like any other, answered with `text`, never
+        interpreted by the bot. `language` records an explicit choice (e.g. /lang en).
+        Idempotent like accept(): a retry stores and answers nothing twice."""
+        customer = await self.db.get_or_create_customer(
+            inbound.channel, inbound.external_id, language=inbound.locale
+        )
+        async with redis_lock(self.redis, self.keys.customer_lock(customer.id)):
+            conv = await self._open_conversation(customer.id, inbound)
+        if language in LANGS and conv.language != language:
+            conv = await self.db.update_conversation(conv.id, language=language)
+        payload = {"attachment": inbound.attachment} if inbound.attachment else None
+        msg, created = await self.db.add_message(
+            conv.id,
+            "customer",
+            inbound.text,
+            client_msg_id=inbound.client_msg_id,
+            payload=payload,
+            processed=True,
+        )
+        if created:
+            await self.publish(conv, msg)
+        await self._reply(conv, msg, key, text)
+        return Accepted(conv.id, msg.id, created)
+
     # -- answering (inbox worker) ---------------------------------------------------------
 
     async def process(self, conversation_id: str) -> int:
