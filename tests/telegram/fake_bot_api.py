@@ -13,6 +13,7 @@ import itertools
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ class Call:
 class Fault:
     kind: str  # "429" | "500" | "502" | "timeout" | "403"
     retry_after: int = 1
+    when: Callable[[dict[str, Any]], bool] | None = None  # only calls with matching params
 
 
 @dataclass
@@ -67,9 +69,17 @@ class FakeBotAPI:
 
     # -- steering -----------------------------------------------------------------------------
 
-    def fail(self, method: str, kind: str, *, times: int = 1, retry_after: int = 1) -> None:
+    def fail(
+        self,
+        method: str,
+        kind: str,
+        *,
+        times: int = 1,
+        retry_after: int = 1,
+        when: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
         self.faults.setdefault(method, deque()).extend(
-            Fault(kind, retry_after) for _ in range(times)
+            Fault(kind, retry_after, when) for _ in range(times)
         )
 
     def go_down(self, kind: str = "502") -> None:
@@ -114,7 +124,7 @@ class FakeBotAPI:
             self.attempts.append(Call(method, params, time.monotonic()))
             if str(params.get("chat_id")) in self.blocked:
                 return _err(403, "Forbidden: bot was blocked by the user")
-        fault = self._next_fault(method)
+        fault = self._next_fault(method, params)
         if fault is not None:
             if fault.kind == "timeout":
                 await asyncio.sleep(self.hang_s)
@@ -133,11 +143,15 @@ class FakeBotAPI:
         self.calls.append(Call(method, params, time.monotonic()))
         return web.json_response({"ok": True, "result": self._result(method, params)})
 
-    def _next_fault(self, method: str) -> Fault | None:
+    def _next_fault(self, method: str, params: dict[str, Any]) -> Fault | None:
         if method == "sendMessage" and self.down is not None:
             return Fault(self.down)
-        queue = self.faults.get(method)
-        return queue.popleft() if queue else None
+        queue = self.faults.get(method) or deque()
+        for fault in queue:
+            if fault.when is None or fault.when(params):
+                queue.remove(fault)
+                return fault
+        return None
 
     async def _get_updates(self, params: dict[str, Any]) -> web.Response:
         offset = int(params.get("offset") or 0)

@@ -26,21 +26,13 @@ import contextlib
 import logging
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
-from telegram.error import (
-    BadRequest,
-    Forbidden,
-    NetworkError,
-    RetryAfter,
-    TelegramError,
-    TimedOut,
-)
 
 from bot.channels.outbound import Outbound
 from bot.channels.telegram.ledger import DELIVERED, FAILED, SENDING, DeliveryLedger
@@ -55,6 +47,16 @@ from bot.channels.telegram.split import split_text
 from bot.live.locks import LockTimeout, redis_lock
 from bot.settings import TelegramOutboxSettings
 from bot.store.models import utcnow
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.warnings import PTBDeprecationWarning
 
 log = logging.getLogger("careline.telegram.sender")
 
@@ -95,7 +97,12 @@ def keyboard(message: Any) -> InlineKeyboardMarkup | None:
     return InlineKeyboardMarkup(rows) if rows else None
 
 
-def seconds(value: int | float | timedelta) -> float:
+def retry_after_s(error: RetryAfter) -> float:
+    """RetryAfter.retry_after is seconds (int) today and a timedelta in PTB's next major
+    version; accept both without the deprecation warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = error.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
@@ -313,7 +320,7 @@ class TelegramSender:
                             reply_markup=keyboard(message) if last else None,
                         )
                     except RetryAfter as e:
-                        wait = max(0.0, seconds(e.retry_after))
+                        wait = max(0.0, retry_after_s(e))
                         TELEGRAM_SEND_ERRORS.labels("retry_after").inc()
                         log.warning("telegram asks to wait %.1f s", wait, extra=ctx)
                         await self.redis.set(
