@@ -26,14 +26,14 @@ _message_ids = itertools.count(1)
 _chat_ids = itertools.count(900_000_001)
 
 
-def telegram_settings(s: Settings, api_url: str, **outbox: Any) -> Settings:
-    """Webhook mode against the fake, with retries quick enough for tests."""
+def telegram_settings(s: Settings, api_url: str, mode: str = "webhook", **outbox: Any) -> Settings:
+    """The channel against the fake (webhook mode unless told), with quick retries."""
     quick = {"retry_base_s": 0.05, "retry_max_s": 0.4, "poll_s": 0.05, "send_timeout_s": 1.0,
              "claim_idle_s": 5.0, "sweep_every_s": 0.5, "sweep_settle_s": 0.5}  # fmt: skip
     quick.update(outbox)
     t = s.telegram.model_copy(
         update={
-            "mode": "webhook",
+            "mode": mode,
             "api_base_url": api_url,
             "outbox": s.telegram.outbox.model_copy(update=quick),
         }
@@ -183,6 +183,7 @@ async def telegram_gateway(
     tmp_path: Path,
     nlu_url: str,
     monkeypatch: pytest.MonkeyPatch,
+    mode: str = "webhook",
     **outbox: Any,
 ) -> AsyncIterator[Harness]:
     fake = await FakeBotAPI().start()
@@ -191,7 +192,7 @@ async def telegram_gateway(
     try:
         async with (
             backend_settings(backend, tmp_path) as s,
-            running_gateway(telegram_settings(s, fake.url, **outbox), nlu_url) as g,
+            running_gateway(telegram_settings(s, fake.url, mode, **outbox), nlu_url) as g,
             aiohttp.ClientSession() as http,
         ):
             await wait_for(lambda: g.gw.telegram.ready.is_set(), timeout=15)
