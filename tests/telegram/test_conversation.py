@@ -3,7 +3,12 @@ API behind it, the real NLU service, real Redis, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from bot.channels.widget_client import wait_for
+from tests.telegram.fake_bot_api import TOKEN
 from tests.telegram.harness import Harness
 
 GIBBERISH = ("xqzt vlorp kwy", "zzkq plmx")  # the model cannot place these (see tests/gateway)
@@ -104,3 +109,14 @@ async def _all_delivered(tg: Harness, conversation_id: str) -> bool:
     rows = await tg.channel.ledger.deliveries(conversation_id)
     expected = await tg.outbound_texts(conversation_id)
     return len(rows) == len(expected) and all(r.status == "delivered" for r in rows)
+
+
+async def test_the_bot_token_never_reaches_the_logs(
+    tg: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="careline")
+    caplog.set_level(logging.INFO)
+    lan = tg.user()
+    await lan.say(lan.text("giờ mở cửa"))
+    await lan.received(1)
+    assert TOKEN not in caplog.text and TOKEN.split(":")[1] not in caplog.text

@@ -75,3 +75,13 @@ async def test_an_update_whose_message_was_stored_but_not_marked_is_not_doubled(
 
 async def _answered(tg: Harness, conversation_id: str) -> bool:
     return all(m.processed_at for m in await tg.db.transcript(conversation_id))
+
+
+async def test_overlong_text_is_cut_to_what_the_nlu_accepts_and_answered(tg: Harness) -> None:
+    lan = tg.user()
+    limit = tg.gateway.settings.nlu.max_text_chars
+    await lan.say(lan.text("bảo hành bao lâu? " * 200))  # 3,600 chars: Telegram allows 4,096
+    assert "12 tháng" in (await lan.received(1))[0]  # answered, not stuck at the NLU's 413
+    conv = await tg.conversation_of(lan)
+    stored = (await tg.db.transcript(conv.id))[0]
+    assert stored.text.startswith("bảo hành bao lâu") and len(stored.text) <= limit

@@ -145,6 +145,9 @@ class TelegramChannel:
         self.credentials = credentials
         self.texts = texts
         self.public_url = (self.cfg.public_base_url or public_url).rstrip("/")
+        # Telegram cannot be told "too long" like the widget, so longer text is cut to what the
+        # NLU accepts (a longer text would be refused there and never answered).
+        self.max_text = min(self.cfg.max_text_chars, settings.nlu.max_text_chars)
         self.app = self._build_application()
         self.bot = self.app.bot
         prefix = f"{engine.keys.prefix}:tg:{credentials.bot_id}"
@@ -200,6 +203,8 @@ class TelegramChannel:
     async def start(self) -> None:
         """Register for outbound wake-ups and connect in the background: a Telegram outage at
         startup delays the channel, it does not stop the gateway."""
+        # httpx logs every request URL at INFO, and Bot API URLs contain the bot token.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         self.engine.outbound.register(CHANNEL)
         self._spawn(self._connect(), "telegram-connect")
         self._sender_task = asyncio.create_task(self.sender.run(), name="telegram-sender")
@@ -382,7 +387,7 @@ class TelegramChannel:
         `language` is an explicit choice to record on the conversation (/start, /lang)."""
         message = update.effective_message
         assert message is not None
-        said = stored or clean_text(message.text or "")[: self.cfg.max_text_chars] or f"/{key}"
+        said = stored or clean_text(message.text or "")[: self.max_text] or f"/{key}"
         inbound = self._inbound(update, locale, said, f"tg-{message.message_id}", **extra)
         accepted = await self.engine.answer_directly(inbound, key, text, language=language)
         _log_accepted(accepted.conversation_id, key)
@@ -425,7 +430,7 @@ class TelegramChannel:
     async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         assert message is not None
-        text = clean_text(message.text or "")[: self.cfg.max_text_chars]
+        text = clean_text(message.text or "")[: self.max_text]
         if not text:
             return  # only control characters: nothing to store or answer
         _, lang = await self._customer(update)
@@ -445,7 +450,7 @@ class TelegramChannel:
             return  # service messages (pinned, joined, …): nothing for the customer or agent
         kind, record = found
         _, lang = await self._customer(update)
-        caption = clean_text(message.caption or "")[: self.cfg.max_text_chars]
+        caption = clean_text(message.caption or "")[: self.max_text]
         if caption:
             inbound = self._inbound(
                 update, lang, caption, f"tg-{message.message_id}", attachment=record

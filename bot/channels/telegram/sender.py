@@ -33,6 +33,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.warnings import PTBDeprecationWarning
 
 from bot.channels.outbound import Outbound
 from bot.channels.telegram.ledger import DELIVERED, FAILED, SENDING, DeliveryLedger
@@ -47,16 +57,6 @@ from bot.channels.telegram.split import split_text
 from bot.live.locks import LockTimeout, redis_lock
 from bot.settings import TelegramOutboxSettings
 from bot.store.models import utcnow
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
-from telegram.error import (
-    BadRequest,
-    Forbidden,
-    NetworkError,
-    RetryAfter,
-    TelegramError,
-    TimedOut,
-)
-from telegram.warnings import PTBDeprecationWarning
 
 log = logging.getLogger("careline.telegram.sender")
 
