@@ -43,6 +43,7 @@ class Fault:
 @dataclass
 class FakeBotAPI:
     hang_s: float = 3.0  # how long a "timeout" fault holds the request
+    latency_s: float = 0.0  # added to every sendMessage (benchmarks: a realistic round trip)
     calls: list[Call] = field(default_factory=list)
     attempts: list[Call] = field(default_factory=list)  # sendMessage tries, failed ones too
     faults: dict[str, deque[Fault]] = field(default_factory=dict)
@@ -140,6 +141,8 @@ class FakeBotAPI:
             return _err(int(fault.kind), "Internal Server Error")
         if method == "getUpdates":
             return await self._get_updates(params)
+        if method == "sendMessage" and self.latency_s:
+            await asyncio.sleep(self.latency_s)
         self.calls.append(Call(method, params, time.monotonic()))
         return web.json_response({"ok": True, "result": self._result(method, params)})
 

@@ -48,6 +48,16 @@ class DeliveryLedger:
             rows = (await s.execute(query)).all()
         return [(m, int(parts or 0)) for m, parts in rows]
 
+    async def recipient(self, conversation_id: str) -> Customer | None:
+        """The Telegram customer of a conversation (one query), or None if it is not one."""
+        query = (
+            select(Customer)
+            .join(Conversation, Conversation.customer_id == Customer.id)  # type: ignore[arg-type]
+            .where(Conversation.id == conversation_id, Conversation.channel == CHANNEL)
+        )
+        async with self._sessions() as s:
+            return (await s.scalars(query)).first()
+
     async def record(
         self,
         message: Message,

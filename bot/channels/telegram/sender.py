@@ -296,10 +296,7 @@ class TelegramSender:
 
     async def deliver(self, conversation_id: str) -> Outcome:
         """Send the conversation's undelivered messages in order; hold the lock to call."""
-        conv = await self.db.get_conversation(conversation_id)
-        if conv is None or conv.channel != CHANNEL:
-            return Outcome()
-        customer = await self.db.get_customer(conv.customer_id)
+        customer = await self.ledger.recipient(conversation_id)
         if customer is None or customer.unreachable:
             return Outcome()
         ctx = {"conversation_id": conversation_id, "channel": CHANNEL}
