@@ -19,6 +19,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.auth import web as auth_web
+from bot.auth.accounts import Accounts
+from bot.auth.bootstrap import ensure_demo_admin
+from bot.auth.sessions import Sessions
+from bot.auth.throttle import LoginThrottle
+from bot.channels.outbound import Outbound
 from bot.channels.telegram.channel import TelegramChannel, start_telegram
 from bot.channels.widget import WidgetChannel
 from bot.engine.content import Content
@@ -31,12 +37,18 @@ from bot.live.streams import Streams
 from bot.security import TokenSigner, load_secret_key
 from bot.settings import Settings
 from bot.store.db import Database
+from handoff import agent_ws
+from handoff import api as agent_api
+from handoff.desk import HelpDesk
+from handoff.feed import ConsoleFeed
 from handoff.queues import AgentQueues
+from handoff.sla import SlaTimers, SlaWatcher
 from handoff.triage import Triage
 from nlu.client import NLUClient
 
 log = logging.getLogger("careline.gateway")
 STATIC = Path(__file__).parent / "static"
+DOCS = Path(__file__).parent.parent / "docs"
 
 
 @dataclass
@@ -53,6 +65,10 @@ class Gateway:
     engine: ConversationEngine | None = None
     widget: WidgetChannel | None = None
     worker: InboxWorker | None = None
+    hub: Hub | None = None
+    streams: Streams | None = None
+    outbound: Outbound | None = None
+    desk: HelpDesk | None = None
     telegram: TelegramChannel | None = None  # None unless careline.telegram.mode is on
 
 
@@ -68,7 +84,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     client = gw.redis.client
     keys = Keys(s.redis.prefix)
     streams = Streams(client, keys, maxlen=s.redis.stream_maxlen)
-    hub = Hub(client, keys, gw.replica)
+    hub = gw.hub = Hub(client, keys, gw.replica)
+    gw.streams = streams
+    gw.outbound = Outbound(client, keys)
     await hub.start()
     gw.nlu = NLUClient.from_settings(s, base_url=gw.nlu_url)
     # Files are read once at startup, on a thread: the loop never does blocking I/O.
@@ -80,6 +98,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
     triage = await asyncio.to_thread(Triage.from_settings, s)
     secret = await asyncio.to_thread(load_secret_key, s)
+    queues = AgentQueues.from_settings(client, s)
     gw.engine = ConversationEngine(
         settings=s,
         db=gw.db,
@@ -88,8 +107,28 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         nlu=gw.nlu,
         content=content,
         triage=triage,
-        queues=AgentQueues.from_settings(client, s),
+        queues=queues,
+        outbound=gw.outbound,
     )
+    accounts = Accounts(gw.db, known_queues=s.triage.queues)
+    auth = app[auth_web.AUTH]
+    auth.accounts = accounts
+    auth.sessions = Sessions(client, keys, idle_s=int(s.auth.session_idle_hours * 3600))
+    auth.throttle = LoginThrottle(
+        client,
+        keys,
+        max_per_user=s.auth.login_max_failures,
+        max_per_ip=s.auth.login_max_failures_per_ip,
+        window_s=s.auth.login_window_s,
+    )
+    await ensure_demo_admin(accounts, s, public_url=gw.public_url)
+    sla = SlaTimers(client, keys, dict(s.handoff.sla_first_response_s))
+    gw.desk = HelpDesk(s, gw.engine, queues, sla, ConsoleFeed(client, keys), accounts)
+    gw.desk.attach()
+    watcher = SlaWatcher(
+        sla, gw.desk.on_breach, every_s=s.handoff.sla_check_every_s, tick=gw.desk.tick
+    )
+    sla_task = asyncio.create_task(watcher.run(), name="sla-watcher")
     signer = TokenSigner(secret, "widget-visitor")
     gw.widget = WidgetChannel(
         settings=s,
@@ -120,6 +159,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     finally:
         if gw.telegram is not None:
             await gw.telegram.stop()
+        watcher.stop()
+        await sla_task
+        await gw.desk.close()
         await gw.worker.stop(worker_task)
         await hub.stop()
         await gw.nlu.close()
@@ -157,6 +199,34 @@ async def console_placeholder(request: web.Request) -> web.Response:
         text="careline agent console: not built yet (see the Agent console issue).\n",
         content_type="text/plain",
     )
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    return _page("login.html")
+
+
+def _page(name: str) -> web.StreamResponse:
+    """A console-side page: strict CSP (scripts and styles from us only, no inline script)."""
+    resp = web.FileResponse(STATIC / name)
+    resp.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self' ws: wss:; frame-ancestors 'none'; form-action 'self'; "
+        "base-uri 'none'"
+    )
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+async def openapi_doc(request: web.Request) -> web.StreamResponse:
+    resp = web.FileResponse(DOCS / "openapi.yaml")
+    resp.headers["Content-Type"] = "application/yaml; charset=utf-8"
+    return resp
+
+
+async def ws_agent(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    assert gw.desk and gw.hub and gw.streams
+    return await agent_ws.handle(request, gw.desk, gw.hub, gw.streams)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -199,11 +269,18 @@ async def telegram_webhook(request: web.Request) -> web.StreamResponse:
 def create_app(settings: Settings, *, nlu_url: str, public_url: str) -> web.Application:
     app = web.Application(client_max_size=64 * 1024, middlewares=[security_headers])
     app[GATEWAY] = Gateway(settings, nlu_url=nlu_url, public_url=public_url)
+    app[auth_web.AUTH] = auth_web.AuthService(cookie_secure=settings.auth.cookie_secure)
+    app[agent_api.DESK] = app[GATEWAY]  # the API finds the desk on the gateway
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/", demo_page)
     app.router.add_get("/widget.js", widget_js)
     app.router.add_get("/ws/widget", ws_widget)
     app.router.add_get("/console", console_placeholder)
+    app.router.add_static("/static/", STATIC, append_version=False)
+    app.router.add_get("/ws/agent", ws_agent)
+    app.router.add_get("/api/openapi.yaml", openapi_doc)
+    auth_web.add_routes(app, login_page)
+    agent_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.auth import cli as agents_cli
 from bot.settings import Settings, SettingsError, load_settings
 
 
@@ -272,6 +273,10 @@ def cmd_triage(args: argparse.Namespace) -> int:
 # -- wiring --------------------------------------------------------------------------------
 
 
+def cmd_agents(args: argparse.Namespace) -> int:
+    return agents_cli.run(args, _settings(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="careline", description="careline customer-support chat")
     p.add_argument("--config", type=Path, help="config.yml to use (default: $CARELINE_CONFIG "
@@ -334,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--confidence", type=float, default=0.0, help="TEXT: its confidence")
     tr.add_argument("--misses", type=int, default=0, help="TEXT: bot misses in a row so far")
     tr.set_defaults(func=cmd_triage)
+
+    agents_cli.add_parser(sub, cmd_agents)
 
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="COMMAND")

@@ -16,3 +16,10 @@ NLU_SECONDS = Histogram(
 )
 NLU_FAILURES = Counter("careline_nlu_failures_total", "NLU calls that failed (incl. breaker)")
 INBOX_HANDLED = Counter("careline_inbox_messages_total", "Customer messages handled by the bot")
+LOGINS = Counter("careline_console_logins_total", "Console login attempts, by outcome", ["outcome"])
+AGENT_CONNECTIONS = Gauge("careline_agent_connections", "Open agent console WebSockets")
+AGENT_MESSAGES = Counter("careline_agent_messages_total", "Messages sent by agents to customers")
+SLA_BREACHES = Counter(
+    "careline_sla_breaches_total", "First-response SLA breaches, by severity", ["severity"]
+)
+SLA_WAITING = Gauge("careline_sla_timers", "Escalated chats with a running first-response SLA")

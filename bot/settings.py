@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import (
@@ -208,6 +209,60 @@ class TriageSettings(_Section):
         return self
 
 
+class AuthSettings(_Section):
+    """Console accounts and sessions (bot/auth/)."""
+
+    session_idle_hours: float = Field(default=12, gt=0, le=24 * 30)
+    login_max_failures: int = Field(default=5, ge=1)  # per username, per window
+    login_max_failures_per_ip: int = Field(default=30, ge=1)
+    login_window_s: int = Field(default=900, ge=10)
+    cookie_secure: Literal["auto", "always", "never"] = "auto"  # auto: production or HTTPS
+    # Embedded demo only (never with CARELINE_ENV=production): with no accounts at all, the
+    # first start creates `admin` with a random password and prints it once.
+    demo_admin: bool = True
+
+
+class OpeningHours(_Section):
+    """When people answer chats; outside it the bot offers a callback instead of a wait."""
+
+    timezone: str = "Asia/Ho_Chi_Minh"
+    start: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(default="21:30", pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    )
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> OpeningHours:
+        try:
+            ZoneInfo(self.timezone)
+        except Exception:
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+        return self
+
+
+class HandoffSettings(_Section):
+    """Human handoff: first-response SLAs, presence, opening hours (handoff/)."""
+
+    sla_first_response_s: dict[Severity, float] = Field(
+        default_factory=lambda: {"critical": 60, "high": 300, "normal": 900, "low": 3600}
+    )
+    sla_check_every_s: float = Field(default=1.0, gt=0, le=60)
+    presence_ttl_s: float = Field(default=60, ge=5)  # an agent without heartbeat goes offline
+    opening_hours: OpeningHours = OpeningHours()
+    # Re-tell waiting customers their place when it changes (as a live status, not a message).
+    position_updates: bool = True
+
+    @model_validator(mode="after")
+    def _all_severities(self) -> HandoffSettings:
+        missing = {"critical", "high", "normal", "low"} - set(self.sla_first_response_s)
+        if missing:
+            raise ValueError(f"sla_first_response_s: missing {', '.join(sorted(missing))}")
+        if any(v <= 0 for v in self.sla_first_response_s.values()):
+            raise ValueError("sla_first_response_s: every deadline must be > 0 seconds")
+        return self
+
+
 # -- Telegram channel (issue 5) -----------------------------------------------------------------
 
 
@@ -259,6 +314,8 @@ class Settings(_Section):
     widget: WidgetSettings = WidgetSettings()
     engine: EngineSettings = EngineSettings()
     triage: TriageSettings = TriageSettings()
+    auth: AuthSettings = AuthSettings()
+    handoff: HandoffSettings = HandoffSettings()
     telegram: TelegramSettings = TelegramSettings()  # issue 5
 
     # Not from the file: where the file lives, so relative paths resolve against the project.

@@ -284,6 +284,7 @@ class AgentQueues:
 
     @classmethod
     def from_settings(cls, redis: aioredis.Redis, settings: Settings, **kw: Any) -> AgentQueues:
+        kw.setdefault("presence_ttl_s", settings.handoff.presence_ttl_s)
         return cls(redis, settings.redis.prefix, queues=settings.triage.queues, **kw)
 
     # -- keys and plumbing ---------------------------------------------------------------------

@@ -59,6 +59,12 @@ def _with(s: Settings, engine: dict[str, Any]) -> Settings:
     return s.model_copy(update={"engine": s.engine.model_copy(update=engine)}) if engine else s
 
 
+def with_section(s: Settings, section: str, **fields: Any) -> Settings:
+    """A copy of the settings with some fields of one section replaced."""
+    current = getattr(s, section)
+    return s.model_copy(update={section: current.model_copy(update=fields)})
+
+
 # -- the gateway ------------------------------------------------------------------------------
 
 
@@ -80,13 +86,18 @@ class RunningGateway:
 
 
 @asynccontextmanager
-async def running_gateway(settings: Settings, nlu_url: str) -> AsyncIterator[RunningGateway]:
-    """The real gateway app on a free loopback port, in this process."""
-    from bot.app import create_app
+async def running_gateway(
+    settings: Settings, nlu_url: str, *, replica: str | None = None
+) -> AsyncIterator[RunningGateway]:
+    """The real gateway app on a free loopback port, in this process. Give two gateways on
+    the same settings different `replica` names to have two replicas of one deployment."""
+    from bot.app import GATEWAY, create_app
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     app = create_app(settings, nlu_url=nlu_url, public_url=url)
+    if replica:
+        app[GATEWAY].replica = replica
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

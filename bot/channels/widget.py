@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
@@ -136,6 +137,7 @@ class WidgetSession:
         self.delivery: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
         self.bucket = TokenBucket(channel.cfg.rate_per_connection, channel.cfg.burst_per_connection)
+        self.typing: tuple[bool, float] = (False, 0.0)  # last relayed state, when
 
     async def run(self) -> None:
         async for msg in self.ws:
@@ -198,7 +200,16 @@ class WidgetSession:
         await self._send({"type": "pong"})
 
     async def _on_typing(self, frame: dict[str, Any]) -> None:
-        """Customer typing: relayed to agents once the console exists; accepted now."""
+        """Customer typing: relayed (ephemeral) to the agent watching the conversation."""
+        if self.conversation_id is None:
+            return
+        on, now = bool(frame.get("on")), time.monotonic()
+        if on == self.typing[0] and now - self.typing[1] < 2.0:
+            return  # a repeat within 2 s adds nothing (and a flood must not reach Redis)
+        self.typing = (on, now)
+        await self.ch.streams.signal(
+            self.conversation_id, {"typing": {"who": "customer", "on": on}}
+        )
 
     async def _on_hello(self, frame: dict[str, Any]) -> None:
         locale = frame.get("locale")

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import redis.asyncio as aioredis
 
@@ -28,6 +30,7 @@ from bot.live.streams import Streams
 from bot.messages import InboundMessage, QuickReply
 from bot.metrics import BOT_REPLIES, ESCALATIONS, INBOX_HANDLED, NLU_FAILURES, NLU_SECONDS
 from bot.settings import Settings
+from handoff.contact import find_contact
 from handoff.queues import AgentQueues
 from handoff.triage import Triage, TriageResult, max_severity
 from nlu.client import NLUClient, NLUUnavailable
@@ -76,6 +79,16 @@ class Accepted:
 
 
 @dataclass(frozen=True)
+class Escalated:
+    conversation_id: str
+    queue: str
+    severity: str
+    reason: str
+    language: str
+    channel: str
+
+
+@dataclass(frozen=True)
 class Understanding:
     intent: str | None
     confidence: float
@@ -108,6 +121,13 @@ class ConversationEngine:
         self.triage = triage
         self.queues = queues
         self.outbound = outbound or Outbound(redis, streams.keys)
+        # Called after every escalation (the help desk starts SLA timers, alerts consoles and
+        # assigns agents); the engine itself knows nothing about agents.
+        self.escalation_listeners: list[Callable[[Escalated], Awaitable[None]]] = []
+        # Called when a waiting chat's severity rises (SLA deadlines tighten).
+        self.severity_listeners: list[Callable[[str, str], Awaitable[None]]] = []
+        # Called when a waiting customer leaves contact details for a callback.
+        self.callback_listeners: list[Callable[[str, str], Awaitable[None]]] = []
 
     # -- accepting customer messages (channel request path) -------------------------------
 
@@ -316,7 +336,10 @@ class ConversationEngine:
         await self.escalate(conv, msg, "; ".join(t.reasons) or "hazard", lang, t)
 
     async def _triage_waiting(self, conv: Any, msg: Any) -> None:
-        """While a person is coming, a message can still reveal danger: say what to do now."""
+        """While a person is coming, a message can still reveal danger: say what to do now.
+        After a callback offer, it may carry the contact details we asked for."""
+        if conv.state == State.WAITING_AGENT and await self._capture_callback(conv, msg):
+            return
         t = self.triage.classify(msg.text)
         was = conv.severity
         conv = await self._raise_severity(conv, t)
@@ -334,6 +357,120 @@ class ConversationEngine:
                 reason="; ".join(t.reasons),
             )
 
+    async def _capture_callback(self, conv: Any, msg: Any) -> bool:
+        """After a callback offer, a message with a phone number or email is the request."""
+        if not await self.redis.hget(self._bot_key(conv.id), "callback"):
+            return False
+        contact = find_contact(msg.text)
+        if not contact:
+            return False
+        await self.db.add_escalation(
+            conv.id,
+            "callback_requested",
+            actor="customer",
+            queue=conv.queue,
+            severity=conv.severity,
+            note=contact.display(),
+        )
+        await self.redis.hdel(self._bot_key(conv.id), "callback")
+        lang = conv.language
+        text = self.content.system("callback_saved", lang, contact=contact.display())
+        await self._reply(conv, msg, "callback", text, sender="system")
+        for listener in self.callback_listeners:
+            await listener(conv.id, contact.display())
+        return True
+
+    async def offer_callback(self, conversation_id: str, *, closed: bool, hours: str) -> None:
+        """Nobody can answer soon: say so honestly and ask for contact details."""
+        conv = await self.db.get_conversation(conversation_id)
+        if conv is None or conv.state != State.WAITING_AGENT:
+            return
+        await self.redis.hset(self._bot_key(conv.id), "callback", 1)
+        key = "callback_offer_closed" if closed else "callback_offer_busy"
+        text = self.content.system(key, conv.language, hours=hours)
+        await self.system_message(conv, text, key=f"{key}-{conv.escalated_at}")
+
+    # -- agent actions (called by the help desk; authorization is the desk's job) ----------
+
+    async def agent_joined(self, conversation_id: str, agent_id: str, agent_name: str) -> Any:
+        """A person took the chat: WITH_AGENT, and the customer is told who it is."""
+        async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
+            conv = await self._require(conversation_id)
+            if conv.state == State.WITH_AGENT and conv.agent_id == agent_id:
+                return conv
+            if conv.state == State.WITH_AGENT:
+                conv = await self.db.update_conversation(conv.id, agent_id=agent_id)
+            else:
+                conv = await self._set_state(conv, State.WITH_AGENT, agent_id=agent_id)
+            text = self.content.system("agent_joined", conv.language, agent=agent_name)
+            await self.system_message(conv, text)
+            return conv
+
+    async def agent_message(
+        self, conversation_id: str, agent_id: str, text: str, client_msg_id: str
+    ) -> tuple[Any, bool]:
+        """An agent's reply; idempotent by the console's client_msg_id. Returns (message,
+        first): `first` when it is the conversation's first human reply (SLA met)."""
+        conv = await self._require(conversation_id)
+        msg, created = await self.db.add_message(
+            conv.id,
+            "agent",
+            text,
+            sender_id=agent_id,
+            client_msg_id=f"ag-{agent_id}-{client_msg_id}",
+            processed=True,
+        )
+        first = False
+        if created:
+            if conv.first_human_reply_at is None:
+                conv = await self.db.update_conversation(conv.id, first_human_reply_at=now())
+                first = True
+            await self.publish(conv, msg)
+        return msg, first
+
+    async def agent_note(self, conversation_id: str, agent_id: str, text: str) -> Any:
+        """An internal note: stored, never published to the customer's stream."""
+        msg, _ = await self.db.add_message(
+            conversation_id, "note", text, sender_id=agent_id, processed=True
+        )
+        return msg
+
+    async def requeue(self, conversation_id: str, queue: str) -> Any:
+        """Transferred to another queue: waiting again, and the customer knows why."""
+        async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
+            conv = await self._require(conversation_id)
+            if conv.state == State.WITH_AGENT:
+                conv = await self._set_state(conv, State.WAITING_AGENT, agent_id=None, queue=queue)
+            else:
+                conv = await self.db.update_conversation(conv.id, queue=queue)
+            await self.system_message(conv, self.content.system("transferred", conv.language))
+            return conv
+
+    async def return_to_bot(self, conversation_id: str) -> Any:
+        """The agent released the chat: the bot answers again, with a fresh miss count."""
+        async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
+            conv = await self._require(conversation_id)
+            if conv.state == State.BOT:
+                return conv
+            conv = await self._set_state(conv, State.BOT, agent_id=None)
+            await self.redis.delete(self._bot_key(conv.id))
+            await self.system_message(conv, self.content.system("returned_to_bot", conv.language))
+            return conv
+
+    async def system_message(self, conv: Any, text: str, *, key: str | None = None) -> None:
+        """A message from careline itself; `key` makes it idempotent."""
+        msg, created = await self.db.add_message(
+            conv.id, "system", text, client_msg_id=f"sys-{key or uuid4().hex}", processed=True
+        )
+        if created:
+            await self.publish(conv, msg)
+
+    async def _require(self, conversation_id: str) -> Any:
+        conv = await self.db.get_conversation(conversation_id)
+        if conv is None:
+            raise KeyError(f"no conversation {conversation_id!r}")
+        return conv
+
     async def _raise_severity(self, conv: Any, t: TriageResult) -> Any:
         """A conversation's severity only ever goes up."""
         new = max_severity(conv.severity or "low", t.severity)
@@ -341,6 +478,9 @@ class ConversationEngine:
             conv = await self.db.update_conversation(conv.id, severity=new)
             if conv.state == State.WAITING_AGENT:
                 await self.queues.raise_priority(conv.id, new)  # moves up the line
+            if conv.state in (State.WAITING_AGENT, State.WITH_AGENT):
+                for listener in self.severity_listeners:
+                    await listener(conv.id, new)
         return conv
 
     async def escalate(
@@ -380,6 +520,9 @@ class ConversationEngine:
             conv, msg, "pending", await self._waiting_text(conv.id, lang), sender="system"
         )
         ESCALATIONS.inc()
+        event = Escalated(conv.id, queue, severity or "normal", reason, lang, conv.channel)
+        for listener in self.escalation_listeners:
+            await listener(event)
         log.info("escalated: %s", reason, extra={"conversation_id": conv.id})
 
     async def _waiting_text(self, conversation_id: str, lang: str) -> str:
@@ -402,6 +545,8 @@ class ConversationEngine:
                 return
             t = now()
             await self.queues.remove(conversation_id)  # nobody should pick up a closed chat
+            if conv.state == State.WITH_AGENT and conv.agent_id:
+                await self.queues.resolve(conv.agent_id, conversation_id)  # frees the agent
             await self._set_state(conv, State.CLOSED, closed_at=t, resolved_at=t)
 
     async def _set_state(self, conv: Any, state: State, **fields: Any) -> Any:
@@ -438,9 +583,12 @@ class ConversationEngine:
             await self.publish(conv, msg)
 
     async def publish(self, conv: Any, msg: Any) -> None:
-        """Every stored message goes out through here: live viewers, then push channels."""
+        """Every stored message the customer may see goes out through here: live viewers,
+        then push channels. Internal notes never do."""
+        if msg.sender == "note":
+            return
         await self.streams.append(conv.id, message_event(msg))
-        if msg.sender not in ("customer", "note"):
+        if msg.sender != "customer":
             await self.outbound.notify(conv.channel, conv.id)
 
     def _bot_key(self, conversation_id: str) -> str:

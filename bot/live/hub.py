@@ -45,22 +45,30 @@ class Hub:
 
     async def subscribe(self, conversation_id: str) -> asyncio.Queue[dict[str, Any]]:
         """A queue that receives every notification for this conversation."""
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
-        async with self._lock:
-            if not self._queues[conversation_id]:
-                await self._pubsub.subscribe(self.keys.notify(conversation_id))
-            self._queues[conversation_id].add(q)
-        return q
+        return await self.subscribe_channel(self.keys.notify(conversation_id))
 
     async def unsubscribe(self, conversation_id: str, q: asyncio.Queue[dict[str, Any]]) -> None:
+        await self.unsubscribe_channel(self.keys.notify(conversation_id), q)
+
+    async def subscribe_channel(self, channel: str) -> asyncio.Queue[dict[str, Any]]:
+        """A queue that receives every JSON message published on `channel` (e.g. the console
+        feed), through this replica's single Pub/Sub connection."""
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         async with self._lock:
-            subs = self._queues.get(conversation_id)
+            if not self._queues[channel]:
+                await self._pubsub.subscribe(channel)
+            self._queues[channel].add(q)
+        return q
+
+    async def unsubscribe_channel(self, channel: str, q: asyncio.Queue[dict[str, Any]]) -> None:
+        async with self._lock:
+            subs = self._queues.get(channel)
             if not subs:
                 return
             subs.discard(q)
             if not subs:
-                del self._queues[conversation_id]
-                await self._pubsub.unsubscribe(self.keys.notify(conversation_id))
+                del self._queues[channel]
+                await self._pubsub.unsubscribe(channel)
 
     async def _reader(self) -> None:
         while True:
@@ -74,12 +82,13 @@ class Hub:
                 continue
             if not msg or msg.get("type") != "message":
                 continue
-            conversation_id = Keys.conversation_of(str(msg["channel"]))
+            channel = msg["channel"]
+            channel = channel.decode() if isinstance(channel, bytes) else str(channel)
             try:
                 payload = json.loads(msg["data"])
             except (TypeError, ValueError):
                 continue
-            for q in list(self._queues.get(conversation_id, ())):
+            for q in list(self._queues.get(channel, ())):
                 if q.full():  # a stuck socket: it will catch up from the stream anyway
                     with contextlib.suppress(asyncio.QueueEmpty):
                         q.get_nowait()

@@ -24,10 +24,10 @@ class Keys:
     def notify(self, conversation_id: str) -> str:
         return f"{self.prefix}:conv:{conversation_id}:notify"
 
-    @staticmethod
-    def conversation_of(channel: str) -> str:
-        """The conversation id in a notify channel name."""
-        return channel.rsplit(":", 2)[-2]
+    @property
+    def console(self) -> str:
+        """Pub/Sub channel of console-wide events: escalations, claims, SLA breaches, notes."""
+        return f"{self.prefix}:console"
 
     def bot_state(self, conversation_id: str) -> str:
         return f"{self.prefix}:conv:{conversation_id}:bot"

@@ -33,6 +33,7 @@
       st: { BOT: 'Virtual assistant \u00b7 replies instantly', WAITING_AGENT: 'Waiting for an agent\u2026',
         WITH_AGENT: 'Chatting with an agent', SURVEY: 'Quick feedback', CLOSED: 'Chat ended' },
       closed: 'This chat has ended. Send a message any time to start a new one.',
+      place: 'number {n} in line', eta: 'about {m} min',
       err: {
         rate_limited: "You're sending messages too fast \u2014 please wait a moment.",
         text_too_long: 'That message is too long (max {n} characters).', empty_text: 'That message is empty.',
@@ -51,6 +52,7 @@
       st: { BOT: 'Tr\u1ee3 l\u00fd \u1ea3o \u00b7 tr\u1ea3 l\u1eddi ngay', WAITING_AGENT: '\u0110ang ch\u1edd nh\u00e2n vi\u00ean\u2026',
         WITH_AGENT: '\u0110ang chat v\u1edbi nh\u00e2n vi\u00ean', SURVEY: 'G\u00f3p \u00fd nhanh', CLOSED: '\u0110\u00e3 k\u1ebft th\u00fac' },
       closed: 'Cu\u1ed9c tr\u00f2 chuy\u1ec7n \u0111\u00e3 k\u1ebft th\u00fac. B\u1ea1n c\u00f3 th\u1ec3 nh\u1eafn b\u1ea5t c\u1ee9 l\u00fac n\u00e0o \u0111\u1ec3 b\u1eaft \u0111\u1ea7u cu\u1ed9c m\u1edbi.',
+      place: 'v\u1ecb tr\u00ed s\u1ed1 {n}', eta: 'kho\u1ea3ng {m} ph\u00fat',
       err: {
         rate_limited: 'B\u1ea1n g\u1eedi tin h\u01a1i nhanh \u2014 vui l\u00f2ng \u0111\u1ee3i m\u1ed9t ch\u00fat nh\u00e9.',
         text_too_long: 'Tin nh\u1eafn qu\u00e1 d\u00e0i (t\u1ed1i \u0111a {n} k\u00fd t\u1ef1).', empty_text: 'Tin nh\u1eafn \u0111ang tr\u1ed1ng.',
@@ -342,6 +344,13 @@ textarea{font-size:16px}}
     if (s === 'CLOSED') setQuickReplies(null);
     if (live && s === 'CLOSED' && was !== 'CLOSED') note(T.closed);
   }
+  // Place in line, refreshed by the server as the line moves (shown in the header, not logged).
+  function setPlace(ev) {
+    if (convState !== 'WAITING_AGENT' || !Number.isInteger(ev.position) || ev.position < 1) return;
+    let text = T.st.WAITING_AGENT + ' \u00b7 ' + fmt(T.place, { n: ev.position });
+    if (Number.isFinite(ev.eta_s) && ev.eta_s > 0) text += ' \u00b7 ' + fmt(T.eta, { m: Math.max(1, Math.round(ev.eta_s / 60)) });
+    subText.textContent = text;
+  }
   function refreshEnd() { endBtn.hidden = !conversationId || convState === 'CLOSED' || convState === 'SURVEY'; }
   function setConversation(cid) {
     cid = cid == null ? null : String(cid);
@@ -465,6 +474,7 @@ textarea{font-size:16px}}
         if (ev.kind === 'message') addMessage(ev.message, true);
         else if (ev.kind === 'state') setConvState(ev.state, true);
         else if (ev.kind === 'notice' && typeof ev.text === 'string') note(ev.text);
+        else if (ev.kind === 'queue') setPlace(ev);
         setLastEid(f.eid);
         break;
       }

@@ -87,6 +87,11 @@ class Database:
             url.render_as_string(hide_password=False), echo=settings.database.echo, schema=schema
         )
 
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """For stores of other features (accounts, surveys) that share this engine."""
+        return self._sessions
+
     def __repr__(self) -> str:
         schema = f", schema={self.schema!r}" if self.schema else ""
         return f"Database({masked(self._url)!r}{schema})"

@@ -211,6 +211,33 @@ class Escalation(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False)
 
 
+class Role(StrEnum):
+    """What a console user may do; each role includes nothing implicitly except admin (all)."""
+
+    AGENT = "agent"  # handles chats in the queues they serve
+    SUPERVISOR = "supervisor"  # all queues, all agents, reassigns, sees SLA breaches
+    MANAGER = "manager"  # reports and exports
+    ADMIN = "admin"  # everything, including accounts
+
+
+class AgentAccount(SQLModel, table=True):
+    """A console user (agent, supervisor, manager or admin). Passwords are argon2 hashes."""
+
+    __tablename__ = "agent_account"
+    __table_args__ = (UniqueConstraint("username", name="uq_agent_account_username"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    username: str
+    display_name: str
+    role: str = Role.AGENT.value
+    password_hash: str
+    queues: list[str] = Field(default_factory=list, sa_type=JSON)  # skills: queues served
+    max_chats: int = 3
+    disabled: bool = False
+    created_at: datetime = _ts(nullable=False)
+    password_changed_at: datetime = _ts(nullable=False)
+
+
 # -- Telegram channel (issue 5) -------------------------------------------------------------------
 
 

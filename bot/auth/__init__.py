@@ -1,0 +1,1 @@
+"""Console accounts, password hashing, sessions, CSRF and role checks."""

@@ -1,0 +1,88 @@
+"""Console sessions in Redis: opaque random ids in an HttpOnly cookie, never a JWT.
+
+Why server-side: logging out (or disabling an account) must take effect at once on every
+device, which a self-contained token cannot do. Each session also carries its own CSRF token.
+
+Keys: `{p}:sess:{sid}` HASH (account, csrf, created) with a sliding idle TTL, and
+`{p}:sess-of:{account}` SET of that account's session ids, for "log out everywhere".
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from bot.live.keys import Keys
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    account_id: str
+    csrf: str
+
+    def csrf_ok(self, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(self.csrf, token or "")
+
+
+class Sessions:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, *, idle_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.idle_s = idle_s
+
+    def _key(self, sid: str) -> str:
+        return f"{self.keys.prefix}:sess:{sid}"
+
+    def _of(self, account_id: str) -> str:
+        return f"{self.keys.prefix}:sess-of:{account_id}"
+
+    async def create(self, account_id: str) -> Session:
+        session = Session(secrets.token_urlsafe(32), account_id, secrets.token_urlsafe(32))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self._key(session.id),
+                mapping={"account": account_id, "csrf": session.csrf, "created": int(time.time())},
+            )
+            pipe.expire(self._key(session.id), self.idle_s)
+            pipe.sadd(self._of(account_id), session.id)
+            pipe.expire(self._of(account_id), self.idle_s * 2)
+            await pipe.execute()
+        return session
+
+    async def get(self, sid: str | None) -> Session | None:
+        """The live session for a cookie value (and slide its expiry), or None."""
+        if not sid or len(sid) > 100:
+            return None
+        key = self._key(sid)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(key, "account", "csrf")
+            pipe.expire(key, self.idle_s, xx=True)
+            (account, csrf), _ = await pipe.execute()
+        if not account or not csrf:
+            return None
+        return Session(sid, _s(account), _s(csrf))
+
+    async def end(self, session: Session) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._key(session.id))
+            pipe.srem(self._of(session.account_id), session.id)
+            await pipe.execute()
+
+    async def end_all(self, account_id: str) -> int:
+        """Log an account out everywhere; returns how many sessions ended."""
+        sids = [_s(s) for s in await self.redis.smembers(self._of(account_id))]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for sid in sids:
+                pipe.delete(self._key(sid))
+            pipe.delete(self._of(account_id))
+            await pipe.execute()
+        return len(sids)
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,205 @@
+"""The agent console's WebSocket: live console events and the chats an agent watches.
+
+Protocol (JSON text frames; see docs/openapi.yaml, "Agent WebSocket"):
+
+  client → server  {"type": "watch", "conversation_id": ..., "after": <event id>?}
+                   {"type": "unwatch", "conversation_id": ...}
+                   {"type": "typing", "conversation_id": ..., "on": true|false}
+                   {"type": "heartbeat"}   keeps the agent's presence fresh
+  server → client  {"type": "hello", "principal": {...}}
+                   {"type": "console", "event": {"kind": "escalated"|"claimed"|..., ...}}
+                   {"type": "watching", "conversation_id": ..., "last_event_id": ...}
+                   {"type": "event", "conversation_id": ..., "eid": ..., "event": {...}}
+                   {"type": "typing", "conversation_id": ..., "who": "customer", "on": ...}
+                   {"type": "error", "code": ..., "message": ...}
+
+Any replica serves any agent: console events and conversation wake-ups travel over Redis
+Pub/Sub (bot/live/hub.py), events are read from the conversation's Redis stream, so a
+customer on replica A and an agent on replica B see each other's messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from bot.auth.accounts import Principal
+from bot.auth.web import AUTH, same_origin
+from bot.live.hub import Hub
+from bot.live.streams import Streams
+from bot.metrics import AGENT_CONNECTIONS
+from handoff.desk import DeskError, HelpDesk
+
+log = logging.getLogger("careline.agent_ws")
+MAX_FRAME = 4096
+MAX_WATCHED = 50
+
+
+class AgentSocket:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        who: Principal,
+        desk: HelpDesk,
+        hub: Hub,
+        streams: Streams,
+    ) -> None:
+        self.ws = ws
+        self.who = who
+        self.desk = desk
+        self.hub = hub
+        self.streams = streams
+        self.send_lock = asyncio.Lock()
+        self.watched: dict[str, tuple[asyncio.Queue[dict[str, Any]], asyncio.Task[None]]] = {}
+        self.cursors: dict[str, str] = {}
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if self.ws.closed:
+            return
+        async with self.send_lock:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.send_str(json.dumps(frame, ensure_ascii=False))
+
+    async def run(self) -> None:
+        feed = await self.hub.subscribe_channel(self.desk.feed.channel)
+        relay = asyncio.create_task(self._relay_console(feed), name="agent-console-feed")
+        await self.send({"type": "hello", "principal": self.who.as_dict()})
+        try:
+            async for msg in self.ws:
+                if msg.type != WSMsgType.TEXT:
+                    await self.send(_error("bad_frame", "send JSON text frames"))
+                    continue
+                await self._frame(msg.data)
+        finally:
+            relay.cancel()
+            await self.hub.unsubscribe_channel(self.desk.feed.channel, feed)
+            for cid in list(self.watched):
+                await self._unwatch(cid)
+
+    async def _frame(self, data: str) -> None:
+        if len(data) > MAX_FRAME:
+            await self.send(_error("too_large", f"frames are at most {MAX_FRAME} bytes"))
+            return
+        try:
+            frame = json.loads(data)
+            kind = frame["type"]
+        except (ValueError, KeyError, TypeError):
+            await self.send(_error("bad_json", 'send {"type": ...} objects'))
+            return
+        try:
+            if kind == "watch":
+                await self._watch(_cid(frame), frame.get("after"))
+            elif kind == "unwatch":
+                await self._unwatch(_cid(frame))
+            elif kind == "typing":
+                cid = _cid(frame)
+                if cid in self.watched:
+                    on = bool(frame.get("on"))
+                    await self.streams.signal(cid, {"typing": {"who": "agent", "on": on}})
+            elif kind == "heartbeat":
+                await self.desk.heartbeat(self.who)
+            elif kind == "ping":
+                await self.send({"type": "pong"})
+            else:
+                await self.send(_error("unknown_type", f"unknown frame type {kind!r}"))
+        except DeskError as e:
+            await self.send(_error(e.code, e.message))
+
+    async def _relay_console(self, feed: asyncio.Queue[dict[str, Any]]) -> None:
+        mine = set(self.desk.skills(self.who))
+        while True:
+            event = await feed.get()
+            if self.who.sees_all_queues or _concerns(event, self.who.id, mine):
+                await self.send({"type": "console", "event": event})
+
+    async def _watch(self, cid: str, after: Any) -> None:
+        if cid in self.watched:
+            return
+        if len(self.watched) >= MAX_WATCHED:
+            raise DeskError(429, "too_many", f"watch at most {MAX_WATCHED} chats at once")
+        await self.desk.may_view(self.who, cid)
+        q = await self.hub.subscribe(cid)  # before reading the cursor: no gap
+        if isinstance(after, str) and after:
+            self.cursors[cid] = after
+        else:
+            self.cursors[cid] = await self.streams.last_id(cid)
+        await self.send(
+            {"type": "watching", "conversation_id": cid, "last_event_id": self.cursors[cid]}
+        )
+        task = asyncio.create_task(self._deliver(cid, q), name=f"agent-watch-{cid}")
+        self.watched[cid] = (q, task)
+        await self._flush(cid)
+
+    async def _unwatch(self, cid: str) -> None:
+        entry = self.watched.pop(cid, None)
+        if entry is None:
+            return
+        q, task = entry
+        task.cancel()
+        await self.hub.unsubscribe(cid, q)
+        self.cursors.pop(cid, None)
+
+    async def _deliver(self, cid: str, q: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            note = await q.get()
+            typing = note.get("typing")
+            if typing:
+                if typing.get("who") == "customer":
+                    await self.send(
+                        {
+                            "type": "typing",
+                            "conversation_id": cid,
+                            "who": "customer",
+                            "on": bool(typing.get("on")),
+                        }
+                    )
+                continue
+            await self._flush(cid)
+
+    async def _flush(self, cid: str) -> None:
+        while cid in self.cursors:
+            events = await self.streams.after(cid, self.cursors[cid])
+            for eid, event in events:
+                await self.send(
+                    {"type": "event", "conversation_id": cid, "eid": eid, "event": event}
+                )
+                self.cursors[cid] = eid
+            if len(events) < 500:
+                return
+
+
+def _cid(frame: dict[str, Any]) -> str:
+    cid = frame.get("conversation_id")
+    if not isinstance(cid, str) or not 0 < len(cid) <= 64:
+        raise DeskError(400, "bad_request", "conversation_id must be a string")
+    return cid
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}
+
+
+def _concerns(event: dict[str, Any], agent_id: str, queues: set[str]) -> bool:
+    return event.get("agent_id") == agent_id or event.get("queue") in queues
+
+
+async def handle(request: web.Request, desk: HelpDesk, hub: Hub, streams: Streams) -> Any:
+    """Upgrade after checking the session and that the page is ours (no cross-site sockets)."""
+    if not same_origin(request):
+        raise web.HTTPForbidden(text="cross-site WebSocket refused")
+    found = await request.app[AUTH].principal(request)
+    if found is None:
+        raise web.HTTPUnauthorized(text="log in first")
+    ws = web.WebSocketResponse(heartbeat=25, max_msg_size=MAX_FRAME * 4)
+    await ws.prepare(request)
+    AGENT_CONNECTIONS.inc()
+    try:
+        await AgentSocket(ws, found[0], desk, hub, streams).run()
+    finally:
+        AGENT_CONNECTIONS.dec()
+    return ws

@@ -1,0 +1,26 @@
+"""The console feed: live events every agent console listens to (one Redis Pub/Sub channel).
+
+Escalations, claims, transfers, releases, SLA breaches and internal notes. It is a wake-up
+and display channel, not a record: the durable history is the escalation table in SQL, and
+a console that reconnects reloads the queues over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bot.live.keys import Keys
+
+
+class ConsoleFeed:
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.channel = keys.console
+
+    async def publish(self, kind: str, **fields: Any) -> None:
+        event = {"kind": kind, "at": time.time(), **fields}
+        await self.redis.publish(self.channel, json.dumps(event, ensure_ascii=False))
