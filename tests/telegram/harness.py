@@ -16,8 +16,8 @@ import pytest
 
 from bot.channels.telegram.channel import SECRET_ENV, SECRET_HEADER, TOKEN_ENV
 from bot.channels.widget_client import wait_for
-from bot.settings import Settings
-from tests.support import RunningGateway, backend_settings, running_gateway
+from bot.settings import OpeningHours, Settings
+from tests.support import RunningGateway, backend_settings, running_gateway, with_section
 from tests.telegram.fake_bot_api import TOKEN, FakeBotAPI
 
 SECRET = "test-webhook-secret-0123456789"
@@ -38,7 +38,9 @@ def telegram_settings(s: Settings, api_url: str, mode: str = "webhook", **outbox
             "outbox": s.telegram.outbox.model_copy(update=quick),
         }
     )
-    return s.model_copy(update={"telegram": t})
+    # People are always "open" here: opening hours are the help desk's tests' business.
+    always = OpeningHours(start="00:00", end="24:00")
+    return with_section(s.model_copy(update={"telegram": t}), "handoff", opening_hours=always)
 
 
 @dataclass

@@ -50,14 +50,29 @@ async def test_english_speaker_is_greeted_in_english(tg: Harness) -> None:
 async def test_human_command_escalates_like_the_widget_button(tg: Harness) -> None:
     lan = tg.user()
     await lan.say(lan.command("/human"))
-    texts = await lan.received(3)
+    await lan.received(3)
     conv = await tg.conversation_of(lan)
     assert conv.state == "WAITING_AGENT" and conv.bot_only is False
     (esc,) = await tg.db.escalations(conv.id)
     assert esc.kind == "escalated" and "request_human" in esc.reason
-    assert "nhân viên" in texts[-2].lower() and "1800 6868" in texts[-1]  # told honestly
+    await wait_for(lambda: _all_delivered(tg, conv.id))
+    told = tg.fake.texts(lan.chat_id)
+    assert told == await tg.outbound_texts(conv.id)
+    assert any("1800 6868" in t for t in told)  # what happens next, honestly
     assert await tg.gateway.gw.engine.queues.position(conv.id) is not None
     assert (await tg.db.transcript(conv.id))[0].text == "Gặp nhân viên"  # the button's title
+
+    # A person takes the chat through the agent API: the customer hears it on Telegram.
+    engine = tg.gateway.gw.engine
+    await engine.agent_joined(conv.id, "agent-7", "Minh")
+    await engine.agent_message(conv.id, "agent-7", "Chào anh/chị, em là Minh ạ.", "c1")
+    await engine.agent_note(conv.id, "agent-7", "internal: VIP customer")  # never sent
+    texts = await lan.received(len(told) + 2)
+    assert "Minh" in texts[-2] and texts[-1] == "Chào anh/chị, em là Minh ạ."
+    await lan.say(lan.text("dạ em chào anh"))
+    await wait_for(lambda: _all_delivered(tg, conv.id))
+    assert tg.fake.texts(lan.chat_id) == await tg.outbound_texts(conv.id)
+    assert not any("internal" in t for t in tg.fake.texts(lan.chat_id))
 
 
 async def test_quick_replies_become_an_inline_keyboard_answered_once(tg: Harness) -> None:

@@ -4,6 +4,7 @@ lost with a crash or a Redis restart are recovered."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,15 @@ FAQS = ("bao hanh bao lau", "cửa hàng mở cửa mấy giờ", "có trả gó
 
 
 async def _agent_says(tg: Harness, conversation_id: str, text: str, *, wake: bool = True) -> int:
-    """An agent reply as the agent API stores it: a message, then engine.publish()."""
-    msg, _ = await tg.db.add_message(conversation_id, "agent", text, sender_id="agent-7")
+    """An agent reply through the engine's agent API; wake=False stores it the same way but
+    as if the outbox wake-up had been lost."""
     if wake:
-        conv = await tg.db.get_conversation(conversation_id)
-        await tg.gateway.gw.engine.publish(conv, msg)
-    return msg.id
+        msg, _ = await tg.gateway.gw.engine.agent_message(
+            conversation_id, "agent-7", text, client_msg_id=uuid.uuid4().hex
+        )
+    else:
+        msg, _ = await tg.db.add_message(conversation_id, "agent", text, sender_id="agent-7")
+    return int(msg.id)
 
 
 async def _count(rows: Any, n: int) -> bool:
