@@ -296,6 +296,7 @@ class TelegramSettings(_Section):
     texts: Path = Path("data/telegram.yml")  # command replies (/start, /help, /lang) in vi/en
     dedup_ttl_hours: float = Field(default=48, gt=0, le=24 * 30)  # Telegram retries for 24 h
     max_text_chars: int = Field(default=4096, ge=1, le=100_000)  # longer input is truncated
+    rate_per_chat_per_minute: int = Field(default=30, ge=1)  # more is flooding: not stored
     outbox: TelegramOutboxSettings = TelegramOutboxSettings()
 
     @field_validator("mode", mode="before")

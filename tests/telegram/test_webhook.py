@@ -85,3 +85,14 @@ async def test_overlong_text_is_cut_to_what_the_nlu_accepts_and_answered(tg: Har
     conv = await tg.conversation_of(lan)
     stored = (await tg.db.transcript(conv.id))[0]
     assert stored.text.startswith("bảo hành bao lâu") and len(stored.text) <= limit
+
+
+async def test_a_flooding_chat_is_told_once_and_not_stored(tg: Harness) -> None:
+    tg.channel.cfg = tg.channel.cfg.model_copy(update={"rate_per_chat_per_minute": 3})
+    bot, calm = tg.user(), tg.user()
+    results = [(await tg.post(bot.text(f"spam {i}")))[1]["result"] for i in range(6)]
+    assert results == ["accepted"] * 3 + ["rate_limited"] * 3  # acknowledged, so no retries
+    await wait_for(lambda: any("quá nhanh" in t for t in tg.fake.texts(bot.chat_id)))
+    assert sum("quá nhanh" in t for t in tg.fake.texts(bot.chat_id)) == 1  # told once
+    assert await _customer_messages(tg, bot.chat_id) == ["spam 0", "spam 1", "spam 2"]
+    assert (await tg.post(calm.text("giờ mở cửa")))[1]["result"] == "accepted"  # per chat

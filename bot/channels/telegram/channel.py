@@ -42,6 +42,7 @@ from bot.channels.telegram.sender import CHANNEL, TelegramSender
 from bot.channels.telegram.texts import TelegramTexts
 from bot.channels.widget import clean_text
 from bot.engine.engine import ConversationEngine
+from bot.live.ratelimit import ip_window
 from bot.messages import InboundMessage
 from bot.settings import Settings, SettingsError, TelegramSettings
 
@@ -97,6 +98,7 @@ class TelegramCredentials:
 class Result(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
+    RATE_LIMITED = "rate_limited"
     BUSY = "busy"
     FAILED = "failed"
 
@@ -312,6 +314,10 @@ class TelegramChannel:
             result = Result.DUPLICATE if claim is Claim.DONE else Result.BUSY
             TELEGRAM_UPDATES.labels(str(result)).inc()
             return result
+        if await self._flooding(update):
+            await self.dedup.done(update.update_id)  # acknowledged, deliberately not stored
+            TELEGRAM_UPDATES.labels("rate_limited").inc()
+            return Result.RATE_LIMITED
         error: BaseException | None
         try:
             await self.app.process_update(update)
@@ -326,6 +332,30 @@ class TelegramChannel:
         await self.dedup.done(update.update_id)
         TELEGRAM_UPDATES.labels("accepted").inc()
         return Result.ACCEPTED
+
+    async def _flooding(self, update: Update) -> bool:
+        """Over `rate_per_chat_per_minute` (shared by replicas): the chat is told once per
+        minute to slow down, directly (best effort), and the message is not stored or
+        answered — the NLU and the agents are not at the mercy of one script."""
+        chat = update.effective_chat
+        if chat is None:
+            return False
+        limit = self.cfg.rate_per_chat_per_minute
+        # The shared fixed-window counter the widget uses per IP, keyed by chat here.
+        wait = await ip_window(self.engine.redis, self.engine.keys, f"tg{chat.id}", limit)
+        if not wait:
+            return False
+        log.warning("telegram chat %s is flooding; message dropped", chat.id,
+                    extra={"channel": CHANNEL, "code": "rate_limited"})  # fmt: skip
+        first_over = await self.engine.redis.set(
+            f"{self.dedup.prefix}:slowdown:{chat.id}", "1", nx=True, ex=60
+        )
+        if first_over:
+            user = update.effective_user
+            lang = language_of(user.language_code if user else None) or "vi"
+            text = self.texts.get("slow_down", lang, seconds=str(max(1, round(wait))))
+            self._spawn(_quietly(self.bot.send_message(chat.id, text)), "telegram-slow-down")
+        return True
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         if isinstance(update, Update) and context.error is not None:

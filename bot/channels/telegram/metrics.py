@@ -7,7 +7,8 @@ from prometheus_client import Counter, Histogram
 
 TELEGRAM_UPDATES = Counter(
     "careline_telegram_updates_total",
-    "Telegram updates received, by outcome (accepted, duplicate, busy, failed, forged, invalid)",
+    "Telegram updates received, by outcome (accepted, duplicate, busy, failed, forged, invalid,"
+    " rate_limited)",
     ["outcome"],
 )
 TELEGRAM_SENT = Counter("careline_telegram_parts_sent_total", "Message parts sent to Telegram")

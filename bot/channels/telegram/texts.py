@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 LANGS = ("vi", "en")
-REQUIRED = ("start", "help", "lang_set", "lang_usage", "attachment")
+REQUIRED = ("start", "help", "lang_set", "lang_usage", "attachment", "slow_down")
 
 
 class TextsError(ValueError):
