@@ -152,10 +152,7 @@ async def notify_phase(
     url: str, agents: list[AgentClient], n: int, gap_s: float
 ) -> tuple[list[float], list[float], int, list[WidgetClient]]:
     """Hazard reports; returns (every delivery's latency, first delivery's, missing, clients)."""
-    reporters = [WidgetClient(url.replace("http", "ws", 1) + "/ws/widget", origin=url)
-                 for _ in range(n)]  # fmt: skip
-    for r in reporters:
-        await r.connect()
+    reporters: list[WidgetClient] = []
     sent: dict[str, float] = {}
     got: dict[str, list[float]] = {}
     expected = n * len(agents)
@@ -173,7 +170,12 @@ async def notify_phase(
 
     collectors = [asyncio.create_task(collect(a)) for a in agents]
     try:
-        for r in reporters:
+        for _ in range(n):
+            # Connected just before speaking: an idle test client reads nothing, so it would
+            # miss the server's WebSocket pings and be dropped.
+            r = WidgetClient(url.replace("http", "ws", 1) + "/ws/widget", origin=url)
+            reporters.append(r)
+            await r.connect()
             t0 = time.time()
             await r.say(HAZARD)
             ack = await r.expect(lambda f: f["type"] == "ack", timeout=30)

@@ -103,12 +103,13 @@ class HelpDesk:
         self._spawn(self._after_escalation(e))
 
     async def _after_escalation(self, e: Escalated) -> None:
-        assigned = await self.auto_assign()
-        if e.conversation_id in assigned:
+        serving = [a for a in await self.queues.agents() if e.queue in a.skills]
+        # Only worth an assignment round when someone serving this queue has room.
+        if any(a.available for a in serving) and e.conversation_id in await self.auto_assign():
             return
         hours = self.settings.handoff.opening_hours
         closed = not is_open(hours)
-        if closed or not await self._anyone_online(e.queue):
+        if closed or not any(a.status == "online" for a in serving):
             await self.engine.offer_callback(
                 e.conversation_id, closed=closed, hours=describe(hours)
             )
@@ -178,9 +179,6 @@ class HelpDesk:
         for conversation_id, agent_id in assigned:
             await self._joined(conversation_id, agent_id, how="assigned")
         return [c for c, _ in assigned]
-
-    async def _anyone_online(self, queue: str) -> bool:
-        return any(a.status == "online" and queue in a.skills for a in await self.queues.agents())
 
     def skills(self, who: Principal) -> list[str]:
         known = self.settings.triage.queues
