@@ -128,7 +128,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
 
     setup_logging(args.log_level)
     if settings.telegram.mode != "off":  # Telegram (issue 5): fail fast on missing secrets
-        from bot.channels.telegram.channel import TelegramCredentials
+        from bot.channels.telegram.credentials import TelegramCredentials
 
         TelegramCredentials.from_env(os.environ, settings.telegram)
     host = args.host or settings.gateway.host

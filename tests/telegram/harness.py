@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.channels.telegram.channel import SECRET_ENV, SECRET_HEADER, TOKEN_ENV
+from bot.channels.telegram.channel import SECRET_HEADER
+from bot.channels.telegram.credentials import SECRET_ENV, TOKEN_ENV
 from bot.channels.widget_client import wait_for
 from bot.settings import OpeningHours, Settings
 from tests.support import RunningGateway, backend_settings, running_gateway, with_section

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.channels.telegram.channel import SECRET_ENV, TOKEN_ENV
+from bot.channels.telegram.credentials import SECRET_ENV, TOKEN_ENV
 from bot.channels.widget_client import wait_for
 from nlu.process import free_port
 from tests.support import BACKENDS, REDIS_URL

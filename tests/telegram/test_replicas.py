@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.channels.telegram.channel import SECRET_ENV, TOKEN_ENV
+from bot.channels.telegram.credentials import SECRET_ENV, TOKEN_ENV
 from bot.channels.widget_client import wait_for
 from tests.support import BACKENDS, backend_settings, running_gateway
 from tests.telegram.fake_bot_api import TOKEN, FakeBotAPI

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.channels.telegram.channel import (
-    SECRET_ENV,
-    TOKEN_ENV,
-    TelegramCredentials,
-    language_of,
-)
+from bot.channels.telegram.content import language_of
+from bot.channels.telegram.credentials import SECRET_ENV, TOKEN_ENV, TelegramCredentials
 from bot.channels.telegram.split import split_text, utf16_len
 from bot.settings import SettingsError, load_settings
 from tests.telegram.fake_bot_api import TOKEN

@@ -19,12 +19,11 @@ import hmac
 import json
 import logging
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from aiohttp import web
-from telegram import Message, Update
+from telegram import Update
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
@@ -35,6 +34,8 @@ from telegram.ext import (
     filters,
 )
 
+from bot.channels.telegram.content import attachment_record, language_of
+from bot.channels.telegram.credentials import TOKEN_ENV, TelegramCredentials
 from bot.channels.telegram.dedup import Claim, UpdateDedup
 from bot.channels.telegram.ledger import DeliveryLedger
 from bot.channels.telegram.metrics import TELEGRAM_UPDATES
@@ -44,55 +45,14 @@ from bot.channels.widget import clean_text
 from bot.engine.engine import ConversationEngine
 from bot.live.ratelimit import ip_window
 from bot.messages import InboundMessage
-from bot.settings import Settings, SettingsError, TelegramSettings
+from bot.settings import Settings
 
 log = logging.getLogger("careline.telegram")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
-SECRET_ENV = "TELEGRAM_WEBHOOK_SECRET"
 ALLOWED_UPDATES = ["message", "callback_query"]
 LANGS = ("vi", "en")
-ATTACHMENT_KINDS = ("photo", "sticker", "voice", "audio", "video", "video_note", "animation",
-                    "document", "location", "contact")  # fmt: skip
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
-
-
-@dataclass(frozen=True)
-class TelegramCredentials:
-    token: str
-    secret: str | None  # required for webhooks only
-
-    @property
-    def bot_id(self) -> str:
-        return self.token.split(":", 1)[0]
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], cfg: TelegramSettings) -> TelegramCredentials:
-        """Read and check the secrets; SettingsError names the variable and what is wrong."""
-        import re
-
-        token = env.get(TOKEN_ENV, "").strip()
-        if not token:
-            raise SettingsError(
-                f"careline.telegram.mode is {cfg.mode!r} but {TOKEN_ENV} is not set "
-                "(the bot token from @BotFather; set mode: off to run without Telegram)"
-            )
-        if not re.fullmatch(r"\d{1,20}:[A-Za-z0-9_-]{20,100}", token):
-            raise SettingsError(f"{TOKEN_ENV} does not look like a bot token (<digits>:<secret>)")
-        secret = env.get(SECRET_ENV, "").strip() or None
-        if cfg.mode == "webhook":
-            if secret is None:
-                raise SettingsError(
-                    f"careline.telegram.mode is 'webhook' but {SECRET_ENV} is not set (1-256 "
-                    "characters A-Z a-z 0-9 _ -; Telegram sends it back with every update)"
-                )
-            if not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", secret):
-                raise SettingsError(
-                    f"{SECRET_ENV} must be 16-256 characters of A-Z a-z 0-9 _ - "
-                    "(Telegram's alphabet; at least 16 so it cannot be guessed)"
-                )
-        return cls(token, secret)
 
 
 class Result(StrEnum):
@@ -101,31 +61,6 @@ class Result(StrEnum):
     RATE_LIMITED = "rate_limited"
     BUSY = "busy"
     FAILED = "failed"
-
-
-def language_of(code: str | None) -> str | None:
-    """Telegram's IETF language_code ("vi", "en-US") → our language, if we speak it."""
-    base = (code or "").split("-", 1)[0].lower()
-    return base if base in LANGS else None
-
-
-def attachment_record(message: Message) -> tuple[str, dict[str, Any]] | None:
-    """(kind, record) for non-text content: what an agent needs to fetch and judge it."""
-    for kind in ATTACHMENT_KINDS:
-        value = getattr(message, kind, None)
-        if not value:
-            continue
-        if kind == "photo":
-            value = max(value, key=lambda p: (p.width or 0) * (p.height or 0))  # largest size
-        record: dict[str, Any] = {"kind": kind}
-        for field in ("file_id", "file_unique_id", "file_size", "mime_type", "file_name",
-                      "width", "height", "duration", "emoji", "latitude", "longitude",
-                      "phone_number"):  # fmt: skip
-            v = getattr(value, field, None)
-            if v is not None and not callable(v):
-                record[field] = v if isinstance(v, int | float | str) else str(v)
-        return kind, record
-    return None
 
 
 class TelegramChannel:
