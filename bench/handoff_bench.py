@@ -188,6 +188,13 @@ async def notify_phase(
             t.cancel()
     deliveries = [t - sent[c] for c, times in got.items() if c in sent for t in times]
     firsts = [min(times) - sent[c] for c, times in got.items() if c in sent]
+    for cid in sorted(set(sent) - set(got)):  # say what happened to an unannounced chat
+        try:
+            card = await agents[0].get(f"/api/agent/conversations/{cid}")
+            seen = (card["conversation"]["state"], [h["kind"] for h in card["history"]])
+        except Exception as e:
+            seen = ("?", [repr(e)])
+        say(f"no `escalated` event for {cid}: state {seen[0]}, history {seen[1]}")
     return deliveries, firsts, expected - len(deliveries), reporters
 
 

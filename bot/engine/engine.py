@@ -67,6 +67,10 @@ def message_view(m: Any) -> dict[str, Any]:
     return view
 
 
+def _stamp(ts: datetime | None) -> str:
+    return ts.isoformat() if ts is not None else "-"
+
+
 def message_event(m: Any) -> dict[str, Any]:
     return {"kind": "message", "message": message_view(m)}
 
@@ -231,6 +235,8 @@ class ConversationEngine:
                     handled += 1
 
     async def _handle(self, conv: Any, msg: Any) -> None:
+        if conv.state == State.WAITING_AGENT:
+            await self._finish_cut_escalation(conv, msg)
         if conv.state != State.BOT:
             await self._triage_waiting(conv, msg)  # a person handles it; we only watch severity
             return
@@ -505,25 +511,39 @@ class ConversationEngine:
             queue=queue,
             severity=severity,
         )
+        await self._announce(conv, msg, reason, lang)
+
+    async def _announce(self, conv: Any, msg: Any, reason: str, lang: str) -> None:
+        """Everything after the escalation's record and state change: the customer told, the
+        chat in line, the help desk told. Each step is idempotent, and the last one marks the
+        escalation announced, so a crash in between is finished by the retry (`_handle`)."""
+        queue, severity = conv.queue or "general", conv.severity or "normal"
         await self._reply(
             conv, msg, "escalated", self.content.system("escalated", lang), sender="system"
         )
         await self.queues.enqueue(
-            conv.id,
-            queue,
-            severity or "normal",
-            reasons=(reason,),
-            language=lang,
-            channel=conv.channel,
+            conv.id, queue, severity, reasons=(reason,), language=lang, channel=conv.channel
         )
         await self._reply(
             conv, msg, "pending", await self._waiting_text(conv.id, lang), sender="system"
         )
-        ESCALATIONS.inc()
-        event = Escalated(conv.id, queue, severity or "normal", reason, lang, conv.channel)
+        event = Escalated(conv.id, queue, severity, reason, lang, conv.channel)
         for listener in self.escalation_listeners:
             await listener(event)
+        await self.redis.hset(self._bot_key(conv.id), "announced", _stamp(conv.escalated_at))
+        ESCALATIONS.inc()
         log.info("escalated: %s", reason, extra={"conversation_id": conv.id})
+
+    async def _finish_cut_escalation(self, conv: Any, msg: Any) -> None:
+        """A crash between an escalation's state change and its announcement left the chat
+        WAITING_AGENT but perhaps out of line: finish it now (idempotently)."""
+        announced = await self.redis.hget(self._bot_key(conv.id), "announced")
+        if announced == _stamp(conv.escalated_at):
+            return
+        records = [e for e in await self.db.escalations(conv.id) if e.kind == "escalated"]
+        reason = (records[-1].reason if records else None) or "escalated"
+        log.warning("finishing an interrupted escalation", extra={"conversation_id": conv.id})
+        await self._announce(conv, msg, reason, conv.language)
 
     async def _waiting_text(self, conversation_id: str, lang: str) -> str:
         """What happens next, honestly: a person replies here; place in line; wait if known."""

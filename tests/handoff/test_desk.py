@@ -286,3 +286,39 @@ async def test_card_lists_the_customers_previous_conversations(tmp_path, nlu_url
 async def _closed(g: Any, cid: str) -> bool:
     conv = await g.gw.db.get_conversation(cid)
     return conv.state == "CLOSED"
+
+
+async def test_escalation_cut_short_by_a_crash_is_finished(tmp_path, nlu_url) -> None:  # type: ignore[no-untyped-def]
+    """The worker dies after the state change but before the chat joins the line: the retry
+    (another worker claiming the pending inbox entry) finishes the escalation."""
+    async with (
+        backend_settings("postgresql", tmp_path, claim_idle_s=1, sweep_every_s=1) as s,
+        running_gateway(desk_settings(s), nlu_url) as g,
+    ):
+        queues = g.gw.engine.queues
+        real_enqueue = queues.enqueue
+        calls = []
+
+        async def crash_once(*args: Any, **kw: Any) -> Any:
+            calls.append(args[0])
+            if len(calls) == 1:
+                raise ConnectionError("simulated crash between state change and enqueue")
+            return await real_enqueue(*args, **kw)
+
+        queues.enqueue = crash_once
+        customer = WidgetClient(g.ws_url)
+        try:
+            await customer.connect()
+            await customer.say(ASK_HUMAN)
+            await _state(customer, "WAITING_AGENT")
+            cid = customer.conversation_id
+            # The retry puts it in line and tells the customer their place.
+            assert await wait_for(lambda: queues.position(cid), timeout=30) == ("general", 1)
+            await _drain(
+                customer, lambda e: e["kind"] == "message" and "vị trí số 1" in e["message"]["text"]
+            )
+            assert await g.gw.desk.sla.deadline(cid) is not None  # the SLA clock runs
+            assert [e.kind for e in await g.gw.db.escalations(cid)] == ["escalated"]  # once
+            assert len(calls) == 2
+        finally:
+            await customer.close()
