@@ -1,5 +1,6 @@
-"""Polling mode (development): PTB's updater fetches updates from the (fake) Bot API and they
-take the same path as webhook updates; `careline run --telegram-polling` turns it on."""
+"""Starting the channel: polling mode (development), where PTB's updater fetches updates from
+the (fake) Bot API and they take the same path as webhook updates, turned on by
+`careline run --telegram-polling`; and a Telegram outage at startup."""
 
 from __future__ import annotations
 
@@ -8,14 +9,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.channels.telegram.credentials import SECRET_ENV, TOKEN_ENV
 from bot.channels.widget_client import wait_for
 from nlu.process import free_port
-from tests.support import BACKENDS, REDIS_URL
+from tests.support import BACKENDS, REDIS_URL, backend_settings, running_gateway
 from tests.telegram.fake_bot_api import TOKEN, FakeBotAPI
-from tests.telegram.harness import TelegramUser, telegram_gateway
+from tests.telegram.harness import (
+    SECRET,
+    Harness,
+    TelegramUser,
+    telegram_gateway,
+    telegram_settings,
+)
 
 CARELINE = str(Path(sys.executable).parent / "careline")
 
@@ -68,4 +76,30 @@ async def test_careline_run_telegram_polling(tmp_path: Path, nlu_url: str) -> No
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        await fake.close()
+
+
+async def test_telegram_down_at_startup_delays_the_channel_not_the_gateway(
+    tmp_path: Path, nlu_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = await FakeBotAPI().start()
+    fake.fail("getMe", "502")  # Telegram unreachable at first
+    fake.fail("setWebhook", "400")  # then refuses the webhook once (e.g. not https)
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    try:
+        async with (
+            backend_settings("sqlite", tmp_path) as s,
+            running_gateway(telegram_settings(s, fake.url), nlu_url) as g,
+            aiohttp.ClientSession() as http,
+        ):
+            async with http.get(g.url + "/readyz") as r:
+                assert r.status == 200  # the gateway serves the widget meanwhile
+            await wait_for(lambda: g.gw.telegram.ready.is_set(), timeout=30)
+            assert len(fake.of("setWebhook")) == 1  # the retry that succeeded
+            assert "telegram refused the webhook" in caplog.text
+            lan = Harness(g, fake, http).user()
+            await lan.say(lan.text("giờ mở cửa"))
+            assert "8:00" in (await lan.received(1))[0]
+    finally:
         await fake.close()

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 from telegram import Update
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -174,6 +174,13 @@ class TelegramChannel:
                 break
             except InvalidToken:
                 log.error("telegram rejected %s (revoked or wrong token); retrying", TOKEN_ENV)
+            except BadRequest as e:  # e.g. "bad webhook: HTTPS url must be provided"
+                log.error(
+                    "telegram refused the webhook %s (%s): set careline.telegram.public_base_url "
+                    "to the public https:// address of this gateway; retrying",
+                    self.public_url + self.cfg.webhook_path,
+                    e,
+                )
             except TelegramError as e:
                 log.warning("telegram not reachable yet (%s); retrying in %.0f s", e, delay)
             await asyncio.sleep(delay)
