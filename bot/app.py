@@ -45,6 +45,8 @@ from handoff.queues import AgentQueues
 from handoff.sla import SlaTimers, SlaWatcher
 from handoff.triage import Triage
 from nlu.client import NLUClient
+from surveys.setup import attach_surveys
+from surveys.web import add_survey_routes
 
 log = logging.getLogger("careline.gateway")
 STATIC = Path(__file__).parent / "static"
@@ -69,6 +71,7 @@ class Gateway:
     streams: Streams | None = None
     outbound: Outbound | None = None
     desk: HelpDesk | None = None
+    surveys: Any = None  # the SurveySweeper (surveys/), running on every replica
     telegram: TelegramChannel | None = None  # None unless careline.telegram.mode is on
 
 
@@ -129,6 +132,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         sla, gw.desk.on_breach, every_s=s.handoff.sla_check_every_s, tick=gw.desk.tick
     )
     sla_task = asyncio.create_task(watcher.run(), name="sla-watcher")
+    gw.surveys = await attach_surveys(gw.engine, s, gw.db)
     signer = TokenSigner(secret, "widget-visitor")
     gw.widget = WidgetChannel(
         settings=s,
@@ -151,6 +155,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         sweep_older_than_s=2 * s.engine.claim_idle_s,
     )
     worker_task = asyncio.create_task(gw.worker.run(), name="inbox-worker")
+    sweep_task = asyncio.create_task(gw.surveys.run(), name="survey-sweeper")
     try:
         gw.telegram = await start_telegram(  # Telegram channel (issue 5)
             s, gw.engine, gw.db, public_url=gw.public_url, replica=gw.replica, env=os.environ
@@ -162,6 +167,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         watcher.stop()
         await sla_task
         await gw.desk.close()
+        gw.surveys.stop()
+        await asyncio.wait([sweep_task], timeout=5)
+        sweep_task.cancel()
         await gw.worker.stop(worker_task)
         await hub.stop()
         await gw.nlu.close()
@@ -284,6 +292,7 @@ def create_app(settings: Settings, *, nlu_url: str, public_url: str) -> web.Appl
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    add_survey_routes(app)
     if settings.telegram.mode == "webhook":
         app.router.add_post(settings.telegram.webhook_path, telegram_webhook)
     return app

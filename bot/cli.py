@@ -270,6 +270,40 @@ def cmd_triage(args: argparse.Namespace) -> int:
         return 1
 
 
+# -- surveys (logic in surveys/commands.py) --------------------------------------------------
+
+
+def cmd_export_surveys(args: argparse.Namespace) -> int:
+    from surveys.commands import export_surveys
+
+    return asyncio.run(export_surveys(_settings(args), args))
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from surveys.commands import demo_data
+
+    return asyncio.run(demo_data(_settings(args), args))
+
+
+def _add_survey_commands(sub: Any) -> None:
+    ex = sub.add_parser("export", help="export data for managers")
+    exsub = ex.add_subparsers(dest="export_command", required=True, metavar="WHAT")
+    es = exsub.add_parser("surveys", help="one row per resolved conversation, as CSV or XLSX")
+    es.add_argument("--from", dest="date_from", metavar="DATE", help="first day (YYYY-MM-DD)")
+    es.add_argument("--to", dest="date_to", metavar="DATE", help="last day, inclusive")
+    es.add_argument("--format", choices=("csv", "xlsx"), default="csv")
+    for name in ("channel", "queue", "agent", "severity", "language"):
+        es.add_argument(f"--{name}", help=f"only this {name}")
+    es.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    es.set_defaults(func=cmd_export_surveys)
+    dd = sub.add_parser("demo-data", help="fill the database with synthetic, marked demo data")
+    dd.add_argument("--conversations", type=int, required=True, metavar="N")
+    dd.add_argument("--days", type=int, default=90, help="spread over the last DAYS days")
+    dd.add_argument("--seed", type=int, help="random seed (same seed, same data)")
+    dd.add_argument("--force", action="store_true", help="even if real survey answers exist")
+    dd.set_defaults(func=cmd_demo_data)
+
+
 # -- wiring --------------------------------------------------------------------------------
 
 
@@ -347,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub.add_parser("check", help="validate config.yml and print it").set_defaults(
         func=cmd_config_check
     )
+    _add_survey_commands(sub)
     return p
 
 

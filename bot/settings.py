@@ -263,6 +263,43 @@ class HandoffSettings(_Section):
         return self
 
 
+class SurveySettings(_Section):
+    """The micro-survey at close (surveys/): CES 1-7, CSAT 1-5, optional NPS, a comment."""
+
+    enabled: bool = True
+    expiry_hours: float = Field(default=24, gt=0, le=24 * 30)  # later answers: polite refusal
+    nps_enabled: bool = False  # the 0-10 "would you recommend us" question
+    ask_comment: bool = True
+    comment_max_chars: int = Field(default=1000, ge=1, le=10_000)
+    # A bot-only conversation the customer left without ending it is resolved after this
+    # much silence (and gets the survey); 0 turns the idle sweep off.
+    idle_close_minutes: float = Field(default=30, ge=0, le=7 * 24 * 60)
+    sweep_every_s: float = Field(default=60, gt=0, le=3600)  # expiry + idle checks
+    repeat_contact_days: float = Field(default=7, gt=0, le=90)  # first-contact resolution
+    report_timezone: str = "Asia/Ho_Chi_Minh"  # report dates and daily trend buckets
+
+    @model_validator(mode="after")
+    def _known_timezone(self) -> SurveySettings:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.report_timezone)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"report_timezone: unknown time zone {self.report_timezone!r}") from e
+        return self
+
+
+class KpiTargets(_Section):
+    """Managers' targets, shown as attainment on the dashboard; null hides a target."""
+
+    csat_pct: float | None = Field(default=80, ge=0, le=100)  # share of 4-5 of 5
+    ces_mean: float | None = Field(default=5.5, ge=1, le=7)
+    fcr_pct: float | None = Field(default=70, ge=0, le=100)
+    containment_pct: float | None = Field(default=None, ge=0, le=100)
+    response_rate_pct: float | None = Field(default=None, ge=0, le=100)
+    nps: float | None = Field(default=None, ge=-100, le=100)
+
+
 # -- Telegram channel (issue 5) -----------------------------------------------------------------
 
 
@@ -317,6 +354,8 @@ class Settings(_Section):
     triage: TriageSettings = TriageSettings()
     auth: AuthSettings = AuthSettings()
     handoff: HandoffSettings = HandoffSettings()
+    surveys: SurveySettings = SurveySettings()
+    kpi_targets: KpiTargets = KpiTargets()
     telegram: TelegramSettings = TelegramSettings()  # issue 5
 
     # Not from the file: where the file lives, so relative paths resolve against the project.

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from bot.settings import Settings, load_settings
+from bot.settings import OpeningHours, Settings, load_settings
 from bot.store.scratch import temporary_schema
 from nlu.process import free_port
 
@@ -56,6 +56,9 @@ async def backend_settings(backend: str, tmp_path: Path, **engine: Any) -> Async
 
 
 def _with(s: Settings, engine: dict[str, Any]) -> Settings:
+    # People "work" around the clock in tests, so what a test sees never depends on the time
+    # of day it runs; tests of opening hours set their own (with_section "handoff").
+    s = with_section(s, "handoff", opening_hours=OpeningHours(start="00:00", end="24:00"))
     return s.model_copy(update={"engine": s.engine.model_copy(update=engine)}) if engine else s
 
 

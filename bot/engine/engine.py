@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import redis.asyncio as aioredis
@@ -35,6 +35,10 @@ from handoff.queues import AgentQueues
 from handoff.triage import Triage, TriageResult, max_severity
 from nlu.client import NLUClient, NLUUnavailable
 from nlu.vi.text import detect_language
+from surveys.answers import is_survey_payload
+
+if TYPE_CHECKING:
+    from surveys.flow import SurveyFlow
 
 log = logging.getLogger("careline.engine")
 
@@ -133,6 +137,9 @@ class ConversationEngine:
         # Called when a waiting customer leaves contact details for a callback.
         self.callback_listeners: list[Callable[[str, str], Awaitable[None]]] = []
 
+        # Surveys hook (issue 8): set by the app; None closes conversations without a survey.
+        self.surveys: SurveyFlow | None = None
+
     # -- accepting customer messages (channel request path) -------------------------------
 
     async def accept(self, inbound: InboundMessage) -> Accepted:
@@ -173,6 +180,8 @@ class ConversationEngine:
         conv = await self.db.latest_conversation(customer_id)
         if conv is not None and conv.state != State.CLOSED:
             return conv
+        if conv is not None and self.surveys and is_survey_payload(inbound.payload):
+            return conv  # a late survey button: answered politely, never reopens the chat
         window = timedelta(hours=self.cfg.reopen_window_hours)
         closed_at = conv.closed_at if conv is not None else None
         if closed_at is not None and closed_at.tzinfo is None:
@@ -182,9 +191,14 @@ class ConversationEngine:
                 conv, State.BOT, closed_at=None, reopen_count=conv.reopen_count + 1
             )
             await self.redis.delete(self._bot_key(conv.id))
+            if self.surveys:
+                await self.surveys.store.mark_reopened(conv.id)  # not resolved at first contact
             return conv
         lang = inbound.locale if inbound.locale in LANGS else None
         lang = detect_language(inbound.text, default=lang or "vi")
+        if self.surveys:  # a new chat soon after a resolved one: that one did not hold (FCR)
+            window = timedelta(days=self.surveys.cfg.repeat_contact_days)
+            await self.surveys.store.note_new_contact(customer_id, now(), window)
         return await self.db.create_conversation(customer_id, inbound.channel, lang)
 
     async def answer_directly(
@@ -235,6 +249,10 @@ class ConversationEngine:
                     handled += 1
 
     async def _handle(self, conv: Any, msg: Any) -> None:
+        if self.surveys and self.surveys.wants(conv, msg):  # surveys hook (issue 8)
+            if await self.surveys.on_message(conv, msg):
+                return
+            conv = await self.db.get_conversation(conv.id)  # left the survey: back to the bot
         if conv.state == State.WAITING_AGENT:
             await self._finish_cut_escalation(conv, msg)
         if conv.state != State.BOT:
@@ -558,16 +576,32 @@ class ConversationEngine:
         return " ".join(parts)
 
     async def end(self, conversation_id: str) -> None:
-        """The customer ended the chat. (The survey step lands with the surveys work.)"""
+        """The conversation is resolved (customer, agent or idle sweep): the survey starts,
+        and the conversation closes when it is answered, skipped or expired. Ending it again
+        during the survey skips the survey."""
         async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
             conv = await self.db.get_conversation(conversation_id)
             if conv is None or conv.state == State.CLOSED:
+                return
+            if conv.state == State.SURVEY:
+                if self.surveys:
+                    await self.surveys.skip(conv)
+                else:
+                    await self._set_state(conv, State.CLOSED, closed_at=now())
                 return
             t = now()
             await self.queues.remove(conversation_id)  # nobody should pick up a closed chat
             if conv.state == State.WITH_AGENT and conv.agent_id:
                 await self.queues.resolve(conv.agent_id, conversation_id)  # frees the agent
+            if self.surveys:  # surveys hook (issue 8)
+                conv = await self.db.update_conversation(conv.id, resolved_at=t)
+                if await self.surveys.start(conv):
+                    return
             await self._set_state(conv, State.CLOSED, closed_at=t, resolved_at=t)
+
+    async def set_state(self, conv: Any, state: State, **fields: Any) -> Any:
+        """A checked state change with an event for live viewers (used by surveys/)."""
+        return await self._set_state(conv, state, **fields)
 
     async def _set_state(self, conv: Any, state: State, **fields: Any) -> Any:
         check_transition(conv.state, state)
@@ -587,19 +621,43 @@ class ConversationEngine:
         intent: str | None = None,
         confidence: float | None = None,
     ) -> None:
+        await self.bot_message(
+            conv,
+            f"re-{to.id}-{key}",  # idempotent: re-processing sends nothing twice
+            text,
+            sender=sender,
+            quick_replies=quick_replies,
+            intent=intent,
+            confidence=confidence,
+            kind=key,
+        )
+
+    async def bot_message(
+        self,
+        conv: Any,
+        idempotency_key: str,
+        text: str,
+        *,
+        sender: str = "bot",
+        quick_replies: tuple[QuickReply, ...] = (),
+        intent: str | None = None,
+        confidence: float | None = None,
+        kind: str = "survey",
+    ) -> None:
+        """Store a bot/system message once per key and publish it (also used by surveys/)."""
         payload = {"quick_replies": [q.as_dict() for q in quick_replies]} if quick_replies else None
         msg, created = await self.db.add_message(
             conv.id,
             sender,
             text,
-            client_msg_id=f"re-{to.id}-{key}",  # idempotent: re-processing sends nothing twice
+            client_msg_id=idempotency_key,
             payload=payload,
             intent=intent,
             confidence=confidence,
             processed=True,
         )
         if created:
-            BOT_REPLIES.labels(key).inc()
+            BOT_REPLIES.labels(kind).inc()
             await self.publish(conv, msg)
 
     async def publish(self, conv: Any, msg: Any) -> None:

@@ -238,6 +238,67 @@ class AgentAccount(SQLModel, table=True):
     password_changed_at: datetime = _ts(nullable=False)
 
 
+# -- surveys (issue 8): appended here so SQLModel.metadata sees them; migration 0004_surveys --
+
+
+class SurveyStatus(StrEnum):
+    ASKED = "asked"  # questions under way
+    COMPLETED = "completed"  # every question answered (the comment may be empty)
+    SKIPPED = "skipped"  # the customer declined, possibly after answering some questions
+    EXPIRED = "expired"  # nobody answered within surveys.expiry_hours
+    ABANDONED = "abandoned"  # the customer moved on to a new question instead
+
+
+class SurveyResponse(SQLModel, table=True):
+    """One row per resolved conversation: the survey answers next to a snapshot of the
+    conversation's milestones, so reports and exports read one table, in one pass.
+
+    Written when the survey is offered (so response rate = answered / offered) and updated
+    as answers arrive; `step` is the question the customer is on, which makes every answer
+    a conditional UPDATE: retries and double clicks cannot record an answer twice.
+    """
+
+    __tablename__ = "survey_response"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversation.id"],
+            name="fk_survey_response_conversation_id_conversation",
+        ),
+        UniqueConstraint("conversation_id", name="uq_survey_response_conversation_id"),
+        Index("ix_survey_response_resolved_at", "resolved_at"),
+        Index("ix_survey_response_customer_id_resolved_at", "customer_id", "resolved_at"),
+        Index("ix_survey_response_status_expires_at", "status", "expires_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
+    conversation_id: str
+    customer_id: str
+    channel: str
+    language: str
+    queue: str | None = None
+    severity: str | None = None
+    agent_id: str | None = None
+    bot_only: bool = True
+    reopened: bool = False  # reopened at least once, or written again later (see FCR)
+    demo: bool = False  # synthetic, from `careline demo-data`
+    status: str = SurveyStatus.ASKED.value
+    step: str | None = None  # the question awaiting an answer (ces|csat|nps|comment)
+    ces: int | None = None  # 1..7, higher is easier
+    csat: int | None = None  # 1..5
+    nps: int | None = None  # 0..10, only when surveys.nps_enabled
+    comment: str | None = Field(default=None, sa_type=Text)
+    conversation_created_at: datetime = _ts(nullable=False)
+    escalated_at: datetime | None = _ts(nullable=True)
+    first_human_reply_at: datetime | None = _ts(nullable=True)
+    resolved_at: datetime = _ts(nullable=False)
+    repeat_contact_at: datetime | None = _ts(nullable=True)  # new conversation within 7 days
+    asked_at: datetime = _ts(nullable=False)
+    expires_at: datetime = _ts(nullable=False)
+    answered_at: datetime | None = _ts(nullable=True)  # the first answer
+    finished_at: datetime | None = _ts(nullable=True)  # completed, skipped or expired
+
+
 # -- Telegram channel (issue 5) -------------------------------------------------------------------
 
 

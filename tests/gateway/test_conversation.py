@@ -72,10 +72,15 @@ async def test_full_conversation(gateway, nlu_url: str) -> None:  # type: ignore
         transcript = await db.transcript(conv.id)
         assert transcript[-1].text == "alo có ai không" and transcript[-1].sender == "customer"
 
-        # 6. The customer ends the chat; writing again reopens the same conversation.
+        # 6. The customer ends the chat: the survey starts (it left the line at once); they
+        # skip it and the chat closes; writing again reopens the same conversation.
         await c.send_frame({"type": "end"})
-        await _state_event(c, "CLOSED")
+        question = await c.bot_reply()
+        await _state_event(c, "SURVEY")
         assert await gateway.gw.engine.queues.position(conv.id) is None  # left the line
+        assert "survey:skip" in [q["payload"] for q in question["quick_replies"]]
+        await c.say("Bỏ qua", payload="survey:skip")
+        await _state_event(c, "CLOSED")
         await c.say("cho mình hỏi thêm giờ mở cửa")
         await _state_event(c, "BOT")
         reopened = await db.get_conversation(conv.id)
@@ -137,7 +142,9 @@ async def test_hazard_gets_safety_instructions_then_the_safety_queue(gateway) ->
         assert (conv.severity, conv.queue) == ("critical", "safety")
         (esc,) = await db.escalations(conv.id)
         assert esc.severity == "critical" and esc.queue == "safety"
-        assert await gateway.gw.engine.queues.position(conv.id) == ("safety", 1)
+        # The state event goes out before the chat joins the line: wait for it.
+        queues = gateway.gw.engine.queues
+        assert await wait_for(lambda: queues.position(conv.id)) == ("safety", 1)
         assert "phong" in esc.reason or "swollen" in esc.reason.lower()  # why, for the agent
     finally:
         await c.close()

@@ -16,7 +16,7 @@ ALWAYS_OPEN = OpeningHours(start="00:00", end="24:00")
 
 
 def desk_settings(s: Settings, **handoff: Any) -> Settings:
-    handoff.setdefault("opening_hours", ALWAYS_OPEN)
+    handoff.setdefault("opening_hours", ALWAYS_OPEN)  # (backend_settings already does this)
     return with_section(s, "handoff", **handoff)
 
 

@@ -270,6 +270,7 @@ async def test_card_lists_the_customers_previous_conversations(tmp_path, nlu_url
             await customer.bot_reply()
             earlier = customer.conversation_id
             await customer.send_frame({"type": "end"})
+            await customer.say("Bỏ qua", payload="survey:skip")  # the survey at close
             await wait_for(lambda: _closed(g, earlier))
             await an.online()
             await customer.say(ASK_HUMAN)  # a new conversation: the old one is past reopening

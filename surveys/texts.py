@@ -1,0 +1,80 @@
+"""Survey wording and answer vocabulary from data/surveys.yml, loaded once at startup.
+
+Kept in a data file, like the FAQ answers, so wording changes need no code change; validated
+on load so a missing translation is a startup error, not a blank question.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nlu.vi.text import fold
+
+LANGS = ("vi", "en")
+QUESTIONS = ("ces", "csat", "nps", "comment")
+REPLIES = ("thanks", "skipped", "expired", "already", "retry_ces", "retry_csat", "retry_nps")
+
+
+class SurveyTextError(ValueError):
+    """data/surveys.yml is incomplete; the message names the key."""
+
+
+@dataclass(frozen=True)
+class SurveyTexts:
+    questions: dict[str, dict[str, str]]
+    labels: dict[str, Any]
+    replies: dict[str, dict[str, str]]
+    skip_words: tuple[str, ...]  # folded
+    numbers: dict[str, int]  # folded number word -> value
+    phrases: dict[str, dict[str, int]]  # question -> folded phrase -> value
+    placeholders: dict[str, str]
+
+    @classmethod
+    def load(cls, path: Path, placeholders: dict[str, str]) -> SurveyTexts:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        questions = raw.get("questions") or {}
+        replies = raw.get("replies") or {}
+        for group, keys, where in (
+            (questions, QUESTIONS, "questions"),
+            (replies, REPLIES, "replies"),
+        ):
+            for key in keys:
+                if not all((group.get(key) or {}).get(lang) for lang in LANGS):
+                    raise SurveyTextError(f"{path}: {where}.{key} needs vi and en")
+        answers = raw.get("answers") or {}
+        return cls(
+            questions=questions,
+            labels=raw.get("labels") or {},
+            replies=replies,
+            skip_words=tuple(fold(w) for w in answers.get("skip") or ()),
+            numbers={fold(k): int(v) for k, v in (answers.get("numbers") or {}).items()},
+            phrases={
+                q: {fold(k): int(v) for k, v in (answers.get(q) or {}).items()}
+                for q in ("ces", "csat")
+            },
+            placeholders=placeholders,
+        )
+
+    def _fill(self, text: str) -> str:
+        return string.Formatter().vformat(text, (), {**self.placeholders})
+
+    def question(self, step: str, lang: str) -> str:
+        entry = self.questions[step]
+        return self._fill(entry.get(lang) or entry["en"])
+
+    def reply(self, key: str, lang: str) -> str:
+        entry = self.replies[key]
+        return self._fill(entry.get(lang) or entry["en"])
+
+    def skip_label(self, lang: str) -> str:
+        entry = self.labels.get("skip") or {}
+        return str(entry.get(lang) or entry.get("en") or "Skip")
+
+    def score_label(self, step: str, value: int, lang: str) -> str:
+        entry = (self.labels.get(step) or {}).get(str(value)) or {}
+        return str(entry.get(lang) or entry.get("en") or value)
