@@ -135,3 +135,25 @@ async def test_the_bot_token_never_reaches_the_logs(
     await lan.say(lan.text("giờ mở cửa"))
     await lan.received(1)
     assert TOKEN not in caplog.text and TOKEN.split(":")[1] not in caplog.text
+
+
+async def test_end_starts_the_survey_answered_by_inline_keyboard(tg: Harness) -> None:
+    lan = tg.user()
+    await lan.say(lan.text("giờ mở cửa"))
+    await lan.received(1)
+    await lan.say(lan.command("/end"))
+    await lan.received(2)
+    question = tg.fake.sent(lan.chat_id)[-1].params
+    rows = question["reply_markup"]["inline_keyboard"]
+    conv = await tg.conversation_of(lan)
+    assert conv.state == "SURVEY"
+    offered = (await tg.db.transcript(conv.id))[-1].payload["quick_replies"]
+    assert all(q["payload"].startswith("survey:") for q in offered)  # generic keyboard path
+    first = next(i for i, q in enumerate(offered) if q["payload"].endswith(":7"))
+    sent = {"message_id": 77, "text": question["text"], "reply_markup": question["reply_markup"]}
+    assert len(rows) == len(offered)
+    await lan.say(lan.press(sent, first))
+    await lan.received(3)  # the next question (or the thanks)
+    taps = [m for m in await tg.db.transcript(conv.id) if m.sender == "customer"]
+    assert taps[-1].payload == {"quick_reply": offered[first]["payload"]}
+    assert (await tg.gateway.gw.engine.surveys.store.get(conv.id)).ces == 7  # recorded

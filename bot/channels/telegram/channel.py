@@ -128,6 +128,7 @@ class TelegramChannel:
         app.add_handler(CommandHandler("help", self._on_help, filters=PRIVATE))
         app.add_handler(CommandHandler("human", self._on_human, filters=PRIVATE))
         app.add_handler(CommandHandler("lang", self._on_lang, filters=PRIVATE))
+        app.add_handler(CommandHandler("end", self._on_end, filters=PRIVATE))
         app.add_handler(MessageHandler(PRIVATE & filters.COMMAND, self._on_help))  # unknown
         app.add_handler(MessageHandler(PRIVATE & filters.TEXT, self._on_text))
         app.add_handler(MessageHandler(PRIVATE & ~filters.TEXT, self._on_attachment))
@@ -398,6 +399,15 @@ class TelegramChannel:
         )
         accepted = await self.engine.accept(inbound)
         _log_accepted(accepted.conversation_id, "human")
+
+    async def _on_end(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The customer ends the chat, like the widget's end button: the engine resolves it
+        (and the survey, when there is one, starts)."""
+        customer, _ = await self._customer(update)
+        conv = await self.db.latest_conversation(customer.id)
+        if conv is not None and conv.state != "CLOSED":
+            await self.engine.end(conv.id)
+            _log_accepted(conv.id, "end")
 
     async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
