@@ -33,7 +33,7 @@ from bot.settings import Settings
 from handoff.contact import find_contact
 from handoff.queues import AgentQueues
 from handoff.triage import Triage, TriageResult, max_severity
-from nlu.client import NLUClient, NLUUnavailable
+from nlu.client import NLUClient, NLURejected, NLUUnavailable
 from nlu.vi.text import detect_language
 from surveys.answers import is_survey_payload
 
@@ -267,6 +267,14 @@ class ConversationEngine:
     async def _bot_turn(self, conv: Any, msg: Any) -> None:
         try:
             u = await self._understand(msg)
+        except NLURejected as e:
+            # Our request was refused (e.g. longer than the service accepts): retrying cannot
+            # help, so treat it as not understood instead of leaving the message stuck.
+            NLU_FAILURES.inc()
+            log.warning(
+                "NLU rejected the message: %s", e.message, extra={"conversation_id": conv.id}
+            )
+            u = Understanding(None, 0.0, (), detect_language(msg.text, default=conv.language))
         except NLUUnavailable as e:
             NLU_FAILURES.inc()
             log.warning("NLU unavailable: %s", e.reason, extra={"conversation_id": conv.id})
