@@ -26,10 +26,8 @@ import os
 import random
 import resource
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -42,6 +40,21 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 import yaml
+from common import (  # bench/common.py (this folder is on sys.path when run as a script)
+    RssSampler,
+    cpu_seconds,
+    fmt,
+    log_tail,
+    peer_env,
+    percentile,
+    proc_table,
+    ratio,
+    say,
+    spawn,
+    stop_process,
+    wait_for_quiet_machine,
+    wait_http,
+)
 
 from bot.channels.widget_client import WidgetClient
 from bot.engine.content import Content
@@ -56,7 +69,6 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PEER_CACHE = Path("/tmp/careline-bench-peer")
 PEER_RECIPE = "peer/1"  # bump when the stock project layout below changes
-SAMPLE_EVERY_S = 0.2
 WARMUP_MESSAGES = 5
 SETTLE_S = 3.0  # between phases: let the previous phase's sockets close and queues drain
 LOCALE = "vi"
@@ -65,11 +77,6 @@ BENCH_LIMITS = {
     "CARELINE__WIDGET__RATE_PER_IP_PER_MINUTE": "100000000",
     "CARELINE__WIDGET__MAX_CONNECTIONS_PER_IP": "1000000",
 }
-
-
-def say(msg: str) -> None:
-    """Progress for the person running the bench (stderr, so stdout stays the table)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # -- load plan -------------------------------------------------------------------------------
@@ -134,80 +141,12 @@ class Recorder:
             self.samples.setdefault(kind, f"{type(exc).__name__}: {exc}"[:300])
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile: an observed value, never an interpolation."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def _proc_table() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, RSS kB) for every process (one /proc scan per sample)."""
-    table: dict[int, tuple[int, int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/status", encoding="ascii", errors="replace") as fh:
-                status = fh.read()
-        except OSError:
-            continue
-        ppid = rss = 0
-        for line in status.splitlines():
-            if line.startswith("PPid:"):
-                ppid = int(line.split()[1])
-            elif line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-        table[int(entry.name)] = (ppid, rss)
-    return table
-
-
-def tree_rss_kb(root: int, table: dict[int, tuple[int, int]]) -> int:
-    """RSS of a process plus all its descendants (rasa run may fork workers)."""
-    return sum(table.get(pid, (0, 0))[1] for pid in tree_members(root, table))
-
-
-def _cpu_ticks(pid: int) -> int:
-    """utime + stime of one process, in clock ticks (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            fields = fh.read().rpartition(")")[2].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), after comm
-
-
-def tree_members(root: int, table: dict[int, tuple[int, int]]) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    out, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        out.append(pid)
-        stack.extend(children.get(pid, ()))
-    return out
-
-
-def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
-    """CPU time used so far by each named process tree: tells a CPU-bound server from one
-    that waits (on the NLU, the database, a lock)."""
-    table = _proc_table()
-    hz = os.sysconf("SC_CLK_TCK")
-    return {
-        name: sum(_cpu_ticks(p) for p in tree_members(pid, table)) / hz
-        for name, pid in roots.items()
-    }
-
-
 def service_pids() -> dict[str, int]:
     """The shared PostgreSQL and Redis servers (their CPU is part of careline's cost; other
     users of them are counted too, so read it as an upper bound)."""
     names = {"postgres": "postgres", "redis-server": "redis"}
     found: dict[str, int] = {}
-    for pid, (ppid, _) in _proc_table().items():
+    for pid, (ppid, _) in proc_table().items():
         comm = _comm(pid)
         if comm in names and _comm(ppid) != comm:  # the server itself, not its backends
             found.setdefault(names[comm], pid)
@@ -230,53 +169,6 @@ def listen_overflows() -> int:
         lines = [line.split() for line in fh if line.startswith("TcpExt:")]
     names, values = lines[0], lines[1]
     return int(values[names.index("ListenOverflows")])
-
-
-class RssSampler:
-    """Peak RSS per named process tree, sampled every 0.2 s on a thread.
-
-    A thread rather than an asyncio task: with 1000 clients the event loop is saturated and
-    a task would sample late, missing exactly the peaks we want.
-    """
-
-    def __init__(self, roots: dict[str, int], every_s: float = SAMPLE_EVERY_S) -> None:
-        self.roots = roots
-        self.every_s = every_s
-        self.peaks_kb: dict[str, int] = dict.fromkeys(roots, 0)
-        self.last_kb: dict[str, int] = dict.fromkeys(roots, 0)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
-
-    def start(self) -> RssSampler:
-        self._sample()
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-
-    def reset(self) -> None:
-        """Start a new peak window (one per phase)."""
-        with self._lock:
-            self.peaks_kb = dict(self.last_kb)
-
-    def peaks_mb(self) -> dict[str, float]:
-        with self._lock:
-            return {name: kb / 1024 for name, kb in self.peaks_kb.items()}
-
-    def _sample(self) -> None:
-        table = _proc_table()
-        with self._lock:
-            for name, pid in self.roots.items():
-                kb = tree_rss_kb(pid, table)
-                self.last_kb[name] = kb
-                self.peaks_kb[name] = max(self.peaks_kb[name], kb)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            self._sample()
 
 
 @dataclass
@@ -592,54 +484,6 @@ def _result(
 # -- processes -------------------------------------------------------------------------------
 
 
-def _tail(path: Path, n: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:]
-    except OSError:
-        return "(no log)"
-
-
-async def spawn(cmd: Sequence[str], log: Path, *, cwd: Path, env: dict[str, str]) -> Any:
-    """A child in its own session (Ctrl-C reaches only us; we stop it in order), output to
-    a log file under the run folder."""
-    with open(log, "ab") as fh:  # noqa: ASYNC230 - opening a local log file is instant
-        return await asyncio.create_subprocess_exec(
-            *cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-async def stop_process(proc: Any, timeout: float = 20.0) -> int | None:
-    """SIGTERM (both servers shut down cleanly on it), then SIGKILL if it hangs."""
-    if proc is None or proc.returncode is not None:
-        return None if proc is None else proc.returncode
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return await asyncio.wait_for(proc.wait(), timeout)
-    except TimeoutError:
-        proc.kill()
-        return await proc.wait()
-
-
-async def wait_http(url: str, proc: Any, log: Path, timeout: float, what: str) -> None:
-    """Poll until `url` answers 200; fail early (with the log tail) if the process died."""
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
-        while True:
-            if proc.returncode is not None:
-                raise RuntimeError(
-                    f"{what} exited with {proc.returncode}; log {log}:\n{_tail(log)}"
-                )
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with http.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{what} not ready after {timeout:.0f} s; log {log}:\n{_tail(log)}"
-                )
-            await asyncio.sleep(0.5)
-
-
 @contextlib.asynccontextmanager
 async def pg_schema(db: str) -> AsyncIterator[str | None]:
     """A fresh PostgreSQL schema for this run (dropped afterwards), or None for SQLite."""
@@ -780,17 +624,6 @@ def peer_project(settings: Settings) -> Path:
     return folder
 
 
-def peer_env(settings: Settings) -> dict[str, str]:
-    """Stock Rasa's environment; the repo is importable only so that a pipeline naming our
-    custom components (nlu.runtime.components.*) trains the same model."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(settings.root), env.get("PYTHONPATH")]))
-    env.update(RASA_TELEMETRY_ENABLED="false", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")
-    env.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
-    return env
-
-
 def train_peer(settings: Settings, folder: Path, run_dir: Path) -> Path:
     """`rasa train` once per distinct input hash; reruns reuse the cached model."""
     model = folder / "models" / "peer.tar.gz"
@@ -810,7 +643,9 @@ def train_peer(settings: Settings, folder: Path, run_dir: Path) -> Path:
         )  # fmt: skip
     produced = out / "peer.tar.gz"
     if proc.returncode != 0 or not produced.is_file():
-        raise RuntimeError(f"rasa train failed (exit {proc.returncode}); log {log}:\n{_tail(log)}")
+        raise RuntimeError(
+            f"rasa train failed (exit {proc.returncode}); log {log}:\n{log_tail(log)}"
+        )
     model.parent.mkdir(parents=True, exist_ok=True)
     os.replace(produced, model)  # atomic: an interrupted training never leaves a bad cache
     say(f"stock: trained in {time.monotonic() - started:.0f} s")
@@ -870,16 +705,6 @@ def raise_fd_limit(n_max: int) -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
-def wait_for_quiet_machine(max_load: float, max_wait_s: float) -> None:
-    """Other engineers' training jobs share these 2 cores: wait for them before measuring."""
-    waited = 0.0
-    while os.getloadavg()[0] > max_load and waited < max_wait_s:
-        say(f"load average {os.getloadavg()[0]:.2f} > {max_load}: waiting 60 s ({waited:.0f} s)")
-        time.sleep(60)
-        waited += 60
-    say(f"load average now {os.getloadavg()[0]:.2f} (waited {waited:.0f} s)")
-
-
 async def measure_careline(
     settings: Settings, args: argparse.Namespace, run_dir: Path, questions: Sequence[str]
 ) -> list[PhaseResult]:
@@ -932,14 +757,6 @@ async def measure_stock(
 # -- report ----------------------------------------------------------------------------------
 
 
-def _f(value: float | None, digits: int = 0) -> str:
-    return "—" if value is None else f"{value:,.{digits}f}"
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    return "—" if not a or not b else f"{a / b:.2f}×"
-
-
 def markdown_table(results: Sequence[PhaseResult]) -> str:
     """Both systems per N, then careline/stock ratios (msg/s: higher is better for careline;
     latency and memory: lower is better)."""
@@ -953,18 +770,18 @@ def markdown_table(results: Sequence[PhaseResult]) -> str:
         cell = {r.system: r for r in results if r.n == n}
         for r in cell.values():
             rss = r.peak_rss_mb
-            nlu = _f(rss["nlu"]) if "nlu" in rss else "(in process)"
+            nlu = fmt(rss["nlu"]) if "nlu" in rss else "(in process)"
             rows.append(
-                f"| {r.system} | {r.n} | {r.replies} | {r.error_count} | {_f(r.msg_per_s, 1)} "
-                f"| {_f(r.p50_ms)} | {_f(r.p99_ms)} | {_f(rss['gateway'])} | {nlu} "
-                f"| {_f(sum(rss.values()))} |"
+                f"| {r.system} | {r.n} | {r.replies} | {r.error_count} | {fmt(r.msg_per_s, 1)} "
+                f"| {fmt(r.p50_ms)} | {fmt(r.p99_ms)} | {fmt(rss['gateway'])} | {nlu} "
+                f"| {fmt(sum(rss.values()))} |"
             )
         c, s = cell.get("careline"), cell.get("stock rasa run")
         if c and s:
             rows.append(
-                f"| careline/stock | {n} | | | {_ratio(c.msg_per_s, s.msg_per_s)} "
-                f"| {_ratio(c.p50_ms, s.p50_ms)} | {_ratio(c.p99_ms, s.p99_ms)} | | "
-                f"| {_ratio(sum(c.peak_rss_mb.values()), sum(s.peak_rss_mb.values()))} |"
+                f"| careline/stock | {n} | | | {ratio(c.msg_per_s, s.msg_per_s)} "
+                f"| {ratio(c.p50_ms, s.p50_ms)} | {ratio(c.p99_ms, s.p99_ms)} | | "
+                f"| {ratio(sum(c.peak_rss_mb.values()), sum(s.peak_rss_mb.values()))} |"
             )
     return "\n".join(rows)
 
@@ -977,13 +794,13 @@ def details(results: Sequence[PhaseResult]) -> str:
         lines.append(
             f"- {r.system} N={r.n}: {r.replies}/{r.planned} answered in {r.seconds:.1f} s; "
             f"errors: {errors}; handoffs to a person: {r.handoffs}; "
-            f"not sent: {r.planned - r.sent}; mean {_f(r.mean_ms)} ms, max {_f(r.max_ms)} ms; "
+            f"not sent: {r.planned - r.sent}; mean {fmt(r.mean_ms)} ms, max {fmt(r.max_ms)} ms; "
             f"load avg {r.load_before[0]:.2f} → {r.load_after[0]:.2f}"
         )
         if r.connect_p50_ms is not None:
             lines.append(
-                f"  - connect (hello → welcome): p50 {_f(r.connect_p50_ms)} ms, "
-                f"p99 {_f(r.connect_p99_ms)} ms"
+                f"  - connect (hello → welcome): p50 {fmt(r.connect_p50_ms)} ms, "
+                f"p99 {fmt(r.connect_p99_ms)} ms"
             )
         if r.listen_overflows:
             lines.append(

@@ -25,6 +25,7 @@ from bot.auth.bootstrap import ensure_demo_admin
 from bot.auth.sessions import Sessions
 from bot.auth.throttle import LoginThrottle
 from bot.channels.outbound import Outbound
+from bot.channels.telegram.channel import TelegramChannel, start_telegram
 from bot.channels.widget import WidgetChannel
 from bot.engine.content import Content
 from bot.engine.engine import ConversationEngine
@@ -71,6 +72,7 @@ class Gateway:
     outbound: Outbound | None = None
     desk: HelpDesk | None = None
     surveys: Any = None  # the SurveySweeper (surveys/), running on every replica
+    telegram: TelegramChannel | None = None  # None unless careline.telegram.mode is on
 
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
@@ -155,8 +157,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     worker_task = asyncio.create_task(gw.worker.run(), name="inbox-worker")
     sweep_task = asyncio.create_task(gw.surveys.run(), name="survey-sweeper")
     try:
+        gw.telegram = await start_telegram(  # Telegram channel (issue 5)
+            s, gw.engine, gw.db, public_url=gw.public_url, replica=gw.replica, env=os.environ
+        )
         yield
     finally:
+        if gw.telegram is not None:
+            await gw.telegram.stop()
         watcher.stop()
         await sla_task
         await gw.desk.close()
@@ -266,6 +273,13 @@ async def ws_widget(request: web.Request) -> web.StreamResponse:
     return await widget.handle(request)
 
 
+async def telegram_webhook(request: web.Request) -> web.StreamResponse:
+    telegram = request.app[GATEWAY].telegram
+    if telegram is None:
+        raise web.HTTPNotFound()
+    return await telegram.handle_webhook(request)
+
+
 def create_app(settings: Settings, *, nlu_url: str, public_url: str) -> web.Application:
     app = web.Application(client_max_size=64 * 1024, middlewares=[security_headers])
     app[GATEWAY] = Gateway(settings, nlu_url=nlu_url, public_url=public_url)
@@ -288,4 +302,6 @@ def create_app(settings: Settings, *, nlu_url: str, public_url: str) -> web.Appl
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     add_survey_routes(app)
+    if settings.telegram.mode == "webhook":
+        app.router.add_post(settings.telegram.webhook_path, telegram_webhook)
     return app

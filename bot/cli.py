@@ -69,7 +69,9 @@ def cmd_nlu_eval(args: argparse.Namespace) -> int:
         from nlu import bench_eval
 
         pipelines = tuple(p.strip() for p in args.pipelines.split(",") if p.strip())
-        rows = bench_eval.run(settings, args.benchmark, pipelines, args.benchmark_root)
+        rows = bench_eval.run(
+            settings, args.benchmark, pipelines, args.benchmark_root, args.threshold
+        )
         print(bench_eval.render(rows))
         if args.json:
             args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=2))
@@ -127,6 +129,10 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
     from nlu.training import ensure_project_model
 
     setup_logging(args.log_level)
+    if settings.telegram.mode != "off":  # Telegram (issue 5): fail fast on missing secrets
+        from bot.channels.telegram.credentials import TelegramCredentials
+
+        TelegramCredentials.from_env(os.environ, settings.telegram)
     host = args.host or settings.gateway.host
     port = args.port or settings.gateway.port
     public_url = settings.gateway.public_url or f"http://{host}:{port}"
@@ -155,6 +161,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
         print(f"  agent console  {public_url}/console  (supervisors: /console/supervisor)")
         print(f"  health         {public_url}/healthz  {public_url}/readyz  {public_url}/metrics")
         print(f"  NLU service    {nlu_url}")
+        print(f"  telegram       {_telegram_line(settings, public_url)}")
         print(f"  database       {gw.db!r}")
         print(f"  redis          {gw.redis.url}")
         print(f"  embedded:      {'; '.join(embedded) if embedded else 'nothing'}")
@@ -164,6 +171,15 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
         await runner.cleanup()
         if service is not None:
             await service.stop()
+
+
+def _telegram_line(settings: Settings, public_url: str) -> str:
+    t = settings.telegram
+    if t.mode == "webhook":
+        return f"webhook {(t.public_base_url or public_url).rstrip('/')}{t.webhook_path}"
+    if t.mode == "polling":
+        return "polling (development)"
+    return "off (careline.telegram.mode)"
 
 
 async def _until_stopped(background: Any = None) -> None:
@@ -187,6 +203,9 @@ async def _until_stopped(background: Any = None) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if args.telegram_polling:
+        telegram = settings.telegram.model_copy(update={"mode": "polling"})
+        settings = settings.model_copy(update={"telegram": telegram})
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(settings, args))
     print("careline stopped.")
@@ -325,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --benchmark: ours, stock (Rasa's default), or both")  # fmt: skip
     e.add_argument("--benchmark-root", type=Path, help="folder of the benchmark data "
                    "(default ../shared/benchmarks)")  # fmt: skip
+    e.add_argument("--threshold", type=float, help="with --benchmark: our fallback threshold "
+                   "(default: tuned on validation data, never the test split)")  # fmt: skip
     e.set_defaults(func=cmd_nlu_eval)
 
     pa = sub.add_parser("parse", help="print the NLU parse of TEXT as JSON")
@@ -338,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--log-level", default="INFO")
     r.add_argument("--nlu-port", type=int, default=None, help="port for the embedded NLU "
                    "service (default: careline.nlu.port)")  # fmt: skip
+    r.add_argument("--telegram-polling", action="store_true", help="Telegram in polling mode "
+                   "(development: no public URL needed; needs TELEGRAM_BOT_TOKEN)")  # fmt: skip
     r.set_defaults(func=cmd_run)
 
     tr = sub.add_parser("triage", help="severity and queue of messages (or score a labelled set)")

@@ -15,7 +15,14 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ENV = "CARELINE_CONFIG"
@@ -293,6 +300,49 @@ class KpiTargets(_Section):
     nps: float | None = Field(default=None, ge=-100, le=100)
 
 
+# -- Telegram channel (issue 5) -----------------------------------------------------------------
+
+
+class TelegramOutboxSettings(_Section):
+    """Outbound delivery to the Bot API: retries never give up (an outage delays, never loses),
+    backoff doubles from `retry_base_s` up to `retry_max_s`."""
+
+    retry_base_s: float = Field(default=1.0, gt=0, le=60)
+    retry_max_s: float = Field(default=300.0, gt=0, le=3600)
+    send_timeout_s: float = Field(default=10.0, gt=0, le=120)  # per Bot API call
+    concurrency: int = Field(default=16, ge=1, le=256)  # conversations delivered at once
+    claim_idle_s: float = Field(default=60.0, gt=0, le=3600)  # a dead replica's deliveries
+    sweep_every_s: float = Field(default=30.0, gt=0, le=3600)  # SQL check for lost wake-ups
+    sweep_settle_s: float = Field(default=10.0, ge=0, le=3600)  # ... of messages this old
+    poll_s: float = Field(default=0.5, gt=0, le=60)  # how often due retries are released
+
+
+class TelegramSettings(_Section):
+    """The Telegram channel. Token and webhook secret come only from the environment
+    (TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET); `off` lets `make run` work without them."""
+
+    mode: Literal["off", "webhook", "polling"] = "off"
+    webhook_path: str = Field(default="/telegram/webhook", pattern=r"^/[A-Za-z0-9/_.-]{1,100}$")
+    public_base_url: str | None = Field(  # where Telegram reaches us; default gateway.public_url
+        default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$"
+    )
+    set_webhook: bool = True  # call setWebhook at startup (off: it is managed elsewhere)
+    api_base_url: str = Field(  # a local Bot API server (or the tests' fake) goes here
+        default="https://api.telegram.org", pattern=r"^https?://[^\s]+$"
+    )
+    texts: Path = Path("data/telegram.yml")  # command replies (/start, /help, /lang) in vi/en
+    dedup_ttl_hours: float = Field(default=48, gt=0, le=24 * 30)  # Telegram retries for 24 h
+    max_text_chars: int = Field(default=4096, ge=1, le=100_000)  # longer input is truncated
+    rate_per_chat_per_minute: int = Field(default=30, ge=1)  # more is flooding: not stored
+    outbox: TelegramOutboxSettings = TelegramOutboxSettings()
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML 1.1 reads a bare `off` (also in CARELINE__TELEGRAM__MODE=off) as false."""
+        return "off" if value is False else value
+
+
 class Settings(_Section):
     business: BusinessSettings
     nlu: NLUSettings
@@ -306,6 +356,7 @@ class Settings(_Section):
     handoff: HandoffSettings = HandoffSettings()
     surveys: SurveySettings = SurveySettings()
     kpi_targets: KpiTargets = KpiTargets()
+    telegram: TelegramSettings = TelegramSettings()  # issue 5
 
     # Not from the file: where the file lives, so relative paths resolve against the project.
     root: Path = Field(default=PROJECT_ROOT, exclude=True)

@@ -1,8 +1,9 @@
 """Micro-batching: concurrent parse requests share one model call.
 
 A single worker takes everything queued (up to `max_batch`) whenever it is free. A request
-that arrives alone is run at once — no artificial delay at low load; when a batch has more
-than one item and room to spare, the worker waits at most `max_wait_s` for stragglers. The
+that arrives alone at low load is run at once — no artificial delay; under concurrency (this
+batch or the previous one had more than one item) and with room to spare, the worker waits
+at most `max_wait_s` for stragglers. The
 queue is bounded: past `max_queue` waiting texts, `submit` raises `Overloaded` immediately
 (the service answers 503 with Retry-After) instead of building an unbounded backlog.
 
@@ -69,6 +70,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._last_batch_s = 0.05  # moving estimate, for Retry-After
+        self._last_size = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
@@ -107,7 +109,11 @@ class MicroBatcher:
         while True:
             batch = [await self._queue.get()]
             self._drain(batch)
-            if 1 < len(batch) < self.max_batch and self.max_wait_s > 0:
+            # Wait for stragglers only under concurrency: this batch has company, or the last
+            # one had (closed-loop clients send their next request one by one as answers
+            # arrive, and a lone first arrival would otherwise run as a batch of one).
+            busy = len(batch) > 1 or self._last_size > 1
+            if busy and len(batch) < self.max_batch and self.max_wait_s > 0:
                 deadline = loop.time() + self.max_wait_s
                 while len(batch) < self.max_batch and loop.time() < deadline:
                     await asyncio.sleep(0)
@@ -139,6 +145,7 @@ class MicroBatcher:
         took = time.monotonic() - started
         self._last_batch_s = 0.8 * self._last_batch_s + 0.2 * took
         self.stats.record(len(live))
+        self._last_size = len(live)
         for i, result in zip(live, results, strict=True):
             if not i.future.done():
                 i.future.set_result(result)

@@ -13,19 +13,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bot.settings import Settings
-from nlu import benchmarks
-from nlu.datasets import to_rasa_yaml
+from nlu import benchmarks, threshold
+from nlu.datasets import Example, to_rasa_yaml
 from nlu.fingerprint import model_fingerprint, rasa_config
-from nlu.training import COMPONENT_CODE, nlu_env, train_nlu
+from nlu.threshold import Choice, Scored
+from nlu.training import COMPONENT_CODE, LEXICON_DATA, nlu_env, train_nlu
 
 PIPELINES = ("ours", "stock")
+# Validation folds carved from train when a benchmark has no validation split of its own:
+# several when intents are held out as pseudo-out-of-scope (each fold removes a different
+# group), one when the task has no out-of-scope class.
+OOS_FOLDS = 4
 
 
 @dataclass
@@ -34,6 +39,8 @@ class Row:
     pipeline: str
     train_s: float | None  # None when the model came from the cache
     report: dict[str, Any]
+    # ours: the fallback threshold chosen on validation data and how it scored there
+    tuning: dict[str, Any] | None = None
 
 
 def stock_config(settings: Settings) -> dict[str, Any]:
@@ -54,59 +61,128 @@ def _config(settings: Settings, pipeline: str) -> dict[str, Any]:
     return rasa_config(settings.config_path) if pipeline == "ours" else stock_config(settings)
 
 
+def _bench_dir(settings: Settings) -> Path:
+    d = settings.path(settings.nlu.models) / "bench"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def run(
-    settings: Settings, name: str, pipelines: tuple[str, ...] = PIPELINES, root: Path | None = None
+    settings: Settings,
+    name: str,
+    pipelines: tuple[str, ...] = PIPELINES,
+    root: Path | None = None,
+    threshold: float | None = None,
 ) -> list[Row]:
+    """Train (or reuse) and score each pipeline. For ours the fallback threshold is tuned
+    on validation data unless `threshold` fixes it; stock Rasa keeps its own default."""
     rows: list[Row] = []
     for bench in benchmarks.load(name, root):
         with tempfile.TemporaryDirectory(prefix="careline-bench-") as tmp:
             # A stable path: the model fingerprint covers the file's path and content, so
             # an unchanged benchmark reuses its trained model.
-            train_file = settings.path(settings.nlu.models) / "bench" / f"{bench.name}-train.yml"
-            train_file.parent.mkdir(parents=True, exist_ok=True)
+            train_file = _bench_dir(settings) / f"{bench.name}-train.yml"
             test_file = Path(tmp) / "test.yml"
             train_file.write_text(to_rasa_yaml(bench.train), encoding="utf-8")
             test_file.write_text(to_rasa_yaml(bench.test), encoding="utf-8")
             for pipeline in pipelines:
-                rows.append(_one(settings, bench, pipeline, train_file, test_file, Path(tmp)))
+                started = time.monotonic()
+                model, trained = _model(settings, bench.name, pipeline, train_file)
+                train_s = round(time.monotonic() - started, 1) if trained else None
+                tuning = None
+                t = None
+                if pipeline == "ours":
+                    if threshold is None:
+                        choice = tune(settings, bench, model, Path(tmp))
+                        t, tuning = choice.threshold, asdict(choice)
+                    else:
+                        t, tuning = threshold, {"threshold": threshold, "fixed": True}
+                report = _score(settings, bench, pipeline, model, test_file, Path(tmp), t)
+                rows.append(Row(bench.name, pipeline, train_s, report, tuning))
     return rows
 
 
-def _one(settings: Settings, bench: benchmarks.Benchmark, pipeline: str, train_file: Path,
-         test_file: Path, tmp: Path) -> Row:  # fmt: skip
+def _model(settings: Settings, label: str, pipeline: str, train_file: Path) -> tuple[Path, bool]:
+    """The model of `pipeline` trained on `train_file`, from the cache when unchanged."""
     config = _config(settings, pipeline)
-    code = [settings.root / p for p in COMPONENT_CODE] if pipeline == "ours" else []
+    code = (
+        [settings.root / p for p in (*COMPONENT_CODE, LEXICON_DATA)] if pipeline == "ours" else []
+    )
     fp = model_fingerprint(config, [train_file], code, root=settings.root)
-    model = settings.path(settings.nlu.models) / "bench" / f"{bench.name}-{pipeline}-{fp}.tar.gz"
-    train_s = None
-    if not model.is_file():
-        print(f"[{bench.name}/{pipeline}] training on {len(bench.train)} examples ...",
-              file=sys.stderr, flush=True)  # fmt: skip
-        started = time.monotonic()
-        train_nlu(settings, config=config, nlu_data=[train_file], out=model, quiet=True)
-        train_s = round(time.monotonic() - started, 1)
-    print(f"[{bench.name}/{pipeline}] scoring {len(bench.test)} test examples ...",
-          file=sys.stderr, flush=True)  # fmt: skip
-    report_file = tmp / f"{pipeline}.json"
+    model = _bench_dir(settings) / f"{label}-{pipeline}-{fp}.tar.gz"
+    if model.is_file():
+        return model, False
+    print(f"[{label}/{pipeline}] training on {train_file.name} ...", file=sys.stderr, flush=True)
+    train_nlu(settings, config=config, nlu_data=[train_file], out=model, quiet=True)
+    return model, True
+
+
+def _evaluate(settings: Settings, model: Path, examples_file: Path, out: Path,
+              extra: list[str]) -> dict[str, Any]:  # fmt: skip
     cmd = [str(settings.nlu_python), "-m", "nlu.runtime.evaluate", "--model", str(model),
-           "--test", str(test_file), "--json", str(report_file)]  # fmt: skip
-    if bench.has_oos:
-        cmd += ["--oos-label", benchmarks.OOS]
+           "--test", str(examples_file), "--json", str(out), *extra]  # fmt: skip
     subprocess.run(cmd, cwd=settings.root, env=nlu_env(settings), check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
-    return Row(bench.name, pipeline, train_s, json.loads(report_file.read_text())["all"])
+    return json.loads(out.read_text())
+
+
+def _score(settings: Settings, bench: benchmarks.Benchmark, pipeline: str, model: Path,
+           test_file: Path, tmp: Path, t: float | None) -> dict[str, Any]:  # fmt: skip
+    print(f"[{bench.name}/{pipeline}] scoring {len(bench.test)} test examples ...",
+          file=sys.stderr, flush=True)  # fmt: skip
+    extra = ["--oos-label", benchmarks.OOS] if bench.has_oos else []
+    if t is not None:
+        extra += ["--threshold", str(t)]
+    return _evaluate(settings, model, test_file, tmp / f"{pipeline}.json", extra)["all"]
+
+
+def _scored(settings: Settings, model: Path, examples: list[Example], tmp: Path) -> list[Scored]:
+    """Confidences of `model` on validation examples, for the threshold choice."""
+    val_file, scores = tmp / "val.yml", tmp / "val-scores.json"
+    val_file.write_text(to_rasa_yaml(examples), encoding="utf-8")
+    _evaluate(settings, model, val_file, tmp / "val.json", ["--scores", str(scores)])
+    return [
+        Scored(gold == benchmarks.OOS, top == gold, float(conf))
+        for gold, top, conf in json.loads(scores.read_text())
+    ]
+
+
+def tune(settings: Settings, bench: benchmarks.Benchmark, model: Path, tmp: Path) -> Choice:
+    """Our fallback threshold for `bench`, chosen on validation data only (never test).
+
+    With a validation split (CLINC150) the full-train `model` scores it; otherwise models
+    trained on folds of the train split score their held-out part (see nlu/threshold.py).
+    """
+    if bench.val:
+        print(f"[{bench.name}/ours] tuning the threshold on {len(bench.val)} validation "
+              "examples ...", file=sys.stderr, flush=True)  # fmt: skip
+        return threshold.choose(_scored(settings, model, bench.val, tmp))
+    n_folds = OOS_FOLDS if bench.has_oos else 1
+    scored: list[Scored] = []
+    for k, fold in enumerate(
+        threshold.folds(bench.train, benchmarks.OOS, n_folds=n_folds, pseudo_oos=bench.has_oos)
+    ):
+        fold_file = _bench_dir(settings) / f"{bench.name}-tune{k}-train.yml"
+        fold_file.write_text(to_rasa_yaml(fold.train), encoding="utf-8")
+        fold_model, _ = _model(settings, f"{bench.name}-tune{k}", "ours", fold_file)
+        print(f"[{bench.name}/ours] tuning fold {k + 1}/{n_folds}: {len(fold.val)} held-out "
+              "examples ...", file=sys.stderr, flush=True)  # fmt: skip
+        scored += _scored(settings, fold_model, fold.val, tmp)
+    return threshold.choose(scored)
 
 
 def render(rows: list[Row]) -> str:
     head = (
-        "| benchmark | pipeline | n | accuracy | macro-F1 | in-scope acc | OOS recall | train s |"
+        "| benchmark | pipeline | n | accuracy | macro-F1 | in-scope acc | OOS recall "
+        "| threshold | train s |"
     )
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         a = r.report
         ins = f"{a['in_scope_accuracy']:.3f}" if "in_scope_accuracy" in a else "–"
         oos = f"{a['oos_recall']:.3f}" if "oos_recall" in a else "–"
         t = f"{r.train_s:.0f}" if r.train_s is not None else "cached"
+        th = f"{r.tuning['threshold']:.2f}" if r.tuning else "Rasa default"
         lines.append(f"| {r.benchmark} | {r.pipeline} | {a['n']} | {a['accuracy']:.3f} | "
-                     f"{a['macro_f1']:.3f} | {ins} | {oos} | {t} |")  # fmt: skip
+                     f"{a['macro_f1']:.3f} | {ins} | {oos} | {th} | {t} |")  # fmt: skip
     return "\n".join(lines)

@@ -33,7 +33,7 @@ from bot.settings import Settings
 from handoff.contact import find_contact
 from handoff.queues import AgentQueues
 from handoff.triage import Triage, TriageResult, max_severity
-from nlu.client import NLUClient, NLUUnavailable
+from nlu.client import NLUClient, NLURejected, NLUUnavailable
 from nlu.vi.text import detect_language
 from surveys.answers import is_survey_payload
 
@@ -201,6 +201,34 @@ class ConversationEngine:
             await self.surveys.store.note_new_contact(customer_id, now(), window)
         return await self.db.create_conversation(customer_id, inbound.channel, lang)
 
+    async def answer_directly(
+        self, inbound: InboundMessage, key: str, text: str, *, language: str | None = None
+    ) -> Accepted:
+        """A message the channel answers itself (a channel command such as /help, or a file the
+        bot cannot read): stored in the transcript like any other, answered with `text`, never
+        interpreted by the bot. `language` records an explicit choice (e.g. /lang en).
+        Idempotent like accept(): a retry stores and answers nothing twice."""
+        customer = await self.db.get_or_create_customer(
+            inbound.channel, inbound.external_id, language=inbound.locale
+        )
+        async with redis_lock(self.redis, self.keys.customer_lock(customer.id)):
+            conv = await self._open_conversation(customer.id, inbound)
+        if language in LANGS and conv.language != language:
+            conv = await self.db.update_conversation(conv.id, language=language)
+        payload = {"attachment": inbound.attachment} if inbound.attachment else None
+        msg, created = await self.db.add_message(
+            conv.id,
+            "customer",
+            inbound.text,
+            client_msg_id=inbound.client_msg_id,
+            payload=payload,
+            processed=True,
+        )
+        if created:
+            await self.publish(conv, msg)
+        await self._reply(conv, msg, key, text)
+        return Accepted(conv.id, msg.id, created)
+
     # -- answering (inbox worker) ---------------------------------------------------------
 
     async def process(self, conversation_id: str) -> int:
@@ -239,6 +267,14 @@ class ConversationEngine:
     async def _bot_turn(self, conv: Any, msg: Any) -> None:
         try:
             u = await self._understand(msg)
+        except NLURejected as e:
+            # Our request was refused (e.g. longer than the service accepts): retrying cannot
+            # help, so treat it as not understood instead of leaving the message stuck.
+            NLU_FAILURES.inc()
+            log.warning(
+                "NLU rejected the message: %s", e.message, extra={"conversation_id": conv.id}
+            )
+            u = Understanding(None, 0.0, (), detect_language(msg.text, default=conv.language))
         except NLUUnavailable as e:
             NLU_FAILURES.inc()
             log.warning("NLU unavailable: %s", e.reason, extra={"conversation_id": conv.id})

@@ -299,6 +299,36 @@ class SurveyResponse(SQLModel, table=True):
     finished_at: datetime | None = _ts(nullable=True)  # completed, skipped or expired
 
 
+# -- Telegram channel (issue 5) -------------------------------------------------------------------
+
+
+class TelegramDelivery(SQLModel, table=True):
+    """Which stored messages reached the customer's Telegram chat, and how far a split one got.
+
+    One row per outbound message once its first part was sent. The sender delivers, in id
+    order, a conversation's bot/agent/system messages without a `delivered` row, so a crash
+    re-sends at most the one part in flight (Telegram itself is at-least-once too), and a
+    message that commits late is still found.
+    """
+
+    __tablename__ = "telegram_delivery"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["message_id"], ["message.id"], name="fk_telegram_delivery_message_id_message"
+        ),
+        Index("ix_telegram_delivery_conversation_id", "conversation_id"),
+    )
+
+    message_id: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    conversation_id: str
+    parts_sent: int = 0  # long messages go out in parts of at most 4,096 characters
+    status: str = "sending"  # sending | delivered | failed (Telegram refused this message)
+    error: str | None = Field(default=None, sa_type=Text)
+    updated_at: datetime = _ts(nullable=False)
+
+
 # -- agent console (issue 7): canned responses; migration 0005_canned --
 
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from nlu.datasets import Example, load_rasa_nlu
@@ -20,16 +21,38 @@ FALLBACK_INTENT = "nlu_fallback"
 BATCH = 64
 
 
-def predict(model_path: Path, examples: list[Example]) -> list[str | None]:
+@dataclass(frozen=True)
+class Prediction:
+    intent: str | None  # what the model answered (nlu_fallback included)
+    top: str | None  # the classifier's best intent, before any fallback
+    confidence: float  # ...and its confidence
+
+    def with_threshold(self, threshold: float | None) -> str | None:
+        """The answer under another fallback threshold (FallbackClassifier's rule: below it,
+        fall back); None keeps the model's own answer."""
+        if threshold is None:
+            return self.intent
+        return FALLBACK_INTENT if self.top is None or self.confidence < threshold else self.top
+
+
+def _prediction(parsed: dict) -> Prediction:
+    ranking = [r for r in parsed.get("intent_ranking") or [] if r.get("name") != FALLBACK_INTENT]
+    top = ranking[0] if ranking else {}
+    return Prediction(
+        parsed["intent"].get("name"), top.get("name"), float(top.get("confidence") or 0.0)
+    )
+
+
+def predict(model_path: Path, examples: list[Example]) -> list[Prediction]:
     from nlu.runtime.model import NLUModel
 
     model = NLUModel.load(model_path)
-    preds: list[str | None] = []
+    preds: list[Prediction] = []
     started = time.monotonic()
     for i in range(0, len(examples), BATCH):
         chunk = examples[i : i + BATCH]
         for parsed in model.parse_many([ex.text for ex in chunk]):
-            preds.append(parsed["intent"].get("name"))
+            preds.append(_prediction(parsed))
         done = min(i + BATCH, len(examples))
         print(f"\rscoring {done}/{len(examples)}", end="", file=sys.stderr, flush=True)
     print(
@@ -75,6 +98,17 @@ def main(argv: list | None = None) -> int:
     p.add_argument("--test", type=Path, required=True, help="Rasa NLU YAML file or folder")
     p.add_argument("--json", type=Path, help="also write the report as JSON here")
     p.add_argument(
+        "--threshold",
+        type=float,
+        help="score with this fallback threshold instead of the model's own (chosen on "
+        "validation data: see nlu/threshold.py)",
+    )
+    p.add_argument(
+        "--scores",
+        type=Path,
+        help="write [gold, top intent, confidence] per example as JSON (for threshold tuning)",
+    )
+    p.add_argument(
         "--oos-label",
         help="the data set's out-of-scope label; a fallback prediction then counts as it, and "
         "in-scope accuracy and out-of-scope recall are reported",
@@ -84,7 +118,13 @@ def main(argv: list | None = None) -> int:
     if not examples:
         print(f"error: no labelled examples in {args.test}", file=sys.stderr)
         return 2
-    preds = predict(args.model, examples)
+    predictions = predict(args.model, examples)
+    if args.scores:
+        rows = [
+            [ex.intent, p.top, p.confidence] for ex, p in zip(examples, predictions, strict=True)
+        ]
+        args.scores.write_text(json.dumps(rows, ensure_ascii=False))
+    preds = [p.with_threshold(args.threshold) for p in predictions]
     if args.oos_label:
         preds = [args.oos_label if p == FALLBACK_INTENT else p for p in preds]
     report = slice_reports(examples, preds)
@@ -96,7 +136,7 @@ def main(argv: list | None = None) -> int:
             f"in-scope accuracy {oos['in_scope_accuracy']:.3f}, "
             f"out-of-scope recall {oos['oos_recall']:.3f}"
         )
-    report["model"] = {"file": args.model.name}  # type: ignore[assignment]
+    report["model"] = {"file": args.model.name, "threshold": args.threshold}  # type: ignore[assignment]
     print(render({k: v for k, v in report.items() if k != "model"}))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False))

@@ -8,7 +8,7 @@ import json
 import aiohttp
 import pytest
 
-from bot.channels.widget_client import WidgetClient
+from bot.channels.widget_client import WidgetClient, wait_for
 from tests.support import BACKENDS, backend_settings, running_gateway, with_section
 
 
@@ -115,3 +115,26 @@ async def test_own_origin_is_allowed(gateway) -> None:  # type: ignore[no-untype
         assert (await c.connect())["type"] == "welcome"
     finally:
         await c.close()
+
+
+async def test_text_the_nlu_refuses_is_answered_not_stuck(tmp_path, nlu_url) -> None:  # type: ignore[no-untyped-def]
+    """A channel allowing longer text than the NLU accepts: the NLU's 4xx is a miss (the
+    customer gets an answer), not a message stuck in the inbox forever."""
+    async with backend_settings("sqlite", tmp_path) as s:
+        s = with_section(s, "widget", max_text_chars=10_000, max_frame_bytes=64_000)
+        assert s.nlu.max_text_chars < 5000
+        async with running_gateway(s, nlu_url) as gateway:
+            c = WidgetClient(gateway.ws_url)
+            try:
+                await c.connect()
+                await c.say("máy mình bị lỗi " * 400)  # ~6,400 characters
+                reply = await c.bot_reply(timeout=20)
+                assert reply["sender"] == "bot" and reply["text"]
+                db, cid = gateway.gw.db, c.conversation_id
+                assert await wait_for(lambda: _all_processed(db, cid))
+            finally:
+                await c.close()
+
+
+async def _all_processed(db, cid: str) -> bool:  # type: ignore[no-untyped-def]
+    return all(m.processed_at for m in await db.transcript(cid) if m.sender == "customer")

@@ -11,7 +11,7 @@ import yaml
 
 from bot.settings import Settings
 from nlu.datasets import load_rasa_nlu
-from nlu.vi.text import has_diacritics, nfc
+from nlu.vi.text import fold, has_diacritics, nfc
 
 INTENTS = {
     "greet", "goodbye", "thank", "affirm", "deny", "bot_challenge", "out_of_scope",
@@ -25,8 +25,9 @@ INTENTS = {
 }  # fmt: skip
 
 
-def _norm(t: str) -> str:
-    return " ".join(nfc(t).lower().split())
+def _blind(t: str) -> str:
+    """Diacritic-, case- and punctuation-blind: 'Pin xuống nhanh!' == 'pin xuong nhanh'."""
+    return " ".join(re.findall(r"\w+", fold(t)))
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +61,10 @@ def test_chat_abbreviations_are_represented(train) -> None:  # type: ignore[no-u
 
 
 def test_heldout_is_disjoint_from_training_and_covers_every_intent(train, heldout) -> None:  # type: ignore[no-untyped-def]
-    seen = {_norm(ex.text) for ex in train}
-    leaked = [ex.text for ex in heldout if _norm(ex.text) in seen]
+    # the model folds diacritics and ignores punctuation, so the same words typed without
+    # accents would be a leak just the same
+    seen = {_blind(ex.text) for ex in train}
+    leaked = [ex.text for ex in heldout if _blind(ex.text) in seen]
     assert not leaked, f"held-out examples also in training: {leaked}"
     assert {ex.intent for ex in heldout} == INTENTS
     slices = Counter(s for ex in heldout for s in ex.slices)
@@ -83,8 +86,8 @@ def test_responses_cover_every_answerable_intent_in_both_languages(settings: Set
         "clarify": {"options"},
         "queue_position": {"position"},
         "queue_wait": {"minutes"},
-        "agent_joined": {"agent"},
-        "callback_saved": {"contact"},
+        "agent_joined": {"agent"},  # the name of the person who took over
+        "callback_saved": {"contact"},  # the phone or e-mail the customer left
     }
     for intent in INTENTS | {"_system"}:
         assert intent in responses, f"no response for {intent}"

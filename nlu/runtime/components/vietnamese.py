@@ -23,6 +23,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse
 from rasa.engine.graph import ExecutionContext
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
@@ -181,6 +183,60 @@ class FoldedCountVectorsFeaturizer(CountVectorsFeaturizer):
         if attribute in DENSE_FEATURIZABLE_ATTRIBUTES:
             return [text.fold(t) for t in tokens]
         return tokens
+
+    def process(self, messages: list[Message]) -> list[Message]:
+        """Rasa's `process`, with one sklearn `transform` per attribute for all messages.
+
+        Rasa transforms every message on its own (two sklearn calls per message and
+        attribute), which dominates the cost of parsing a micro-batch. CountVectorizer rows
+        do not depend on each other, so slicing one transform of the whole batch gives the
+        same matrices as one call per message: the features are identical, only cheaper.
+        """
+        if self.vectorizers is None or len(messages) < 2:
+            return super().process(messages)
+        for attribute in self._attributes:
+            vectorizer = self.vectorizers.get(attribute)
+            tokens = [
+                self._get_processed_message_tokens_by_attribute(m, attribute) for m in messages
+            ]
+            if not vectorizer:
+                for m in messages:
+                    self.add_features_to_message(None, None, attribute, m)
+                continue
+            present = [t for t in tokens if t]
+            sequences = vectorizer.transform([w for t in present for w in t]) if present else None
+            sentences = (
+                vectorizer.transform([" ".join(t) for t in present])
+                if present and attribute in DENSE_FEATURIZABLE_ATTRIBUTES
+                else None
+            )
+            if sequences is not None:
+                sequences.sort_indices()  # per row, as Rasa sorts each message's matrix
+            if sentences is not None:
+                sentences.sort_indices()
+            row = sentence = 0
+            for m, t in zip(messages, tokens, strict=True):
+                if not t:
+                    self.add_features_to_message(None, None, attribute, m)
+                    continue
+                assert sequences is not None
+                seq = _rows(sequences, row, row + len(t))
+                row += len(t)
+                sent = _rows(sentences, sentence, sentence + 1) if sentences is not None else None
+                sentence += 1
+                self.add_features_to_message(seq, sent, attribute, m)
+        return messages
+
+
+def _rows(matrix: scipy.sparse.csr_matrix, start: int, stop: int) -> scipy.sparse.coo_matrix:
+    """Rows start..stop of a CSR matrix as COO, straight from its arrays (scipy's own row
+    slicing validates and copies more than this hot path can afford)."""
+    indptr = matrix.indptr[start : stop + 1]
+    a, b = indptr[0], indptr[-1]
+    rows = np.repeat(np.arange(stop - start, dtype=matrix.indices.dtype), np.diff(indptr))
+    return scipy.sparse.coo_matrix(
+        (matrix.data[a:b], (rows, matrix.indices[a:b])), shape=(stop - start, matrix.shape[1])
+    )
 
 
 __all__ = ["FoldedCountVectorsFeaturizer", "VietnameseTokenizer"]

@@ -1,0 +1,139 @@
+"""Choosing the fallback (out-of-scope) threshold on validation data, never on a test split.
+
+A confidence threshold is only as good as the data it was chosen on. Test splits are for
+reporting, so the threshold comes from one of:
+
+* the benchmark's own validation split (CLINC150 `val` + `oos_val`), scored by the model
+  trained on the full train split;
+* held-out folds of the train split: in each fold a group of intents is removed from
+  training altogether and its examples play the out-of-scope messages the model never saw
+  (HINT3 ships no out-of-scope training data), next to a stratified share of the other
+  intents' examples as in-scope validation;
+* for a task with no out-of-scope class (BANKING77) the same folds without removed intents:
+  the threshold then only has to cost no accuracy.
+
+The objective is balanced accuracy, the mean of in-scope accuracy and out-of-scope recall, so
+the choice does not depend on how many out-of-scope messages a validation set happens to
+hold, under a budget: at most IN_SCOPE_BUDGET of in-scope accuracy may be lost to the
+fallback. Pure Python (both runtimes can use it).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nlu.datasets import Example
+
+GRID = [round(i / 100, 2) for i in range(0, 96)]
+# At most this much validation in-scope accuracy may be given up to the fallback.
+IN_SCOPE_BUDGET = 0.01
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One validation example: is it out of scope, what the classifier said, how sure."""
+
+    oos: bool
+    correct: bool  # top intent == gold (for an out-of-scope example: predicted the OOS class)
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Fold:
+    train: list[Example]
+    val: list[Example]  # held-out in-scope examples + pseudo-out-of-scope ones (intent = oos)
+
+
+@dataclass(frozen=True)
+class Choice:
+    threshold: float
+    objective: float
+    in_scope_accuracy: float
+    oos_recall: float | None
+    n: int
+
+
+def _rates(scored: Sequence[Scored], t: float) -> tuple[float, float | None]:
+    ins = [s for s in scored if not s.oos]
+    outs = [s for s in scored if s.oos]
+    ins_acc = sum(s.correct and s.confidence >= t for s in ins) / len(ins) if ins else 0.0
+    # out of scope is caught by the fallback (low confidence) or by an explicit OOS class
+    oos_rec = sum(s.correct or s.confidence < t for s in outs) / len(outs) if outs else None
+    return ins_acc, oos_rec
+
+
+def choose(
+    scored: Sequence[Scored],
+    grid: Sequence[float] = GRID,
+    max_in_scope_loss: float = IN_SCOPE_BUDGET,
+) -> Choice:
+    """The threshold with the best balanced accuracy (accuracy if nothing is out of scope)
+    among those that cost at most `max_in_scope_loss` of in-scope accuracy.
+
+    Unconstrained, balanced accuracy on small data sets picks thresholds near 1: with a few
+    dozen examples per intent, confidences of right and wrong answers overlap so much that
+    rejecting almost everything "pays". A customer with a real question who gets "sorry, I
+    did not understand" is a cost too, so the budget caps it. Ties are common on small
+    validation sets: take the middle of the best thresholds, not an edge.
+    """
+    if not scored:
+        raise ValueError("no validation examples to choose a threshold on")
+    results = []
+    for t in grid:
+        ins, oos = _rates(scored, t)
+        results.append((ins if oos is None else (ins + oos) / 2, t, ins, oos))
+    floor = _rates(scored, 0.0)[0] - max_in_scope_loss
+    allowed = [r for r in results if r[2] >= floor - 1e-12] or results[:1]
+    best = max(r[0] for r in allowed)
+    top = [r for r in allowed if r[0] >= best - 1e-12]
+    obj, t, ins, oos = top[len(top) // 2]
+    return Choice(t, round(obj, 4), round(ins, 4), None if oos is None else round(oos, 4),
+                  len(scored))  # fmt: skip
+
+
+def folds(
+    train: Sequence[Example],
+    oos_label: str,
+    *,
+    n_folds: int,
+    pseudo_oos: bool,
+    val_share: float = 0.2,
+    seed: int = 13,
+) -> list[Fold]:
+    """Validation folds carved out of `train` (deterministic for a given seed).
+
+    Fold k holds out, when `pseudo_oos`, the k-th of `n_folds` groups of intents entirely
+    (relabelled `oos_label`), and in every fold a `val_share` of each remaining intent's
+    examples. Examples already labelled `oos_label` stay in training (CLINC150's oos_train).
+    """
+    rng = random.Random(seed)
+    intents = sorted({e.intent for e in train if e.intent != oos_label})
+    rng.shuffle(intents)
+    groups = [intents[k::n_folds] for k in range(n_folds)] if pseudo_oos else [[]] * n_folds
+    by_intent: dict[str, list[Example]] = {}
+    for e in train:
+        by_intent.setdefault(e.intent, []).append(e)
+    out = []
+    for k in range(n_folds):
+        held = set(groups[k])
+        fold_train: list[Example] = []
+        fold_val: list[Example] = []
+        for intent, exs in sorted(by_intent.items()):
+            if intent in held:
+                fold_val += [Example(e.text, oos_label, e.language, e.source) for e in exs]
+                continue
+            if intent == oos_label:
+                fold_train += exs
+                continue
+            order = list(exs)
+            random.Random(f"{seed}:{k}:{intent}").shuffle(order)
+            n_val = int(len(order) * val_share) if len(order) >= 5 else 0
+            fold_val += order[:n_val]
+            fold_train += order[n_val:]
+        out.append(Fold(fold_train, fold_val))
+    return out
+
+
+__all__ = ["GRID", "IN_SCOPE_BUDGET", "Choice", "Fold", "Scored", "choose", "folds"]
