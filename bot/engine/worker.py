@@ -10,7 +10,6 @@ case a queue entry itself was lost, e.g. Redis restarted without persistence).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ import redis.asyncio as aioredis
 from bot.engine.engine import ConversationEngine
 from bot.live.locks import LockTimeout
 from bot.live.streams import GROUP, Streams
+from bot.live.tasks import stop_loop_and_tasks
 
 log = logging.getLogger("careline.worker")
 
@@ -79,16 +79,7 @@ class InboxWorker:
     async def stop(self, loop_task: asyncio.Task[None] | None = None) -> None:
         """Stop reading new work (within one block period), then cancel work in flight."""
         self._stopping = True
-        if loop_task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(loop_task), timeout=3.0)
-            except (TimeoutError, asyncio.CancelledError, Exception):
-                loop_task.cancel()
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await stop_loop_and_tasks(loop_task, self._tasks)
 
     async def _spawn(self, eid: str, fields: dict[str, str]) -> None:
         await self._slots.acquire()

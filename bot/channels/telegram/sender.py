@@ -22,7 +22,6 @@ Failures:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -55,6 +54,7 @@ from bot.channels.telegram.metrics import (
 )
 from bot.channels.telegram.split import split_text
 from bot.live.locks import LockTimeout, redis_lock
+from bot.live.tasks import stop_loop_and_tasks
 from bot.settings import TelegramOutboxSettings
 from bot.store.models import utcnow
 
@@ -181,16 +181,7 @@ class TelegramSender:
 
     async def stop(self, loop_task: asyncio.Task[None] | None = None) -> None:
         self._stopping = True
-        if loop_task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(loop_task), timeout=3.0)
-            except (TimeoutError, asyncio.CancelledError, Exception):
-                loop_task.cancel()
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await stop_loop_and_tasks(loop_task, self._tasks)
 
     async def _ensure_group(self) -> None:
         try:
