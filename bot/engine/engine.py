@@ -523,8 +523,10 @@ class ConversationEngine:
             return
         queue = (t.queue if t else None) or conv.queue or "general"
         severity = max_severity(conv.severity or "low", t.severity) if t else conv.severity
-        if t and t.reasons and reason not in t.reasons:
-            reason = "; ".join([reason, *t.reasons])
+        if t and t.reasons:
+            # Add triage's reasons the caller's text does not already carry (no repeats).
+            extra = [r for r in t.reasons if r not in reason]
+            reason = "; ".join([reason, *extra]) if extra else reason
         # The record first: whoever reacts to the state event finds the reason already stored.
         await self.db.add_escalation(
             conv.id, "escalated", actor="bot", reason=reason, queue=queue, severity=severity

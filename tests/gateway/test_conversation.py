@@ -146,6 +146,8 @@ async def test_hazard_gets_safety_instructions_then_the_safety_queue(gateway) ->
         queues = gateway.gw.engine.queues
         assert await wait_for(lambda: queues.position(conv.id)) == ("safety", 1)
         assert "phong" in esc.reason or "swollen" in esc.reason.lower()  # why, for the agent
+        parts = esc.reason.split("; ")
+        assert len(parts) == len(set(parts)), f"reasons repeated: {esc.reason}"
     finally:
         await c.close()
 
