@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.auth.accounts import Accounts, Principal
-from bot.engine.engine import ConversationEngine, Escalated
+from bot.engine.engine import ConversationEngine, Escalated, NotWithAgent
 from bot.engine.states import State
 from bot.metrics import AGENT_MESSAGES, SLA_BREACHES
 from bot.settings import Settings
@@ -175,10 +175,29 @@ class HelpDesk:
 
     async def auto_assign(self) -> list[str]:
         """Give waiting chats to the least-loaded online agents; returns the chats assigned."""
-        assigned = await self.queues.assign_waiting()
-        for conversation_id, agent_id in assigned:
-            await self._joined(conversation_id, agent_id, how="assigned")
-        return [c for c, _ in assigned]
+        done = []
+        for conversation_id, agent_id in await self.queues.assign_waiting():
+            if await self._hand_over(conversation_id, agent_id, how="assigned"):
+                done.append(conversation_id)
+        return done
+
+    async def _hand_over(self, conversation_id: str, agent_id: str, *, how: str) -> bool:
+        """Finish a claim Redis already granted. If the conversation moved on meanwhile (the
+        customer ended it, say), give the claim back instead of leaking the agent's capacity
+        and leaving the chat out of line."""
+        try:
+            await self._joined(conversation_id, agent_id, how=how)
+            return True
+        except Exception:
+            log.exception(
+                "hand-over to %s failed; undoing the claim",
+                agent_id,
+                extra={"conversation_id": conversation_id},
+            )
+            conv = await self.db.get_conversation(conversation_id)
+            still_waiting = conv is not None and conv.state == State.WAITING_AGENT
+            await self.queues.release(agent_id, conversation_id, requeue=still_waiting)
+            return False
 
     def skills(self, who: Principal) -> list[str]:
         known = self.settings.triage.queues
@@ -195,7 +214,8 @@ class HelpDesk:
             result = await self.queues.claim(who.id, conversation_id)
         if not result.ok or result.conversation_id is None:
             raise DeskError(409, result.reason or "refused", _claim_refusal(result))
-        await self._joined(result.conversation_id, who.id, how="claimed", result=result)
+        if not await self._hand_over(result.conversation_id, who.id, how="claimed"):
+            raise DeskError(409, "not_waiting", "this chat ended before it could be handed over")
         return result.conversation_id
 
     async def _joined(
@@ -240,7 +260,10 @@ class HelpDesk:
         self, who: Principal, conversation_id: str, text: str, client_msg_id: str
     ) -> Any:
         conv = await self._held(who, conversation_id, allow_supervisor=False)
-        msg, first = await self.engine.agent_message(conv.id, who.id, text, client_msg_id)
+        try:
+            msg, first = await self.engine.agent_message(conv.id, who.id, text, client_msg_id)
+        except NotWithAgent as e:
+            raise DeskError(409, "not_with_agent", str(e)) from None
         if first:
             await self.sla.stop(conv.id)
         AGENT_MESSAGES.inc()

@@ -24,6 +24,7 @@ class Session:
     id: str
     account_id: str
     csrf: str
+    created: float = 0.0  # epoch seconds
 
     def csrf_ok(self, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(self.csrf, token or "")
@@ -42,11 +43,13 @@ class Sessions:
         return f"{self.keys.prefix}:sess-of:{account_id}"
 
     async def create(self, account_id: str) -> Session:
-        session = Session(secrets.token_urlsafe(32), account_id, secrets.token_urlsafe(32))
+        session = Session(
+            secrets.token_urlsafe(32), account_id, secrets.token_urlsafe(32), time.time()
+        )
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 self._key(session.id),
-                mapping={"account": account_id, "csrf": session.csrf, "created": int(time.time())},
+                mapping={"account": account_id, "csrf": session.csrf, "created": session.created},
             )
             pipe.expire(self._key(session.id), self.idle_s)
             pipe.sadd(self._of(account_id), session.id)
@@ -60,12 +63,15 @@ class Sessions:
             return None
         key = self._key(sid)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(key, "account", "csrf")
+            pipe.hmget(key, "account", "csrf", "created")
             pipe.expire(key, self.idle_s, xx=True)
-            (account, csrf), _ = await pipe.execute()
+            (account, csrf, created), _ = await pipe.execute()
         if not account or not csrf:
             return None
-        return Session(sid, _s(account), _s(csrf))
+        # Keep the account's session index alive as long as any of its sessions is in use,
+        # so "log out everywhere" finds them all.
+        await self.redis.expire(self._of(_s(account)), self.idle_s * 2)
+        return Session(sid, _s(account), _s(csrf), float(created or 0))
 
     async def end(self, session: Session) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

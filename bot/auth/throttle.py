@@ -55,5 +55,10 @@ class LoginThrottle:
                 pipe.expire(key, self.window_s, nx=True)
             await pipe.execute()
 
-    async def succeeded(self, username: str) -> None:
-        await self.redis.delete(self._user(username))
+    async def succeeded(self, username: str, ip: str) -> None:
+        """A good password: the username's window starts over, and the address gets back
+        the attempt counted for it (colleagues behind one NAT are not locked out)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self._user(username))
+            pipe.decr(self._ip(ip))
+            await pipe.execute()

@@ -54,7 +54,9 @@ class AuthService:
         if session is None:
             return None
         account = await self.accounts.get(session.account_id)
-        if account is None or account.disabled:
+        changed = account.password_changed_at.timestamp() if account else 0.0
+        if account is None or account.disabled or session.created < changed:
+            # Disabled, or the password changed since this sign-in: the session is over.
             await self.sessions.end(session)
             return None
         principal = Principal.of(account)
@@ -161,14 +163,16 @@ async def login(request: web.Request) -> web.Response:
             f"too many failed logins; try again in {wait} s",
             **{"Retry-After": str(wait)},
         )
+    # Counted before the (slow) check, so parallel guesses cannot all slip past the limit;
+    # a success takes its attempt back.
+    await auth.throttle.failed(key, ip)
     account = await auth.accounts.by_username(username)
     ok = await verify_password_async(account.password_hash if account else DUMMY_HASH, password)
     if account is None or not ok or account.disabled:
-        await auth.throttle.failed(key, ip)
         LOGINS.labels("failed").inc()
         log.warning("failed login for %r from %s", key, ip)
         return json_error(401, "bad_credentials", "wrong username or password")
-    await auth.throttle.succeeded(key)
+    await auth.throttle.succeeded(key, ip)
     session = await auth.sessions.create(account.id)
     LOGINS.labels("ok").inc()
     log.info("login: %s", account.username)

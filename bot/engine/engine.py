@@ -86,6 +86,10 @@ class Accepted:
     created: bool  # False: a retry of a message we already had
 
 
+class NotWithAgent(Exception):
+    """An agent action on a conversation that is no longer with that agent."""
+
+
 @dataclass(frozen=True)
 class Escalated:
     conversation_id: str
@@ -442,23 +446,29 @@ class ConversationEngine:
         self, conversation_id: str, agent_id: str, text: str, client_msg_id: str
     ) -> tuple[Any, bool]:
         """An agent's reply; idempotent by the console's client_msg_id. Returns (message,
-        first): `first` when it is the conversation's first human reply (SLA met)."""
-        conv = await self._require(conversation_id)
-        msg, created = await self.db.add_message(
-            conv.id,
-            "agent",
-            text,
-            sender_id=agent_id,
-            client_msg_id=f"ag-{agent_id}-{client_msg_id}",
-            processed=True,
-        )
-        first = False
-        if created:
-            if conv.first_human_reply_at is None:
-                conv = await self.db.update_conversation(conv.id, first_human_reply_at=now())
-                first = True
-            await self.publish(conv, msg)
-        return msg, first
+        first): `first` when it is the conversation's first human reply (SLA met).
+
+        Under the conversation's lock and re-checked there, so a reply racing a resolve or a
+        transfer is refused (NotWithAgent) instead of landing after the agent let go."""
+        async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
+            conv = await self._require(conversation_id)
+            if conv.state != State.WITH_AGENT or conv.agent_id != agent_id:
+                raise NotWithAgent(f"the conversation is {conv.state}, not with this agent")
+            msg, created = await self.db.add_message(
+                conv.id,
+                "agent",
+                text,
+                sender_id=agent_id,
+                client_msg_id=f"ag-{agent_id}-{client_msg_id}",
+                processed=True,
+            )
+            first = False
+            if created:
+                if conv.first_human_reply_at is None:
+                    conv = await self.db.update_conversation(conv.id, first_human_reply_at=now())
+                    first = True
+                await self.publish(conv, msg)
+            return msg, first
 
     async def agent_note(self, conversation_id: str, agent_id: str, text: str) -> Any:
         """An internal note: stored, never published to the customer's stream."""

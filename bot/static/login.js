@@ -4,8 +4,14 @@
   const form = document.getElementById('login');
   const error = document.getElementById('error');
   function target() {
+    // Same-origin paths only: resolve against our origin and compare (catches "/\\evil.com",
+    // "//evil.com", "/%09/evil.com" and the like, which browsers may treat as other hosts).
     const next = new URLSearchParams(location.search).get('next') || '/console';
-    return next.startsWith('/') && !next.startsWith('//') ? next : '/console';
+    try {
+      const u = new URL(next, location.origin);
+      if (u.origin === location.origin) return u.pathname + u.search + u.hash;
+    } catch (e) { /* not a URL: fall through */ }
+    return '/console';
   }
   form.addEventListener('submit', async (e) => {
     e.preventDefault();

@@ -121,3 +121,16 @@ async def test_no_default_credentials_in_production(tmp_path, settings, monkeypa
         assert await accounts.count() == 1  # only ever on an empty install
     finally:
         await db.close()
+
+
+async def test_password_change_ends_existing_sessions(desk_gateway) -> None:  # type: ignore[no-untyped-def]
+    await add_account(desk_gateway, "em")
+    async with AgentClient(desk_gateway.url) as a:
+        await a.login("em", PASSWORD)
+        await a.get("/api/agent/me")
+        await desk_gateway.gw.desk.accounts.set_password("em", "a brand new password")
+        with pytest.raises(AgentAPIError) as gone:
+            await a.get("/api/agent/me")
+        assert gone.value.status == 401
+        await a.login("em", "a brand new password")  # a fresh sign-in works
+        assert (await a.get("/api/agent/me"))["principal"]["username"] == "em"

@@ -168,6 +168,11 @@ async def test_transfer_resolve_and_access_rules(desk_gateway) -> None:  # type:
 
         # Resolve: recorded, and the conversation is no longer with a person.
         await an.post(f"/api/agent/conversations/{cid}/resolve", {"note": "xong"})
+        # A reply after the resolve is refused, not delivered after the chat ended.
+        with pytest.raises(AgentAPIError) as late:
+            await an.post(f"/api/agent/conversations/{cid}/messages",
+                          {"text": "còn gì nữa không ạ", "client_msg_id": "late"})  # fmt: skip
+        assert late.value.status in (403, 409)
         conv = await wait_for(lambda: _left_agent(g, cid))
         assert conv.state in ("SURVEY", "CLOSED") and conv.resolved_at is not None
         kinds = [e.kind for e in await g.gw.db.escalations(cid)]

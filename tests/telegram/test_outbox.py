@@ -22,6 +22,9 @@ async def _agent_says(tg: Harness, conversation_id: str, text: str, *, wake: boo
     """An agent reply through the engine's agent API; wake=False stores it the same way but
     as if the outbox wake-up had been lost."""
     if wake:
+        conv = await tg.db.get_conversation(conversation_id)
+        if conv.state != "WITH_AGENT":  # setup: the chat is with agent-7 (the engine checks)
+            await tg.db.update_conversation(conversation_id, state="WITH_AGENT", agent_id="agent-7")
         msg, _ = await tg.gateway.gw.engine.agent_message(
             conversation_id, "agent-7", text, client_msg_id=uuid.uuid4().hex
         )
