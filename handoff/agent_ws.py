@@ -24,12 +24,13 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from bot.auth.accounts import Principal
-from bot.auth.web import AUTH, same_origin
+from bot.auth.web import AUTH, COOKIE, same_origin
 from bot.live.hub import Hub
 from bot.live.streams import Streams
 from bot.metrics import AGENT_CONNECTIONS
@@ -38,6 +39,7 @@ from handoff.desk import DeskError, HelpDesk
 log = logging.getLogger("careline.agent_ws")
 MAX_FRAME = 4096
 MAX_WATCHED = 50
+HANDOVERS = frozenset({"claimed", "assigned", "transferred", "released", "resolved"})
 
 
 class AgentSocket:
@@ -48,7 +50,9 @@ class AgentSocket:
         desk: HelpDesk,
         hub: Hub,
         streams: Streams,
+        still_signed_in: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
+        self.still_signed_in = still_signed_in
         self.ws = ws
         self.who = who
         self.desk = desk
@@ -57,6 +61,7 @@ class AgentSocket:
         self.send_lock = asyncio.Lock()
         self.watched: dict[str, tuple[asyncio.Queue[dict[str, Any]], asyncio.Task[None]]] = {}
         self.cursors: dict[str, str] = {}
+        self.flush_locks: dict[str, asyncio.Lock] = {}
 
     async def send(self, frame: dict[str, Any]) -> None:
         if self.ws.closed:
@@ -102,6 +107,11 @@ class AgentSocket:
                     on = bool(frame.get("on"))
                     await self.streams.signal(cid, {"typing": {"who": "agent", "on": on}})
             elif kind == "heartbeat":
+                # Logged out elsewhere, disabled, or the password changed: the socket ends too.
+                if self.still_signed_in is not None and not await self.still_signed_in():
+                    await self.send(_error("unauthenticated", "your session has ended"))
+                    await self.ws.close(code=4401, message=b"session ended")
+                    return
                 await self.desk.heartbeat(self.who)
             elif kind == "ping":
                 await self.send({"type": "pong"})
@@ -116,6 +126,17 @@ class AgentSocket:
             event = await feed.get()
             if self.who.sees_all_queues or _concerns(event, self.who.id, mine):
                 await self.send({"type": "console", "event": event})
+            cid = event.get("conversation_id")
+            if cid in self.watched and event.get("kind") in HANDOVERS:
+                await self._recheck(cid)
+
+    async def _recheck(self, cid: str) -> None:
+        """A watched chat changed hands: stop streaming it to someone no longer allowed."""
+        try:
+            await self.desk.may_view(self.who, cid)
+        except DeskError:
+            await self._unwatch(cid)
+            await self.send({"type": "unwatched", "conversation_id": cid, "reason": "forbidden"})
 
     async def _watch(self, cid: str, after: Any) -> None:
         if cid in self.watched:
@@ -143,6 +164,7 @@ class AgentSocket:
         task.cancel()
         await self.hub.unsubscribe(cid, q)
         self.cursors.pop(cid, None)
+        self.flush_locks.pop(cid, None)
 
     async def _deliver(self, cid: str, q: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
@@ -162,6 +184,11 @@ class AgentSocket:
             await self._flush(cid)
 
     async def _flush(self, cid: str) -> None:
+        # One flush at a time per chat: two would send the same events twice.
+        async with self.flush_locks.setdefault(cid, asyncio.Lock()):
+            await self._flush_unlocked(cid)
+
+    async def _flush_unlocked(self, cid: str) -> None:
         while cid in self.cursors:
             events = await self.streams.after(cid, self.cursors[cid])
             for eid, event in events:
@@ -192,14 +219,20 @@ async def handle(request: web.Request, desk: HelpDesk, hub: Hub, streams: Stream
     """Upgrade after checking the session and that the page is ours (no cross-site sockets)."""
     if not same_origin(request):
         raise web.HTTPForbidden(text="cross-site WebSocket refused")
-    found = await request.app[AUTH].principal(request)
+    auth = request.app[AUTH]
+    found = await auth.principal(request)
     if found is None:
         raise web.HTTPUnauthorized(text="log in first")
+    cookie = request.cookies.get(COOKIE)
+
+    async def still_signed_in() -> bool:
+        return await auth.principal_for_cookie(cookie) is not None
+
     ws = web.WebSocketResponse(heartbeat=25, max_msg_size=MAX_FRAME * 4)
     await ws.prepare(request)
     AGENT_CONNECTIONS.inc()
     try:
-        await AgentSocket(ws, found[0], desk, hub, streams).run()
+        await AgentSocket(ws, found[0], desk, hub, streams, still_signed_in).run()
     finally:
         AGENT_CONNECTIONS.dec()
     return ws

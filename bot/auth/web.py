@@ -49,8 +49,15 @@ class AuthService:
         """The logged-in, enabled account behind this request's cookie, if any."""
         if PRINCIPAL in request:
             return request[PRINCIPAL], request[SESSION]
+        found = await self.principal_for_cookie(request.cookies.get(COOKIE))
+        if found is not None:
+            request[PRINCIPAL], request[SESSION] = found
+        return found
+
+    async def principal_for_cookie(self, cookie: str | None) -> tuple[Principal, Session] | None:
+        """The enabled account behind a session cookie, if the session is still valid."""
         assert self.sessions is not None and self.accounts is not None
-        session = await self.sessions.get(request.cookies.get(COOKIE))
+        session = await self.sessions.get(cookie)
         if session is None:
             return None
         account = await self.accounts.get(session.account_id)
@@ -59,9 +66,7 @@ class AuthService:
             # Disabled, or the password changed since this sign-in: the session is over.
             await self.sessions.end(session)
             return None
-        principal = Principal.of(account)
-        request[PRINCIPAL], request[SESSION] = principal, session
-        return principal, session
+        return Principal.of(account), session
 
     def secure_cookie(self, request: web.Request) -> bool:
         if self.cookie_secure == "always":

@@ -8,6 +8,7 @@ import pytest
 from bot.auth.accounts import Accounts
 from bot.auth.bootstrap import ensure_demo_admin
 from bot.auth.passwords import verify_password
+from bot.channels.widget_client import wait_for
 from bot.store.db import Database
 from handoff.agent_client import AgentAPIError, AgentClient
 from tests.handoff.conftest import PASSWORD, add_account
@@ -134,3 +135,21 @@ async def test_password_change_ends_existing_sessions(desk_gateway) -> None:  # 
         assert gone.value.status == 401
         await a.login("em", "a brand new password")  # a fresh sign-in works
         assert (await a.get("/api/agent/me"))["principal"]["username"] == "em"
+
+
+async def test_open_console_socket_ends_with_the_session(desk_gateway) -> None:  # type: ignore[no-untyped-def]
+    await add_account(desk_gateway, "giang")
+    async with AgentClient(desk_gateway.url) as a:
+        await a.login("giang", PASSWORD)
+        await a.connect()
+        await a.send({"type": "heartbeat"})
+        await a.send({"type": "ping"})
+        await a.next_frame(lambda f: f["type"] == "pong")  # heartbeat accepted silently
+        await a.post("/api/auth/logout-all")
+        await a.send({"type": "heartbeat"})
+        ended = await a.next_frame(lambda f: f["type"] == "error")
+        assert ended["code"] == "unauthenticated"
+        ws = a.ws
+        assert ws is not None
+        await wait_for(lambda: ws.closed)  # the server closes the socket
+        assert ws.close_code == 4401

@@ -328,3 +328,30 @@ async def test_escalation_cut_short_by_a_crash_is_finished(tmp_path, nlu_url) ->
             assert len(calls) == 2
         finally:
             await customer.close()
+
+
+async def test_watching_stops_when_another_agent_takes_the_chat(desk_gateway) -> None:  # type: ignore[no-untyped-def]
+    g = desk_gateway
+    an = await _agent(g, "an", queues=["general"])
+    binh = await _agent(g, "binh", queues=["general"])
+    customer = WidgetClient(g.ws_url)
+    try:
+        await customer.connect()
+        await customer.say(ASK_HUMAN)  # nobody online: the chat waits
+        cid = (await an.console_event("escalated"))["conversation_id"]
+        await an.send({"type": "watch", "conversation_id": cid})  # a look before claiming
+        await an.next_frame(lambda f: f["type"] == "watching")
+        await binh.online()  # the only one online: the chat is handed to Binh
+        gone = await an.next_frame(lambda f: f["type"] == "unwatched")
+        assert gone["conversation_id"] == cid
+        await binh.console_event("assigned", conversation_id=cid)
+        await customer.say("alo, có ai không")
+        # An no longer receives this customer's messages.
+        with pytest.raises(TimeoutError):
+            await an.next_frame(
+                lambda f: f["type"] == "event" and f.get("conversation_id") == cid, timeout=3
+            )
+    finally:
+        await customer.close()
+        await an.close()
+        await binh.close()
