@@ -218,9 +218,7 @@ class HelpDesk:
             raise DeskError(409, "not_waiting", "this chat ended before it could be handed over")
         return result.conversation_id
 
-    async def _joined(
-        self, conversation_id: str, agent_id: str, *, how: str, result: ClaimResult | None = None
-    ) -> None:
+    async def _joined(self, conversation_id: str, agent_id: str, *, how: str) -> None:
         account = await self.accounts.get(agent_id)
         name = account.display_name if account else agent_id
         conv = await self.engine.agent_joined(conversation_id, agent_id, name)
@@ -311,7 +309,7 @@ class HelpDesk:
             note=note,
         )
         if to_agent:
-            await self._joined(conversation_id, to_agent, how="assigned", result=result)
+            await self._joined(conversation_id, to_agent, how="assigned")
         else:
             await self.engine.requeue(conversation_id, to_queue or conv.queue)
             await self.feed.publish(
