@@ -121,6 +121,12 @@ def _canon(text: str) -> str:
 
 def _lower(text: str) -> str:
     """Lower-case without changing the length (offsets must survive): 'İ' stays as is."""
+    lowered = text.lower()
+    # Same length means every character mapped to one: the per-character result, unless a
+    # Greek capital sigma took its context-dependent final form ("ς", which per-character
+    # lowering never gives).
+    if len(lowered) == len(text) and "Σ" not in text:
+        return lowered
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
 
 
@@ -130,6 +136,8 @@ def _nfc_with_offsets(text: str) -> tuple[str, list[int]]:
     Composition happens within a base character and the combining marks after it, so each
     such cluster is composed on its own and mapped back to where it started.
     """
+    if unicodedata.is_normalized("NFC", text):  # most typed text: nothing moves
+        return text, list(range(len(text) + 1))
     composed: list[str] = []
     origin: list[int] = []
     start = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 _VI_SPECIAL = str.maketrans({"đ": "d", "Đ": "D"})  # not a combining mark: NFD keeps it whole
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
@@ -175,6 +176,8 @@ def strip_diacritics(text: str) -> str:
 
 def has_diacritics(text: str) -> bool:
     """True when the text carries any Vietnamese diacritic (or đ/Đ)."""
+    if text.isascii():  # unaccented chat, English: no need to decompose anything
+        return False
     return strip_diacritics(text) != nfc(text)
 
 
@@ -200,6 +203,18 @@ def fold(text: str) -> str:
 
     Used for features that must match Vietnamese typed with or without diacritics.
     """
+    if len(text) <= _FOLD_CACHE_CHARS:
+        return _fold_word(text)
+    return strip_diacritics(nfc(text)).lower()
+
+
+# Featurizers fold every token of every message, and chat reuses a small vocabulary: the fold
+# of short strings is remembered (bounded: at most this many entries of at most this length).
+_FOLD_CACHE_CHARS = 32
+
+
+@lru_cache(maxsize=65536)
+def _fold_word(text: str) -> str:
     return strip_diacritics(nfc(text)).lower()
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -118,18 +120,18 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
 
     # -- features -------------------------------------------------------------------------
 
-    def _features(self, messages: list[Message], width: int | None) -> scipy.sparse.csr_matrix:
+    def _features(self, messages: list[Message], width: int | None) -> _Counts:
         """Sentence-level sparse (and dense, if any) features of TEXT, one row per message.
 
         The columns are Rasa's (`Message.get_sparse_features`: each featurizer's sentence
-        features side by side, in the order they were added), but the matrix is assembled
-        once for all messages: Rasa's per-message deep copies and hstacks cost more than the
-        classifier itself on a micro-batch.
+        features side by side, in the order they were added), but the rows are assembled
+        once for all messages as plain CSR arrays: Rasa's per-message deep copies and
+        hstacks, and scipy's per-operation checks, cost more than the classifier itself.
         """
         names = list(self._config["featurizers"])
-        rows: list[np.ndarray] = []
         cols: list[np.ndarray] = []
         vals: list[np.ndarray] = []
+        nnz = np.zeros(len(messages), dtype=np.int64)
         n_cols: int | None = None
         for r, m in enumerate(messages):
             offset = 0
@@ -142,35 +144,42 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
             ]
             # sparse first, then dense: the layout of Rasa's get_sparse/get_dense_features
             for f in sorted(mine, key=lambda f: not f.is_sparse()):
-                block = (
-                    scipy.sparse.coo_matrix(f.features)
-                    if f.is_sparse()
-                    else scipy.sparse.coo_matrix(np.asarray(f.features).reshape(1, -1))
-                )
-                rows.append(np.full(block.nnz, r, dtype=np.int64))
-                cols.append(block.col.astype(np.int64) + offset)
-                vals.append(block.data.astype(np.float64))
+                block = f.features
+                if not scipy.sparse.isspmatrix_coo(block):  # featurizers give COO; a copy else
+                    block = scipy.sparse.coo_matrix(
+                        block if f.is_sparse() else np.asarray(block).reshape(1, -1)
+                    )
+                col = block.col.astype(np.int64) + offset
+                val = block.data.astype(np.float64)
+                if width is not None and col.size and col[-1] >= width:
+                    # a layout differing from training's (never with a fixed pipeline)
+                    keep = col < width
+                    col, val = col[keep], val[keep]
+                cols.append(col)
+                vals.append(val)
+                nnz[r] += col.size
                 offset += block.shape[1]
             if offset and n_cols is not None and offset != n_cols and width is None:
                 raise InvalidConfigException(f"{type(self).__name__}: feature widths differ")
             n_cols = n_cols or offset or None
-        total = width if width is not None else (n_cols or 0)
-        if not rows:
-            return scipy.sparse.csr_matrix((len(messages), total))
-        r_all, c_all, v_all = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-        keep = c_all < total  # a layout differing from training's (never with a fixed pipeline)
-        return scipy.sparse.csr_matrix(
-            (v_all[keep], (r_all[keep], c_all[keep])), shape=(len(messages), total)
+        indptr = np.zeros(len(messages) + 1, dtype=np.int64)
+        np.cumsum(nnz, out=indptr[1:])
+        return _Counts(
+            np.concatenate(vals) if vals else np.zeros(0),
+            np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64),
+            indptr,
+            width if width is not None else (n_cols or 0),
         )
 
-    def _tfidf(self, x: scipy.sparse.csr_matrix, idf: np.ndarray) -> scipy.sparse.csr_matrix:
-        x = x.astype(np.float64)
+    def _tfidf(self, counts: _Counts, idf: np.ndarray) -> scipy.sparse.csr_matrix:
+        """(Sublinear) tf times idf, each row scaled to unit length."""
+        data = counts.data
         if self._config["sublinear_tf"]:
-            x.data = 1.0 + np.log(np.maximum(x.data, 1e-12))
-        x = x.multiply(idf).tocsr()
-        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+            data = 1.0 + np.log(np.maximum(data, 1e-12))
+        data = data * idf[counts.indices]
+        norms = np.sqrt(np.bincount(counts.rows, weights=data * data, minlength=counts.n))
         norms[norms == 0] = 1.0
-        return scipy.sparse.diags(1.0 / norms) @ x
+        return counts.with_data(data / norms[counts.rows])
 
     # -- training -------------------------------------------------------------------------
 
@@ -186,11 +195,10 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
             return self._resource
         y = np.array([labels.index(e.get(INTENT)) for e in examples])
         counts = self._features(examples, None)
-        if counts.shape[1] == 0:
+        if counts.width == 0:
             raise InvalidConfigException(f"{type(self).__name__}: no sparse TEXT features")
-        counts.sum_duplicates()
-        df = np.bincount(counts.indices, minlength=counts.shape[1])
-        idf = np.log((1 + counts.shape[0]) / (1 + df)) + 1.0  # sklearn's smooth idf
+        df = np.bincount(counts.indices, minlength=counts.width)
+        idf = np.log((1 + counts.n) / (1 + df)) + 1.0  # sklearn's smooth idf
         x = self._tfidf(counts, idf)
 
         def svm() -> LinearSVC:
@@ -204,11 +212,11 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
         self._state = {
             "labels": labels,
             "temperature": temperature,
-            "width": int(counts.shape[1]),
+            "width": int(counts.width),
             "idf": idf,
             # features seen in almost every example (the padding space of char n-grams) say
             # nothing about the intent; a message with only those has no evidence
-            "informative": (df <= 0.9 * counts.shape[0]).astype(np.uint8),
+            "informative": (df <= 0.9 * counts.n).astype(np.uint8),
             "coef": coef.astype(np.float32),
             "intercept": intercept.astype(np.float32),
         }
@@ -260,21 +268,51 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
         x = self._tfidf(counts, st["idf"])
         if "coef_t64" not in st:  # converted once, not per call (7 MB for 35 intents)
             st["coef_t64"] = st["coef"].T.astype(np.float64)
+            st["informative_f64"] = st["informative"].astype(np.float64)
         scores = np.asarray(x @ st["coef_t64"]) + st["intercept"]
         probs = _softmax(scores, st["temperature"])
         # No informative feature at all ("😂", "привет", "..." only share the padding space of
         # char n-grams with the training data): the margins are then little more than the
         # intercepts, a confident guess on no evidence. Say so with a uniform distribution,
         # which FallbackClassifier turns into nlu_fallback.
-        evidence = np.asarray(counts[:, st["informative"].astype(bool)].getnnz(axis=1)).ravel()
+        evidence = np.bincount(
+            counts.rows, weights=st["informative_f64"][counts.indices], minlength=counts.n
+        )
         probs[evidence == 0] = 1.0 / probs.shape[1]
         n = int(self._config["ranking_length"])
-        for message, p in zip(messages, probs, strict=True):
-            order = np.argsort(-p, kind="stable")
-            ranking = [{"name": st["labels"][i], "confidence": float(p[i])} for i in order]
+        orders = np.argsort(-probs, axis=1, kind="stable")
+        if n > 0:
+            orders = orders[:, :n]
+        labels = st["labels"]
+        for message, p, order in zip(messages, probs.tolist(), orders.tolist(), strict=True):
+            ranking = [{"name": labels[i], "confidence": p[i]} for i in order]
             message.set(INTENT, ranking[0], add_to_output=True)
-            message.set(INTENT_RANKING_KEY, ranking[:n] if n > 0 else ranking, add_to_output=True)
+            message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
         return messages
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """A feature matrix as CSR arrays (one row per message), before any scipy object."""
+
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    width: int
+
+    @property
+    def n(self) -> int:
+        return len(self.indptr) - 1
+
+    @cached_property
+    def rows(self) -> np.ndarray:
+        """The row of every stored value."""
+        return np.repeat(np.arange(self.n), np.diff(self.indptr))
+
+    def with_data(self, data: np.ndarray) -> scipy.sparse.csr_matrix:
+        return scipy.sparse.csr_matrix(
+            (data, self.indices, self.indptr), shape=(self.n, self.width)
+        )
 
 
 __all__ = ["LinearIntentClassifier"]

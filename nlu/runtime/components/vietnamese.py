@@ -173,6 +173,17 @@ class FoldedCountVectorsFeaturizer(CountVectorsFeaturizer):
     sklearn's own `strip_accents` is not enough: it leaves "đ" as is ("đc" != "dc").
     """
 
+    @staticmethod
+    def get_default_config() -> dict[str, Any]:
+        """Rasa's CountVectorsFeaturizer options, plus whether to emit sequence features."""
+        return {
+            **CountVectorsFeaturizer.get_default_config(),
+            # Per-token features, for classifiers that read sequences (DIET, TED). Our
+            # LinearIntentClassifier reads only sentence features; turning these off skips a
+            # second sklearn transform over every token, the largest cost of a parse.
+            "sequence_features": True,
+        }
+
     @classmethod
     def fingerprint_addon(cls, config: dict[str, Any]) -> str | None:
         """The folding lives in nlu/vi/text.py, outside this class's source."""
@@ -190,24 +201,28 @@ class FoldedCountVectorsFeaturizer(CountVectorsFeaturizer):
         Rasa transforms every message on its own (two sklearn calls per message and
         attribute), which dominates the cost of parsing a micro-batch. CountVectorizer rows
         do not depend on each other, so slicing one transform of the whole batch gives the
-        same matrices as one call per message: the features are identical, only cheaper.
+        same matrices as one call per message: the features are identical, only cheaper
+        (a test compares them with Rasa's own per-message `process`).
         """
-        if self.vectorizers is None or len(messages) < 2:
-            return super().process(messages)
+        if self.vectorizers is None:
+            return super().process(messages)  # logs that the featurizer is untrained
+        with_sequence = bool(self._config.get("sequence_features", True))
         for attribute in self._attributes:
             vectorizer = self.vectorizers.get(attribute)
             tokens = [
                 self._get_processed_message_tokens_by_attribute(m, attribute) for m in messages
             ]
-            if not vectorizer:
+            present = [t for t in tokens if t]
+            if not vectorizer or not present:
                 for m in messages:
                     self.add_features_to_message(None, None, attribute, m)
                 continue
-            present = [t for t in tokens if t]
-            sequences = vectorizer.transform([w for t in present for w in t]) if present else None
+            sequences = (
+                vectorizer.transform([w for t in present for w in t]) if with_sequence else None
+            )
             sentences = (
                 vectorizer.transform([" ".join(t) for t in present])
-                if present and attribute in DENSE_FEATURIZABLE_ATTRIBUTES
+                if attribute in DENSE_FEATURIZABLE_ATTRIBUTES
                 else None
             )
             if sequences is not None:
@@ -219,8 +234,7 @@ class FoldedCountVectorsFeaturizer(CountVectorsFeaturizer):
                 if not t:
                     self.add_features_to_message(None, None, attribute, m)
                     continue
-                assert sequences is not None
-                seq = _rows(sequences, row, row + len(t))
+                seq = _rows(sequences, row, row + len(t)) if sequences is not None else None
                 row += len(t)
                 sent = _rows(sentences, sentence, sentence + 1) if sentences is not None else None
                 sentence += 1
@@ -229,14 +243,28 @@ class FoldedCountVectorsFeaturizer(CountVectorsFeaturizer):
 
 
 def _rows(matrix: scipy.sparse.csr_matrix, start: int, stop: int) -> scipy.sparse.coo_matrix:
-    """Rows start..stop of a CSR matrix as COO, straight from its arrays (scipy's own row
-    slicing validates and copies more than this hot path can afford)."""
+    """Rows start..stop of a CSR matrix as COO, equal to `matrix[start:stop].tocoo()`.
+
+    Built straight from the CSR arrays: scipy's constructor re-derives and re-checks index
+    types and bounds on every call, which on a micro-batch (one or two matrices per message
+    and featurizer) cost more than the sklearn transform itself. The arrays come from a
+    validated CSR matrix, so those checks cannot fail here; a test compares the result with
+    scipy's own slicing.
+    """
     indptr = matrix.indptr[start : stop + 1]
     a, b = indptr[0], indptr[-1]
-    rows = np.repeat(np.arange(stop - start, dtype=matrix.indices.dtype), np.diff(indptr))
-    return scipy.sparse.coo_matrix(
-        (matrix.data[a:b], (rows, matrix.indices[a:b])), shape=(stop - start, matrix.shape[1])
+    n = stop - start
+    rows = (
+        np.zeros(b - a, dtype=matrix.indices.dtype)
+        if n == 1
+        else np.repeat(np.arange(n, dtype=matrix.indices.dtype), np.diff(indptr))
     )
+    coo = scipy.sparse.coo_matrix.__new__(scipy.sparse.coo_matrix)
+    scipy.sparse.spmatrix.__init__(coo)
+    coo._shape = (n, matrix.shape[1])
+    coo.row, coo.col, coo.data = rows, matrix.indices[a:b], matrix.data[a:b]
+    coo.has_canonical_format = False  # as scipy's tocoo() marks it
+    return coo
 
 
 __all__ = ["FoldedCountVectorsFeaturizer", "VietnameseTokenizer"]
