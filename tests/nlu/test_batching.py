@@ -41,6 +41,44 @@ async def test_batcher_keeps_order_and_batches_concurrent_requests() -> None:
         await b.stop()
 
 
+async def test_quick_batches_run_on_the_loop_slow_ones_on_the_executor() -> None:
+    """A batch measured to fit the inline budget runs on the event loop's own thread; one
+    expected to take longer goes to the worker thread, so the loop keeps answering."""
+    threads: list[str] = []
+    delay = {"s": 0.0}
+
+    def parse_many(texts: list[str]) -> list[dict]:
+        threads.append(threading.current_thread().name)
+        time.sleep(delay["s"])
+        return [{"text": t} for t in texts]
+
+    b = MicroBatcher(parse_many, max_batch=8, inline_budget_s=0.05)
+    b.start()
+    loop_thread = threading.current_thread().name
+    try:
+        for i in range(20):  # unmeasured: the executor, until quick batches are seen
+            await b.submit(f"q{i}")
+        assert threads[0] != loop_thread and threads[-1] == loop_thread
+        delay["s"] = 0.2  # the model slows down: measured, and moved off the loop
+        for i in range(3):
+            await b.submit(f"s{i}")
+        assert threads[-1] != loop_thread
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.ensure_future(tick())
+        await b.submit("slow")
+        ticker.cancel()
+        assert ticks >= 5  # the loop kept running while the slow batch was parsed
+    finally:
+        await b.stop()
+
+
 async def test_batcher_refuses_beyond_its_queue_at_once() -> None:
     gate = threading.Event()
 
