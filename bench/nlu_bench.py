@@ -306,6 +306,8 @@ async def amain(args: argparse.Namespace, settings: Settings, run_dir: Path) -> 
                     r = await run_round(servers[name], pool, c, per_round, k * per_round,
                                         sampler, args.timeout)  # fmt: skip
                     rounds[name].append(r)
+                    say(f"  round {k + 1} {name}: {len(r.latencies_ms) / r.seconds:.1f} msg/s "
+                        f"(load {r.load_before:.1f})")  # fmt: skip
                     await asyncio.sleep(SETTLE_S)
             for name in servers:
                 p = phase(name, c, rounds[name])

@@ -84,6 +84,7 @@ async def test_parse_response_has_rasa_shape_plus_our_keys(nlu_url: str) -> None
         (b'{"text": 42}', 400, "must be a string"),
         (b'{"text": "   "}', 400, "is empty"),
         (b'{"text": "hi", "message_id": 7}', 400, "message_id"),
+        (b'{"text": "hi \\ud800"}', 400, "lone surrogate"),
     ],
 )
 async def test_bad_bodies_get_clear_4xx_json(

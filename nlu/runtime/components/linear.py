@@ -131,6 +131,8 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
         names = list(self._config["featurizers"])
         cols: list[np.ndarray] = []
         vals: list[np.ndarray] = []
+        offsets: list[int] = []  # of each block's columns
+        sizes: list[int] = []  # stored values per block
         nnz = np.zeros(len(messages), dtype=np.int64)
         n_cols: int | None = None
         for r, m in enumerate(messages):
@@ -142,34 +144,39 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
                 and f.type == FEATURE_TYPE_SENTENCE
                 and (not names or f.origin in names)
             ]
-            # sparse first, then dense: the layout of Rasa's get_sparse/get_dense_features
-            for f in sorted(mine, key=lambda f: not f.is_sparse()):
+            if not all(f.is_sparse() for f in mine):
+                # sparse first, then dense: the layout of Rasa's get_sparse/get_dense_features
+                mine.sort(key=lambda f: not f.is_sparse())
+            for f in mine:
                 block = f.features
-                if not scipy.sparse.isspmatrix_coo(block):  # featurizers give COO; a copy else
+                if type(block) is not scipy.sparse.coo_matrix:  # featurizers give COO
                     block = scipy.sparse.coo_matrix(
                         block if f.is_sparse() else np.asarray(block).reshape(1, -1)
                     )
-                col = block.col.astype(np.int64) + offset
-                val = block.data.astype(np.float64)
-                if width is not None and col.size and col[-1] >= width:
-                    # a layout differing from training's (never with a fixed pipeline)
-                    keep = col < width
-                    col, val = col[keep], val[keep]
-                cols.append(col)
-                vals.append(val)
-                nnz[r] += col.size
+                cols.append(block.col)
+                vals.append(block.data)
+                offsets.append(offset)
+                sizes.append(block.nnz)
+                nnz[r] += block.nnz
                 offset += block.shape[1]
             if offset and n_cols is not None and offset != n_cols and width is None:
                 raise InvalidConfigException(f"{type(self).__name__}: feature widths differ")
             n_cols = n_cols or offset or None
+        total = width if width is not None else (n_cols or 0)
+        if cols:
+            indices = np.concatenate(cols).astype(np.int64) + np.repeat(offsets, sizes)
+            data = np.concatenate(vals).astype(np.float64)
+        else:
+            indices, data = np.zeros(0, dtype=np.int64), np.zeros(0)
+        if indices.size and indices.max() >= total:
+            # a layout differing from training's (never with a fixed pipeline)
+            keep = indices < total
+            nnz = np.bincount(np.repeat(np.arange(len(messages)), nnz)[keep],
+                              minlength=len(messages))  # fmt: skip
+            indices, data = indices[keep], data[keep]
         indptr = np.zeros(len(messages) + 1, dtype=np.int64)
         np.cumsum(nnz, out=indptr[1:])
-        return _Counts(
-            np.concatenate(vals) if vals else np.zeros(0),
-            np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64),
-            indptr,
-            width if width is not None else (n_cols or 0),
-        )
+        return _Counts(data, indices, indptr, total)
 
     def _tfidf(self, counts: _Counts, idf: np.ndarray) -> scipy.sparse.csr_matrix:
         """(Sublinear) tf times idf, each row scaled to unit length."""

@@ -38,6 +38,7 @@ from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from nlu.runtime.components.char_ngrams import CharWbCounter
 from nlu.vi import normalize, text
 from nlu.vi.normalize import Lexicon, normalized_words
 
@@ -195,6 +196,15 @@ class FoldedCountVectorsFeaturizer(CountVectorsFeaturizer):
             return [text.fold(t) for t in tokens]
         return tokens
 
+    def _transform(self, vectorizer: Any) -> Any:
+        """`vectorizer.transform`, or the same counts word by word for char_wb n-grams."""
+        counters = self.__dict__.setdefault("_char_counters", {})
+        found = counters.get(id(vectorizer))
+        if found is None or found[0] is not vectorizer:
+            counter = CharWbCounter(vectorizer) if CharWbCounter.handles(vectorizer) else None
+            found = counters[id(vectorizer)] = (vectorizer, counter)
+        return found[1].transform if found[1] is not None else vectorizer.transform
+
     def process(self, messages: list[Message]) -> list[Message]:
         """Rasa's `process`, with one sklearn `transform` per attribute for all messages.
 
@@ -217,11 +227,10 @@ class FoldedCountVectorsFeaturizer(CountVectorsFeaturizer):
                 for m in messages:
                     self.add_features_to_message(None, None, attribute, m)
                 continue
-            sequences = (
-                vectorizer.transform([w for t in present for w in t]) if with_sequence else None
-            )
+            transform = self._transform(vectorizer)
+            sequences = transform([w for t in present for w in t]) if with_sequence else None
             sentences = (
-                vectorizer.transform([" ".join(t) for t in present])
+                transform([" ".join(t) for t in present])
                 if attribute in DENSE_FEATURIZABLE_ATTRIBUTES
                 else None
             )
