@@ -9,7 +9,7 @@ back) at several concurrencies: messages/s, p50/p99 latency, peak RSS, and ours/
 Each phase is split into rounds in which the systems take turns, so drifting load on the
 shared machine hits both alike.
 
-    .venv/bin/python bench/nlu_bench.py                    # c = 1, 16, 64; 2000 parses each
+    .venv/bin/python bench/nlu_bench.py                    # c = 1, 16, 64; 8000 parses each
     .venv/bin/python bench/nlu_bench.py --quick            # smoke check: 200 parses each
 
 Progress goes to stderr; the Markdown table to stdout; server logs stay in the run folder
@@ -99,7 +99,8 @@ async def ours(settings: Settings, model: Path, run_dir: Path, args: argparse.Na
     cmd = [str(settings.nlu_python), "-m", "nlu.runtime.service", "--model", str(model),
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING",
            "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
-           "--max-queue", str(args.max_queue)]  # fmt: skip
+           "--max-queue", str(args.max_queue),
+           "--inline-budget-ms", str(args.inline_budget_ms)]  # fmt: skip
     say(f"ours: starting the NLU service on port {port} (log {log})")
     proc = await spawn(cmd, log, cwd=settings.root, env=nlu_env(settings))
     try:
@@ -250,7 +251,8 @@ def markdown(phases: Sequence[Phase]) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--concurrency", default="1,16,64", help="comma-separated client counts")
-    p.add_argument("--requests", type=int, default=2000, help="parses per system and phase")
+    # 2000 per round: at ~2000 msg/s a shorter round is mostly connection set-up and ramp-down
+    p.add_argument("--requests", type=int, default=8000, help="parses per system and phase")
     p.add_argument("--rounds", type=int, default=4, help="turns per phase (systems alternate)")
     p.add_argument("--quick", action="store_true", help="200 parses per phase")
     p.add_argument("--systems", default="ours,stock")
@@ -261,6 +263,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-batch", type=int, default=64, help="our service: texts per model call")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="our service: batching window")
     p.add_argument("--max-queue", type=int, default=512, help="our service: queue bound")
+    p.add_argument("--inline-budget-ms", type=float, default=50.0,
+                   help="our service: quick batches run on its loop")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the raw figures here")
     return p.parse_args(argv)
 
