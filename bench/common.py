@@ -215,6 +215,12 @@ def wait_for_quiet_machine(max_load: float, max_wait_s: float) -> None:
     say(f"load average now {os.getloadavg()[0]:.2f} (waited {waited:.0f} s)")
 
 
+def stop_servers_on_sigterm() -> None:
+    """Treat SIGTERM like Ctrl-C: asyncio then cancels the benchmark, whose `finally` blocks
+    stop the servers it started (a plain SIGTERM would leave them running)."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def fmt(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 

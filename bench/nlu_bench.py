@@ -42,6 +42,7 @@ from common import (  # bench/common.py (this folder is on sys.path when run as 
     say,
     spawn,
     stop_process,
+    stop_servers_on_sigterm,
     wait_for_quiet_machine,
     wait_http,
 )
@@ -330,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(f"/tmp/careline-nlu-bench-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     run_dir.mkdir(parents=True)
     say(f"run folder {run_dir}")
+    stop_servers_on_sigterm()
     return asyncio.run(amain(args, settings, run_dir))
 
 
