@@ -20,6 +20,7 @@ import hashlib
 import inspect
 import json
 import logging
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -196,13 +197,17 @@ class FoldedCountVectorsFeaturizer(CountVectorsFeaturizer):
             return [text.fold(t) for t in tokens]
         return tokens
 
+    @cached_property
+    def _char_counters(self) -> dict[int, tuple[Any, CharWbCounter | None]]:
+        """Per vectorizer (by identity; training replaces them): its fast counter, if any."""
+        return {}
+
     def _transform(self, vectorizer: Any) -> Any:
         """`vectorizer.transform`, or the same counts word by word for char_wb n-grams."""
-        counters = self.__dict__.setdefault("_char_counters", {})
-        found = counters.get(id(vectorizer))
+        found = self._char_counters.get(id(vectorizer))
         if found is None or found[0] is not vectorizer:
             counter = CharWbCounter(vectorizer) if CharWbCounter.handles(vectorizer) else None
-            found = counters[id(vectorizer)] = (vectorizer, counter)
+            found = self._char_counters[id(vectorizer)] = (vectorizer, counter)
         return found[1].transform if found[1] is not None else vectorizer.transform
 
     def process(self, messages: list[Message]) -> list[Message]:
