@@ -96,7 +96,7 @@ class MicroBatcher:
         threads take turns on one interpreter lock: every batch pays thread hand-offs and
         lock contention with the loop that is reading the next requests. When the batch is
         expected (from the measured time per text) to finish within `inline_budget_s`,
-        running it on the loop is faster (20-30% more parses per second with our linear
+        running it on the loop is faster (6-37% more parses per second with our linear
         pipeline) and holds health checks up by no more than that budget. Until measured,
         and for a slow model (DIET on TensorFlow), batches stay on the executor.
         """
