@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import wrk_load  # bench/wrk_load.py
 from common import (  # bench/common.py (this folder is on sys.path when run as a script)
     RssSampler,
     fmt,
@@ -154,7 +155,8 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[int, floa
 class Round:
     """One round of one system: what its clients saw, and the server's peak memory."""
 
-    latencies_ms: list[float]
+    latencies_ms: list[float]  # every answer's (Python client) or 1,000 quantiles (wrk)
+    ok: int
     errors: Counter[str]
     seconds: float
     peak_rss_mb: float
@@ -195,22 +197,41 @@ async def run_round(server: Server, pool: Sequence[str], concurrency: int, n: in
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-    return Round([x * 1000 for x in latencies], errors, seconds,
+    return Round([x * 1000 for x in latencies], len(latencies), errors, seconds,
                  sampler.peaks_mb()[server.name], load_before, os.getloadavg()[0])  # fmt: skip
 
 
-def phase(system: str, concurrency: int, rounds: Sequence[Round]) -> Phase:
+async def run_wrk_round(server: Server, inputs: tuple[Path, Path], concurrency: int,
+                        seconds: float, offset: int, sampler: RssSampler, timeout_s: float
+                        ) -> Round:  # fmt: skip
+    """The same closed loop as `run_round`, driven by wrk for `seconds`."""
+    sampler.reset()
+    load_before = os.getloadavg()[0]
+    r = await wrk_load.run(server.url + "/model/parse", *inputs, connections=concurrency,
+                           seconds=seconds, offset=offset, timeout_s=timeout_s)  # fmt: skip
+    return Round(r.quantiles_ms, r.ok, Counter(r.errors), r.seconds,
+                 sampler.peaks_mb()[server.name], load_before, os.getloadavg()[0])  # fmt: skip
+
+
+def phase(system: str, concurrency: int, rounds: Sequence[Round], quantiles: bool = False
+          ) -> Phase:  # fmt: skip
     """One system's rounds at one concurrency, pooled: msg/s over their summed wall time,
     percentiles over all their latencies, the highest memory peak."""
-    ms = [x for r in rounds for x in r.latencies_ms]
+    ok = sum(r.ok for r in rounds)
     seconds = sum(r.seconds for r in rounds)
     errors: Counter[str] = Counter()
     for r in rounds:
         errors.update(r.errors)
+    if quantiles:  # wrk: each round's latency quantiles, weighted by its answers
+        runs = [(r.latencies_ms, r.ok) for r in rounds]
+        p50, p99 = wrk_load.pooled_percentile(runs, 50), wrk_load.pooled_percentile(runs, 99)
+        mean = sum(sum(q) / len(q) * n for q, n in runs if q) / ok if ok else None
+    else:
+        ms = [x for r in rounds for x in r.latencies_ms]
+        p50, p99, mean = percentile(ms, 50), percentile(ms, 99), sum(ms) / len(ms) if ms else None
     return Phase(
-        system, concurrency, len(ms) + sum(errors.values()), len(ms), dict(errors),
-        round(seconds, 2), round(len(ms) / seconds, 1) if seconds else 0.0,
-        percentile(ms, 50), percentile(ms, 99), sum(ms) / len(ms) if ms else None,
+        system, concurrency, ok + sum(errors.values()), ok, dict(errors),
+        round(seconds, 2), round(ok / seconds, 1) if seconds else 0.0, p50, p99, mean,
         round(max(r.peak_rss_mb for r in rounds), 1), rounds[0].load_before,
         rounds[-1].load_after,
     )  # fmt: skip
@@ -266,6 +287,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-queue", type=int, default=512, help="our service: queue bound")
     p.add_argument("--inline-budget-ms", type=float, default=50.0,
                    help="our service: quick batches run on its loop")  # fmt: skip
+    p.add_argument("--client", choices=("python", "wrk"), default="python",
+                   help="load generator: an aiohttp client in this process, or wrk (needs "
+                        "Debian's wrk; far less CPU per request, so the server under test "
+                        "keeps more of the machine)")  # fmt: skip
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=5.0,
+        help="with --client wrk: seconds per round (instead of --requests)",
+    )
     p.add_argument("--json", type=Path, help="also write the raw figures here")
     return p.parse_args(argv)
 
@@ -277,6 +308,12 @@ async def amain(args: argparse.Namespace, settings: Settings, run_dir: Path) -> 
     systems = [s for s in args.systems.split(",") if s]
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     n = 200 if args.quick else args.requests
+    use_wrk = args.client == "wrk"
+    if use_wrk and not wrk_load.available():
+        say("error: --client wrk needs wrk on PATH (Debian: apt-get install wrk)")
+        return 2
+    inputs = wrk_load.write_inputs(run_dir, pool) if use_wrk else None
+    seconds = 1.0 if args.quick else args.seconds
     async with contextlib.AsyncExitStack() as stack:
         servers: dict[str, Server] = {}
         if "ours" in systems:
@@ -308,17 +345,22 @@ async def amain(args: argparse.Namespace, settings: Settings, run_dir: Path) -> 
                 # rounds, and who goes first alternates, so both see the same conditions.
                 order = list(servers) if k % 2 == 0 else list(reversed(servers))
                 for name in order:
-                    r = await run_round(servers[name], pool, c, per_round, k * per_round,
-                                        sampler, args.timeout)  # fmt: skip
+                    if inputs is not None:
+                        r = await run_wrk_round(servers[name], inputs, c, seconds,
+                                                k * per_round, sampler, args.timeout)  # fmt: skip
+                    else:
+                        r = await run_round(servers[name], pool, c, per_round, k * per_round,
+                                            sampler, args.timeout)  # fmt: skip
                     rounds[name].append(r)
-                    say(f"  round {k + 1} {name}: {len(r.latencies_ms) / r.seconds:.1f} msg/s "
+                    say(f"  round {k + 1} {name}: {r.ok / r.seconds:.1f} msg/s "
                         f"(load {r.load_before:.1f})")  # fmt: skip
                     await asyncio.sleep(SETTLE_S)
             for name in servers:
-                p = phase(name, c, rounds[name])
+                p = phase(name, c, rounds[name], quantiles=use_wrk)
                 say(f"{name}: concurrency {c}: {p.msg_per_s} msg/s, p50 {fmt(p.p50_ms, 1)} ms, "
                     f"p99 {fmt(p.p99_ms, 1)} ms, errors {p.errors or 0}")  # fmt: skip
                 phases.append(p)
+    say(f"load generator: {'wrk' if use_wrk else 'aiohttp client in this process'}")
     print(markdown(phases))
     if args.json:
         args.json.write_text(json.dumps([asdict(p) for p in phases], indent=2))

@@ -9,6 +9,7 @@ supervisor can tell "starting" from "broken". Loading runs on a worker thread; p
 there too unless a batch is measured to be quick enough (50 ms by default) to run on the
 event loop itself, which is faster in CPython (see nlu/batching.py). A slow model
 (TensorFlow) never holds up the loop that answers health checks for longer than that.
+HTTP is served by nlu/runtime/http_server.py (httptools), not aiohttp: see there for why.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from nlu.batching import MicroBatcher, Overloaded
+from nlu.runtime.http_server import HttpServer, Limits, Request, Response, Router
 from nlu.vi.text import detect_language
 
 log = logging.getLogger("careline.nlu.service")
@@ -84,8 +85,12 @@ class State:
         max_wait_ms: float = 2.0,
         max_queue: int = 512,
         inline_budget_ms: float = 50.0,
+        request_timeout_s: float = 30.0,
+        keep_alive_s: float = 75.0,
     ) -> None:
         self.model_path = model_path
+        self.request_timeout_s = request_timeout_s
+        self.keep_alive_s = keep_alive_s
         self.max_body_bytes = max_body_bytes
         self.max_text_chars = max_text_chars
         self.max_batch = max_batch
@@ -99,10 +104,7 @@ class State:
         self.started = time.time()
 
 
-STATE: web.AppKey[State] = web.AppKey("state", State)
-
-
-def error(status: int, reason: str, message: str) -> web.Response:
+def error(status: int, reason: str, message: str) -> Response:
     """Rasa's error body shape, so clients written for Rasa read ours unchanged."""
     body = {
         "version": RASA_VERSION,
@@ -113,79 +115,124 @@ def error(status: int, reason: str, message: str) -> web.Response:
         "help": None,
         "code": status,
     }
-    return web.json_response(body, status=status)
+    return _json(body, status)
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every failure is a JSON body with a clear message, never an HTML error page."""
-    try:
-        return await handler(request)
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app[STATE].max_body_bytes
-        return error(413, "PayloadTooLarge", f"request body is larger than {limit} bytes")
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        return error(e.status, e.reason.replace(" ", ""), e.text or e.reason)
-    except Exception:  # a bug must still answer JSON; the traceback goes to the log
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error(500, "InternalError", "internal error while handling the request")
+def _json(o: Any, status: int = 200) -> Response:
+    """A JSON response (UTF-8, non-ASCII kept as is)."""
+    return Response(status, _dumps(o).encode("utf-8"))
 
 
-async def parse(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    if state.model is None:
-        REQUESTS.labels("503").inc()
-        return error(503, "ModelNotReady", "the NLU model is still loading; retry shortly")
-    problem = await _read_text(request, state.max_text_chars)
-    if isinstance(problem, web.Response):
-        REQUESTS.labels(str(problem.status)).inc()
-        return problem
-    text, message_id = problem
-    started = time.monotonic()
-    assert state.batcher is not None
-    QUEUED.set(state.batcher.waiting + 1)
-    try:
-        result = await state.batcher.submit(text)
-    except Overloaded as e:
-        return _overloaded(e, 1)
-    _annotate(state, text, result)
-    PARSE_SECONDS.observe(time.monotonic() - started)
-    REQUESTS_OK.inc()
-    log.debug("parsed message_id=%s intent=%s", message_id, result["intent"].get("name"))
-    return _json(result)
+class Handlers:
+    """The service's routes, bound to its state."""
 
+    def __init__(self, state: State) -> None:
+        self.state = state
 
-async def parse_batch(request: web.Request) -> web.Response:
-    """POST {"texts": [...]} -> {"results": [...]}: several parses in one round trip."""
-    state = request.app[STATE]
-    if state.model is None:
-        REQUESTS.labels("503").inc()
-        return error(503, "ModelNotReady", "the NLU model is still loading; retry shortly")
-    body = await _json_body(request)
-    if isinstance(body, web.Response):
-        return body
-    texts = body.get("texts")
-    if not isinstance(texts, list) or not texts:
-        return error(400, "BadRequest", 'body must be {"texts": ["...", ...]} (non-empty)')
-    if len(texts) > MAX_BATCH_TEXTS:
-        return error(413, "TooManyTexts", f"at most {MAX_BATCH_TEXTS} texts per request")
-    for i, text in enumerate(texts):
-        problem = _text_problem(text, state.max_text_chars)
-        if problem:
-            status, reason, message = problem
-            return error(status, reason, f"texts[{i}]: {message}")
-    assert state.batcher is not None
-    QUEUED.set(state.batcher.waiting + len(texts))
-    try:
-        results = await state.batcher.submit_many(texts)
-    except Overloaded as e:
-        return _overloaded(e, len(texts))
-    for text, result in zip(texts, results, strict=True):
+    def router(self) -> Router:
+        r = Router()
+        r.add("POST", "/model/parse", self.parse)
+        r.add("POST", "/model/parse/batch", self.parse_batch)
+        r.add("GET", "/healthz", self.healthz)
+        r.add("GET", "/readyz", self.readyz)
+        r.add("GET", "/version", self.version)
+        r.add("GET", "/status", self.status)
+        r.add("GET", "/metrics", self.metrics)
+        return r
+
+    async def parse(self, request: Request) -> Response:
+        state = self.state
+        if state.model is None:
+            REQUESTS.labels("503").inc()
+            return error(503, "ModelNotReady", "the NLU model is still loading; retry shortly")
+        problem = _read_text(request.body, state.max_text_chars)
+        if isinstance(problem, Response):
+            REQUESTS.labels(str(problem.status)).inc()
+            return problem
+        text, message_id = problem
+        started = time.monotonic()
+        assert state.batcher is not None
+        QUEUED.set(state.batcher.waiting + 1)
+        try:
+            result = await state.batcher.submit(text)
+        except Overloaded as e:
+            return _overloaded(e, 1)
         _annotate(state, text, result)
-    REQUESTS_OK.inc()
-    return _json({"results": results})
+        PARSE_SECONDS.observe(time.monotonic() - started)
+        REQUESTS_OK.inc()
+        log.debug("parsed message_id=%s intent=%s", message_id, result["intent"].get("name"))
+        return _json(result)
+
+    async def parse_batch(self, request: Request) -> Response:
+        """POST {"texts": [...]} -> {"results": [...]}: several parses in one round trip."""
+        state = self.state
+        if state.model is None:
+            REQUESTS.labels("503").inc()
+            return error(503, "ModelNotReady", "the NLU model is still loading; retry shortly")
+        body = _json_body(request.body)
+        if isinstance(body, Response):
+            return body
+        texts = body.get("texts")
+        if not isinstance(texts, list) or not texts:
+            return error(400, "BadRequest", 'body must be {"texts": ["...", ...]} (non-empty)')
+        if len(texts) > MAX_BATCH_TEXTS:
+            return error(413, "TooManyTexts", f"at most {MAX_BATCH_TEXTS} texts per request")
+        for i, text in enumerate(texts):
+            problem = _text_problem(text, state.max_text_chars)
+            if problem:
+                status, reason, message = problem
+                return error(status, reason, f"texts[{i}]: {message}")
+        assert state.batcher is not None
+        QUEUED.set(state.batcher.waiting + len(texts))
+        try:
+            results = await state.batcher.submit_many(texts)
+        except Overloaded as e:
+            return _overloaded(e, len(texts))
+        for text, result in zip(texts, results, strict=True):
+            _annotate(state, text, result)
+        REQUESTS_OK.inc()
+        return _json({"results": results})
+
+    async def healthz(self, request: Request) -> Response:
+        """Liveness: the process is up and its event loop answers."""
+        return _json({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Readiness: a model is loaded and parse requests will be served."""
+        state = self.state
+        if state.model is not None:
+            return _json({"status": "ready", "model": state.model.fingerprint})
+        if state.load_error:
+            return _json({"status": "failed", "error": state.load_error}, 503)
+        return _json({"status": "loading"}, 503)
+
+    async def version(self, request: Request) -> Response:
+        state = self.state
+        model = state.model
+        return _json(
+            {
+                "version": RASA_VERSION,
+                "minimum_compatible_version": "3.5.0",
+                "model_fingerprint": model.fingerprint if model else None,
+                "model_file": state.model_path.name,
+            }
+        )
+
+    async def status(self, request: Request) -> Response:
+        """Rasa's GET /status shape, for tools written against a stock server."""
+        state = self.state
+        if state.model is None:
+            return error(409, "Conflict", "no model loaded yet")
+        return _json(
+            {
+                "model_id": state.model.fingerprint,
+                "model_file": str(state.model_path),
+                "num_active_training_jobs": 0,
+            }
+        )
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(200, generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
 
 def _annotate(state: State, text: str, result: dict) -> None:
@@ -194,12 +241,7 @@ def _annotate(state: State, text: str, result: dict) -> None:
     result["careline"] = {"language": detect_language(text), "model": state.model.fingerprint}
 
 
-def _json(o: Any) -> web.Response:
-    """A 200 JSON response (UTF-8, non-ASCII kept as is), like `web.json_response`."""
-    return web.Response(text=_dumps(o), content_type="application/json")
-
-
-def _overloaded(e: Overloaded, n: int) -> web.Response:
+def _overloaded(e: Overloaded, n: int) -> Response:
     OVERLOADED.inc(n)
     REQUESTS.labels("503").inc()
     resp = error(503, "Overloaded", "the NLU service is at capacity; retry shortly")
@@ -207,10 +249,10 @@ def _overloaded(e: Overloaded, n: int) -> web.Response:
     return resp
 
 
-async def _read_text(request: web.Request, max_chars: int) -> Any:
+def _read_text(raw: bytes, max_chars: int) -> Any:
     """Validate a parse request body; return (text, message_id) or an error response."""
-    body = await _json_body(request)
-    if isinstance(body, web.Response):
+    body = _json_body(raw)
+    if isinstance(body, Response):
         return body
     text = body.get("text")
     if text is None:
@@ -224,9 +266,8 @@ async def _read_text(request: web.Request, max_chars: int) -> Any:
     return text, message_id
 
 
-async def _json_body(request: web.Request) -> Any:
+def _json_body(raw: bytes) -> Any:
     """The request's JSON object, or an error response saying what is wrong with it."""
-    raw = await request.read()  # over client_max_size: 413 from the middleware
     if not raw:
         return error(400, "BadRequest", 'empty body: send JSON like {"text": "..."}')
     try:
@@ -253,87 +294,33 @@ def _text_problem(text: Any, max_chars: int) -> tuple | None:
     return None
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process is up and its event loop answers."""
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Readiness: a model is loaded and parse requests will be served."""
-    state = request.app[STATE]
-    if state.model is not None:
-        return web.json_response({"status": "ready", "model": state.model.fingerprint})
-    if state.load_error:
-        return web.json_response({"status": "failed", "error": state.load_error}, status=503)
-    return web.json_response({"status": "loading"}, status=503)
-
-
-async def version(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    model = state.model
-    return web.json_response(
-        {
-            "version": RASA_VERSION,
-            "minimum_compatible_version": "3.5.0",
-            "model_fingerprint": model.fingerprint if model else None,
-            "model_file": state.model_path.name,
-        }
-    )
-
-
-async def status(request: web.Request) -> web.Response:
-    """Rasa's GET /status shape, for tools written against a stock server."""
-    state = request.app[STATE]
-    if state.model is None:
-        return error(409, "Conflict", "no model loaded yet")
-    return web.json_response(
-        {
-            "model_id": state.model.fingerprint,
-            "model_file": str(state.model_path),
-            "num_active_training_jobs": 0,
-        }
-    )
-
-
-async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def _load_model(app: web.Application) -> Any:
-    state = app[STATE]
+async def _load_model(state: State) -> None:
+    """Load the model off the loop, then start serving parses; exit if it cannot load."""
 
     def load() -> Any:
         from nlu.runtime.model import NLUModel  # imports TensorFlow: seconds, so off-loop
 
         return NLUModel.load(state.model_path)
 
-    async def background() -> None:
-        try:
-            model = await asyncio.get_running_loop().run_in_executor(state.executor, load)
-            _freeze_heap()
-            state.batcher = MicroBatcher(
-                _observed(model.parse_many),
-                state.executor,
-                max_batch=state.max_batch,
-                max_wait_s=state.max_wait_ms / 1000,
-                max_queue=state.max_queue,
-                inline_budget_s=state.inline_budget_ms / 1000,
-            )
-            state.batcher.start()
-            state.model = model
-            READY.set(1)
-        except Exception as e:
-            state.load_error = f"{type(e).__name__}: {e}"
-            log.exception("could not load model %s", state.model_path)
-            # A service that can never become ready should exit so its supervisor notices.
-            asyncio.get_running_loop().call_later(0.5, _exit, 3)
-
-    task = asyncio.create_task(background())
-    yield
-    task.cancel()
-    if state.batcher is not None:
-        await state.batcher.stop()
-    state.executor.shutdown(wait=False, cancel_futures=True)
+    try:
+        model = await asyncio.get_running_loop().run_in_executor(state.executor, load)
+        _freeze_heap()
+        state.batcher = MicroBatcher(
+            _observed(model.parse_many),
+            state.executor,
+            max_batch=state.max_batch,
+            max_wait_s=state.max_wait_ms / 1000,
+            max_queue=state.max_queue,
+            inline_budget_s=state.inline_budget_ms / 1000,
+        )
+        state.batcher.start()
+        state.model = model
+        READY.set(1)
+    except Exception as e:
+        state.load_error = f"{type(e).__name__}: {e}"
+        log.exception("could not load model %s", state.model_path)
+        # A service that can never become ready should exit so its supervisor notices.
+        asyncio.get_running_loop().call_later(0.5, _exit, 3)
 
 
 def _freeze_heap() -> None:
@@ -349,21 +336,12 @@ def _freeze_heap() -> None:
     log.info("heap frozen after model load: %d objects exempt from GC", gc.get_freeze_count())
 
 
-def _parent_watch(parent: int) -> Any:
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
     """When our parent dies we are re-parented; notice it and shut down cleanly."""
-
-    async def ctx(app: web.Application) -> Any:
-        async def watch() -> None:
-            while os.getppid() == parent:  # noqa: ASYNC110  # nothing to wait on but time
-                await asyncio.sleep(1.0)
-            log.warning("parent process %s exited; stopping", parent)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        task = asyncio.create_task(watch())
-        yield
-        task.cancel()
-
-    return ctx
+    while os.getppid() == parent:  # noqa: ASYNC110  # nothing to wait on but time
+        await asyncio.sleep(1.0)
+    log.warning("parent process %s exited; stopping", parent)
+    stop.set()
 
 
 def _observed(parse_many: Any) -> Any:
@@ -380,38 +358,40 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def build_app(
-    model_path: Path,
+async def serve(
+    state: State,
+    host: str,
+    port: int,
     *,
-    max_body_bytes: int,
-    max_text_chars: int,
-    max_batch: int = 64,
-    max_wait_ms: float = 2.0,
-    max_queue: int = 512,
-    inline_budget_ms: float = 50.0,
     watch_parent: int | None = None,
-) -> web.Application:
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
-    app[STATE] = State(
-        model_path,
-        max_body_bytes,
-        max_text_chars,
-        max_batch=max_batch,
-        max_wait_ms=max_wait_ms,
-        max_queue=max_queue,
-        inline_budget_ms=inline_budget_ms,
+    ready: Any = None,
+) -> None:
+    """Listen at once (so /healthz answers while the model loads), load the model, and
+    serve until SIGTERM / SIGINT or the parent's death; then stop gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    limits = Limits(
+        max_body_bytes=state.max_body_bytes,
+        request_timeout_s=state.request_timeout_s,
+        keep_alive_s=state.keep_alive_s,
     )
-    app.cleanup_ctx.append(_load_model)
+    server = HttpServer(Handlers(state).router(), error, limits)
+    await server.start(host, port)
+    if ready is not None:
+        ready(server.port)
+    tasks = [asyncio.create_task(_load_model(state), name="load-model")]
     if watch_parent is not None:
-        app.cleanup_ctx.append(_parent_watch(watch_parent))
-    app.router.add_post("/model/parse", parse)
-    app.router.add_post("/model/parse/batch", parse_batch)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/version", version)
-    app.router.add_get("/status", status)
-    app.router.add_get("/metrics", metrics)
-    return app
+        tasks.append(asyncio.create_task(_watch_parent(watch_parent, stop), name="parent"))
+    await stop.wait()
+    log.info("stopping")
+    for t in tasks:
+        t.cancel()
+    await server.stop(timeout_s=2.0)
+    if state.batcher is not None:
+        await state.batcher.stop()
+    state.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _use_uvloop() -> None:
@@ -438,6 +418,10 @@ def main(argv: list | None = None) -> int:
     p.add_argument("--inline-budget-ms", type=float, default=50.0,
                    help="run a batch on the event loop when it should take at most this "
                         "long (0 = always on the worker thread)")  # fmt: skip
+    p.add_argument("--request-timeout-s", type=float, default=30.0,
+                   help="a request must arrive whole within this (else 408)")  # fmt: skip
+    p.add_argument("--keep-alive-s", type=float, default=75.0,
+                   help="close an idle keep-alive connection after this")  # fmt: skip
     p.add_argument("--log-level", default="INFO")
     p.add_argument(
         "--exit-with-parent",
@@ -449,28 +433,34 @@ def main(argv: list | None = None) -> int:
         level=args.log_level.upper(),
         format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
     )
-    for noisy in ("tensorflow", "absl", "rasa", "aiohttp.access"):
+    for noisy in ("tensorflow", "absl", "rasa"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not args.model.is_file():
         print(f"error: model file not found: {args.model}", file=sys.stderr)
         return 2
-    app = build_app(
+    state = State(
         args.model,
-        watch_parent=os.getppid() if args.exit_with_parent else None,
-        max_body_bytes=args.max_body_bytes,
-        max_text_chars=args.max_text_chars,
+        args.max_body_bytes,
+        args.max_text_chars,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue,
         inline_budget_ms=args.inline_budget_ms,
-    )
-    print(
-        f"careline NLU service on http://{args.host}:{args.port} (model {args.model.name})",
-        flush=True,
+        request_timeout_s=args.request_timeout_s,
+        keep_alive_s=args.keep_alive_s,
     )
     _use_uvloop()
-    web.run_app(
-        app, host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=2.0
+    asyncio.run(
+        serve(
+            state,
+            args.host,
+            args.port,
+            watch_parent=os.getppid() if args.exit_with_parent else None,
+            ready=lambda port: print(
+                f"careline NLU service on http://{args.host}:{port} (model {args.model.name})",
+                flush=True,
+            ),
+        )
     )
     return 0
 

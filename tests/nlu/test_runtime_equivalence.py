@@ -91,7 +91,16 @@ SCRIPT = textwrap.dedent(
     out["featurizer_mismatches"] = bad[:5]
     out["featurizers"] = len(featurizers)
 
-    # 3. _rows against scipy's own slicing
+    # 3. our remembered per-token processing against Rasa's regex on every call
+    tokens = [t.text for m in tokenized() for t in m.get("text_tokens")]
+    tokens += ["12", "a1", "10k", "iphone 15", "2tr5", "Pin", "ĐƯỢC"]
+    out["token_mismatches"] = [
+        t for f in featurizers for t in tokens
+        if f._process_tokens([t]) != CountVectorsFeaturizer._process_tokens(f, [t])
+    ][:5]
+    out["tokens"] = len(tokens)
+
+    # 4. _rows against scipy's own slicing
     rng = np.random.default_rng(7)
     m = scipy.sparse.random(40, 5000, density=0.01, format="csr", random_state=7)
     m.sort_indices()
@@ -123,4 +132,5 @@ def test_serving_shortcuts_match_rasa(settings: Settings, nlu_model: Path) -> No
     assert result["plan_worst"] < 1e-9
     assert result["featurizers"] == 2
     assert result["featurizer_mismatches"] == []
+    assert result["tokens"] > 10000 and result["token_mismatches"] == []
     assert result["rows_bad"] == 0

@@ -20,7 +20,9 @@ import hashlib
 import inspect
 import json
 import logging
-from functools import cached_property
+import re
+from collections.abc import Callable
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import (
 )
 from rasa.nlu.tokenizers.tokenizer import Token, Tokenizer
 from rasa.shared.exceptions import InvalidConfigException
+from rasa.shared.nlu.constants import ACTION_NAME, INTENT, INTENT_RESPONSE_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
@@ -196,6 +199,26 @@ class FoldedCountVectorsFeaturizer(CountVectorsFeaturizer):
         if attribute in DENSE_FEATURIZABLE_ATTRIBUTES:
             return [text.fold(t) for t in tokens]
         return tokens
+
+    def _process_tokens(self, tokens: list[str], attribute: str = TEXT) -> list[str]:
+        """Rasa's `_process_tokens` (numbers to __NUMBER__, then lower-case), remembered
+        per token: Rasa runs a regex over every token of every message for each of the two
+        featurizers, though chat reuses a small vocabulary (a test compares the two)."""
+        if attribute in (INTENT, ACTION_NAME, INTENT_RESPONSE_KEY):
+            return tokens
+        processed = self._processed_token
+        return [processed(t) for t in tokens]
+
+    @cached_property
+    def _processed_token(self) -> Callable[[str], str]:
+        number = re.compile(r"\b[0-9]+\b")
+        lowercase = bool(self.lowercase)
+
+        def one(token: str) -> str:
+            token = number.sub("__NUMBER__", token)
+            return token.lower() if lowercase else token
+
+        return lru_cache(maxsize=65536)(one)
 
     @cached_property
     def _char_counters(self) -> dict[int, tuple[Any, CharWbCounter | None]]:

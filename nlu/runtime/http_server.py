@@ -1,0 +1,401 @@
+"""A small HTTP/1.1 server for the NLU service's handful of JSON routes, on httptools.
+
+Why not aiohttp: every customer message is one `POST /model/parse`, and measured with wrk
+on these machines aiohttp's request and response machinery costs about 110 µs per request
+(9,000 requests/s on a trivial JSON route), as much as parsing the message itself; this
+protocol on httptools (llhttp, the parser behind Node.js and uvicorn) costs about 16 µs.
+The NLU service is CPU-bound on one core, so that difference is its throughput.
+
+What it does: HTTP/1.1 keep-alive and pipelining (answers in request order), HTTP/1.0,
+chunked request bodies, `Expect: 100-continue`, bounded header and body sizes (431 / 413),
+a deadline for receiving a whole request (408, against slow-loris clients), an idle
+keep-alive timeout, 400 on anything llhttp rejects, 404 / 405 with `Allow`. What it does
+not: TLS, HTTP/2, upgrades, streamed responses: the service sits behind the gateway on a
+private network, and every answer is a small JSON document.
+
+Python 3.10 (the NLU runtime); httptools and uvloop come with Rasa.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import email.utils
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, cast
+
+import httptools
+
+log = logging.getLogger("careline.nlu.http")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]  # names lower-cased; a repeated header keeps its last value
+    body: bytes
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+# (status, reason, message) -> the body clients get for errors the server itself raises
+ErrorBody = Callable[[int, str, str], Response]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 16384
+    max_head_bytes: int = 16384  # request line + headers
+    request_timeout_s: float = 30.0  # from a request's first byte to its last
+    keep_alive_s: float = 75.0  # an idle connection is closed after this
+    max_pipelined: int = 32  # requests read ahead of the one being answered
+
+
+class _Reject(Exception):
+    """Raised inside a parser callback: answer `status` and close the connection."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+class Router:
+    """Exact-path routes; the service has no path parameters."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, dict[str, Handler]] = {}
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        self._routes.setdefault(path, {})[method.upper()] = handler
+
+    def find(self, method: str, path: str) -> Handler | tuple[int, str, str, dict[str, str]]:
+        """The handler, or (status, reason, message, headers) for 404 / 405."""
+        methods = self._routes.get(path)
+        if methods is None:
+            return 404, "NotFound", f"no route for {path}", {}
+        handler = methods.get(method)
+        if handler is None:
+            allow = ", ".join(sorted(methods))
+            return (
+                405,
+                "MethodNotAllowed",
+                f"{method} is not allowed here (allowed: {allow})",
+                {"Allow": allow},
+            )
+        return handler
+
+
+class _Date:
+    """The Date header, formatted at most once a second."""
+
+    second = -1
+    value = b""
+
+    @classmethod
+    def now(cls) -> bytes:
+        s = int(time.time())
+        if s != cls.second:
+            cls.second, cls.value = s, email.utils.formatdate(s, usegmt=True).encode()
+        return cls.value
+
+
+_PHRASES = {s.value: s.phrase for s in HTTPStatus}
+
+
+def _head(status: int, content_type: str, length: int, extra: dict[str, str], close: bool,
+          http10_keep_alive: bool) -> bytes:  # fmt: skip
+    head = (f"HTTP/1.1 {status} {_PHRASES.get(status, 'Unknown')}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n")  # fmt: skip
+    for name, value in extra.items():
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            raise ValueError(f"header {name!r} holds a line break")
+        head += f"{name}: {value}\r\n"
+    if close:
+        head += "Connection: close\r\n"
+    elif http10_keep_alive:
+        head += "Connection: keep-alive\r\n"
+    return head.encode("latin-1") + b"Date: " + _Date.now() + b"\r\n\r\n"
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse requests, answer them one at a time, in order."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._limits = server.limits
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        # (request, or an error answer to send before hanging up; keep-alive; HTTP/1.0)
+        self._pending: collections.deque[tuple[Request | Response, bool, bool]] = (
+            collections.deque()
+        )
+        self._in_message = False
+        self._broken = False  # the byte stream is unusable: read nothing more
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        self._reading_paused = False
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._reset_message()
+
+    # -- transport callbacks --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self._transport = cast(asyncio.Transport, transport)
+        self._server.connections.add(self)
+        self._arm(self._limits.keep_alive_s)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._server.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # a queued parse of a vanished client is dropped, not run
+        self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing or self._broken:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "BadRequest", "protocol upgrades are not supported")
+        except httptools.HttpParserError as e:
+            cause = e.__context__
+            if isinstance(cause, _Reject):
+                self._fail(cause.status, cause.reason, cause.message)
+            else:
+                self._fail(400, "BadRequest", f"malformed HTTP request: {e}")
+
+    # -- parser callbacks -----------------------------------------------------------------
+
+    def _reset_message(self) -> None:
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._head_bytes = 0
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+
+    def on_message_begin(self) -> None:
+        self._reset_message()
+        self._in_message = True
+        if self._task is None:
+            self._arm(self._limits.request_timeout_s)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def _count_head(self, n: int) -> None:
+        self._head_bytes += n
+        if self._head_bytes > self._limits.max_head_bytes:
+            limit = self._limits.max_head_bytes
+            raise _Reject(431, "HeadersTooLarge", f"request line and headers exceed {limit} bytes")
+
+    def on_headers_complete(self) -> None:
+        if self._parser.should_upgrade():  # refused before the request is queued
+            raise _Reject(400, "BadRequest", "protocol upgrades are not supported")
+        declared = self._headers.get("content-length")
+        if (
+            declared is not None
+            and declared.isdigit()
+            and int(declared) > self._limits.max_body_bytes
+        ):
+            raise self._too_large()
+        if self._headers.get("expect", "").lower() == "100-continue" and self._transport:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, chunk: bytes) -> None:
+        self._body_bytes += len(chunk)
+        if self._body_bytes > self._limits.max_body_bytes:
+            raise self._too_large()
+        self._body.append(chunk)
+
+    def _too_large(self) -> _Reject:
+        limit = self._limits.max_body_bytes
+        return _Reject(413, "PayloadTooLarge", f"request body is larger than {limit} bytes")
+
+    def on_message_complete(self) -> None:
+        url = httptools.parse_url(self._url or b"/")
+        request = Request(
+            self._parser.get_method().decode("ascii"),
+            (url.path or b"/").decode("utf-8", "replace"),
+            (url.query or b"").decode("utf-8", "replace"),
+            self._headers,
+            b"".join(self._body),
+        )
+        self._in_message = False
+        http10 = self._parser.get_http_version() == "1.0"
+        self._pending.append((request, self._parser.should_keep_alive(), http10))
+        self._disarm()
+        if len(self._pending) > self._limits.max_pipelined and self._transport:
+            self._transport.pause_reading()
+            self._reading_paused = True
+        self._start_answering()
+
+    def _start_answering(self) -> None:
+        if self._task is None:
+            self._task = self._loop.create_task(self._answer_pending())
+
+    # -- answering ------------------------------------------------------------------------
+
+    async def _answer_pending(self) -> None:
+        try:
+            while self._pending and not self._closing:
+                request, keep_alive, http10 = self._pending.popleft()
+                if self._reading_paused and len(self._pending) <= self._limits.max_pipelined:
+                    self._reading_paused = False
+                    if self._transport and not self._broken:
+                        self._transport.resume_reading()
+                if isinstance(request, Response):
+                    response = request
+                else:
+                    response = await self._server.respond(request)
+                await self._writable.wait()
+                self._write(response, close=not keep_alive, http10_keep_alive=http10)
+                if not keep_alive:
+                    self._close()
+                    return
+        finally:
+            self._task = None
+        if not self._closing and not self._pending:
+            self._arm(
+                self._limits.request_timeout_s if self._in_message else self._limits.keep_alive_s
+            )
+
+    def _write(self, response: Response, *, close: bool, http10_keep_alive: bool = False) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        r = response
+        head = _head(r.status, r.content_type, len(r.body), r.headers, close, http10_keep_alive)
+        self._transport.write(head + r.body)
+
+    def _fail(self, status: int, reason: str, message: str) -> None:
+        """Answer an error the request never reached a handler for, and hang up (the
+        rest of the stream cannot be trusted to start at a request boundary)."""
+        if self._closing or self._broken:
+            return
+        log.info("closing connection: %d %s", status, message)
+        self._broken = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+        # after the answers to the requests before it, in order
+        self._pending.append((self._server.error_body(status, reason, message), False, False))
+        self._start_answering()
+
+    def _close(self) -> None:
+        self._closing = True
+        self._disarm()
+        if self._transport is not None:
+            self._transport.close()
+
+    def close_when_idle(self) -> bool:
+        """For shutdown: hang up now if nothing is being answered."""
+        if self._task is None:
+            self._close()
+            return True
+        return False
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._timer = self._loop.call_later(seconds, self._on_timeout)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self._task is not None:
+            return  # a request is being answered; its handler's own bounds apply
+        if self._in_message:
+            limit = self._limits.request_timeout_s
+            self._fail(408, "RequestTimeout", f"the request did not arrive within {limit:g} s")
+        else:
+            self._close()  # idle keep-alive connection
+
+
+class HttpServer:
+    """Routes plus limits; `start` listens, `stop` closes gracefully."""
+
+    def __init__(self, router: Router, error_body: ErrorBody, limits: Limits | None = None,
+                 ) -> None:  # fmt: skip
+        self.router = router
+        self.error_body = error_body
+        self.limits = limits or Limits()
+        self.connections: set[_Connection] = set()
+        self._server: asyncio.AbstractServer | None = None
+
+    async def respond(self, request: Request) -> Response:
+        found = self.router.find(request.method, request.path)
+        if isinstance(found, tuple):
+            status, reason, message, headers = found
+            response = self.error_body(status, reason, message)
+            response.headers.update(headers)
+            return response
+        try:
+            return await found(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must still answer JSON; the traceback goes to the log
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return self.error_body(
+                500, "InternalError", "internal error while handling the request"
+            )
+
+    async def start(self, host: str, port: int, **kwargs: Any) -> asyncio.AbstractServer:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), host, port, **kwargs)
+        return self._server
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop listening, hang up idle connections, give busy ones `timeout_s` to answer."""
+        if self._server is None:
+            return
+        self._server.close()
+        deadline = time.monotonic() + timeout_s
+        while self.connections and time.monotonic() < deadline:
+            for c in list(self.connections):
+                c.close_when_idle()
+            await asyncio.sleep(0.05)
+        for c in list(self.connections):
+            c._close()
+        await self._server.wait_closed()
+
+
+__all__ = ["ErrorBody", "Handler", "HttpServer", "Limits", "Request", "Response", "Router"]

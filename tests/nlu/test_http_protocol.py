@@ -1,0 +1,229 @@
+"""The NLU service's HTTP/1.1 layer (nlu/runtime/http_server.py), over raw sockets.
+
+An HTTP client library smooths over exactly what these tests need to see: pipelining,
+`Expect: 100-continue`, malformed request lines, oversized heads and bodies, slow clients,
+and when the server hangs up. So they speak bytes to the real service process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from bot.settings import Settings
+from nlu.process import NLUServiceProcess
+
+pytestmark = pytest.mark.nlu
+
+Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class Reply:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+async def read_reply(reader: asyncio.StreamReader) -> Reply:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith("HTTP/1.1 "), lines[0]
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    body = await asyncio.wait_for(reader.readexactly(int(headers.get("content-length", 0))), 10)
+    return Reply(status, headers, body)
+
+
+async def hung_up(reader: asyncio.StreamReader) -> bool:
+    """Whether the server closed the connection (EOF) within a few seconds."""
+    try:
+        return await asyncio.wait_for(reader.read(1), 5) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.fixture
+async def conn(nlu_url: str) -> AsyncIterator[Conn]:
+    url = urlsplit(nlu_url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    yield reader, writer
+    writer.close()
+
+
+def post(path: str, body: bytes, *extra: str) -> bytes:
+    head = [f"POST {path} HTTP/1.1", "Host: t", "Content-Type: application/json",
+            f"Content-Length: {len(body)}", *extra]  # fmt: skip
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def parse_body(text: str) -> bytes:
+    return json.dumps({"text": text}).encode()
+
+
+async def test_keep_alive_and_pipelined_requests_are_answered_in_order(conn: Conn) -> None:
+    reader, writer = conn
+    # three requests in one write: the answers must come back in the same order
+    writer.write(
+        post("/model/parse", parse_body("pin bị phồng"))
+        + b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+        + post("/model/parse", parse_body("how do I return my laptop"))
+    )
+    first, second, third = [await read_reply(reader) for _ in range(3)]
+    assert first.status == second.status == third.status == 200
+    assert first.json()["text"] == "pin bị phồng"
+    assert second.json() == {"status": "ok"}
+    assert third.json()["text"] == "how do I return my laptop"
+    assert first.headers["content-type"].startswith("application/json")
+    assert "date" in first.headers and "connection" not in first.headers
+    # and the connection is still usable afterwards
+    writer.write(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await read_reply(reader)).status == 200
+
+
+async def test_chunked_body_and_expect_continue(conn: Conn) -> None:
+    reader, writer = conn
+    body = parse_body("máy bị nổ")
+    writer.write(
+        b"POST /model/parse HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+        b"Expect: 100-continue\r\n\r\n"
+    )
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert interim.startswith(b"HTTP/1.1 100 Continue")
+    half = len(body) // 2
+    for part in (body[:half], body[half:]):
+        writer.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+    writer.write(b"0\r\n\r\n")
+    reply = await read_reply(reader)
+    assert reply.status == 200 and reply.json()["text"] == "máy bị nổ"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"THIS IS NOT HTTP\r\n\r\n",
+        b"POST /model/parse HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello",
+        b"POST /model/parse HTTP/1.1\r\nBad Header Name: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    ],
+    ids=["garbage", "two-lengths", "bad-header", "upgrade"],
+)
+async def test_malformed_requests_get_400_json_and_a_hang_up(conn: Conn, raw: bytes) -> None:
+    reader, writer = conn
+    writer.write(raw)
+    reply = await read_reply(reader)
+    assert reply.status == 400
+    assert reply.json()["status"] == "failure" and reply.json()["code"] == 400
+    assert reply.headers["connection"] == "close"
+    assert await hung_up(reader)
+
+
+async def test_oversized_head_and_bodies_are_refused_before_reading_them(
+    conn: Conn, settings: Settings
+) -> None:
+    reader, writer = conn
+    limit = settings.nlu.max_body_bytes
+    # a declared length over the limit is refused without waiting for the body
+    writer.write(f"POST /model/parse HTTP/1.1\r\nContent-Length: {limit + 1}\r\n\r\n".encode())
+    reply = await read_reply(reader)
+    assert reply.status == 413 and f"larger than {limit} bytes" in reply.json()["message"]
+    assert await hung_up(reader)
+
+
+async def test_oversized_chunked_body_and_headers(nlu_url: str, settings: Settings) -> None:
+    url = urlsplit(nlu_url)
+    limit = settings.nlu.max_body_bytes
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(b"POST /model/parse HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"x" * 4096
+    for _ in range(limit // len(chunk) + 2):  # no length declared: counted as it arrives
+        writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+    reply = await read_reply(reader)
+    assert reply.status == 413
+    writer.close()
+
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Junk: " + b"a" * 20000 + b"\r\n\r\n")
+    reply = await read_reply(reader)
+    assert reply.status == 431 and "headers exceed" in reply.json()["message"]
+    assert await hung_up(reader)
+    writer.close()
+
+
+async def test_unknown_path_and_wrong_method(conn: Conn) -> None:
+    reader, writer = conn
+    writer.write(b"GET /nope?x=1 HTTP/1.1\r\nHost: t\r\n\r\nDELETE /model/parse HTTP/1.1\r\n\r\n")
+    missing, wrong = await read_reply(reader), await read_reply(reader)
+    assert missing.status == 404 and missing.json()["code"] == 404
+    assert wrong.status == 405 and wrong.headers["allow"] == "POST"
+    # routing errors are answers, not protocol errors: the connection stays open
+    writer.write(b"GET /healthz?probe=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await read_reply(reader)).status == 200
+
+
+async def test_http10_closes_unless_keep_alive_is_asked_for(nlu_url: str) -> None:
+    url = urlsplit(nlu_url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
+    reply = await read_reply(reader)
+    assert reply.status == 200 and reply.headers["connection"] == "close"
+    assert await hung_up(reader)
+    writer.close()
+
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    reply = await read_reply(reader)
+    assert reply.headers["connection"] == "keep-alive"
+    writer.write(b"GET /readyz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert (await read_reply(reader)).status == 200
+    writer.close()
+
+
+async def test_client_gone_mid_parse_does_not_hurt_others(nlu_url: str) -> None:
+    url = urlsplit(nlu_url)
+    for _ in range(20):  # requests whose clients vanish before the answer
+        _, writer = await asyncio.open_connection(url.hostname, url.port)
+        writer.write(post("/model/parse", parse_body("ship mất bao lâu")))
+        writer.transport.abort()
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(post("/model/parse", parse_body("ship mất bao lâu")))
+    assert (await read_reply(reader)).status == 200
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+async def impatient_service(settings: Settings, nlu_model: Path) -> AsyncIterator[str]:
+    service = NLUServiceProcess(
+        settings, nlu_model, port=0,
+        extra_args=("--request-timeout-s", "0.5", "--keep-alive-s", "1"),
+    )  # fmt: skip
+    await service.start(timeout=180)
+    yield service.url
+    await service.stop()
+
+
+async def test_slow_and_idle_clients_are_cut_off(impatient_service: str) -> None:
+    url = urlsplit(impatient_service)
+    # slow loris: a request that never finishes arriving gets 408 and a hang-up
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(b'POST /model/parse HTTP/1.1\r\nHost: t\r\nContent-Length: 50\r\n\r\n{"te')
+    reply = await read_reply(reader)
+    assert reply.status == 408 and "within 0.5 s" in reply.json()["message"]
+    assert await hung_up(reader)
+    writer.close()
+    # an idle keep-alive connection is closed without a word
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await read_reply(reader)).status == 200
+    assert await hung_up(reader)
+    writer.close()
