@@ -1,16 +1,17 @@
 """NLU serving benchmark: careline's NLU service vs stock `rasa run --enable-api`, same model.
 
-Why this exists: every customer message goes through `POST /model/parse`. careline serves it
-with micro-batching (nlu/batching.py: concurrent requests share one model call) on a small
-aiohttp server; stock Rasa parses one message per request inside Sanic. This loads the
-project's trained model in both servers at once and drives each, in turn, with closed-loop
-clients on loopback (each client sends its next text as soon as the previous answer came
-back) at several concurrencies: messages/s, p50/p99 latency, peak RSS, and ours/stock ratios.
-Each phase is split into rounds in which the systems take turns, so drifting load on the
-shared machine hits both alike.
+Why this exists: every customer message goes through `POST /model/parse`. careline serves
+it with micro-batching (nlu/batching.py: concurrent requests share one model call) on a
+small HTTP server of its own (nlu/runtime/http_server.py); stock Rasa parses one message
+per request inside Sanic. This loads the project's trained model in both servers at once
+and drives each, in turn, with closed-loop clients on loopback (each client sends its next
+text as soon as the previous answer came back) at several concurrencies: messages/s,
+p50/p99 latency, peak RSS, and ours/stock ratios. Each phase is split into rounds in which
+the systems take turns, so drifting load on the shared machine hits both alike.
 
     .venv/bin/python bench/nlu_bench.py                    # c = 1, 16, 64; 8000 parses each
     .venv/bin/python bench/nlu_bench.py --quick            # smoke check: 200 parses each
+    .venv/bin/python bench/nlu_bench.py --client wrk       # load from wrk (Debian's wrk)
 
 Progress goes to stderr; the Markdown table to stdout; server logs stay in the run folder
 under /tmp (printed at the start).
