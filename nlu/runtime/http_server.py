@@ -64,6 +64,18 @@ class Limits:
     max_pipelined: int = 32  # requests read ahead of the one being answered
 
 
+@dataclass
+class _Pending:
+    what: Request | Response  # a request to answer, or an error answer to send and hang up
+    keep_alive: bool
+    http10: bool
+    head_only: bool  # HEAD: the GET answer's head, without its body
+
+
+# after an error answer, how long to drain what the client still sends before closing
+LINGER_S = 2.0
+
+
 class _Reject(Exception):
     """Raised inside a parser callback: answer `status` and close the connection."""
 
@@ -86,9 +98,9 @@ class Router:
         methods = self._routes.get(path)
         if methods is None:
             return 404, "NotFound", f"no route for {path}", {}
-        handler = methods.get(method)
+        handler = methods.get("GET" if method == "HEAD" else method)
         if handler is None:
-            allow = ", ".join(sorted(methods))
+            allow = ", ".join(sorted({*methods, *(["HEAD"] if "GET" in methods else [])}))
             return (
                 405,
                 "MethodNotAllowed",
@@ -139,12 +151,12 @@ class _Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
-        # (request, or an error answer to send before hanging up; keep-alive; HTTP/1.0)
-        self._pending: collections.deque[tuple[Request | Response, bool, bool]] = (
-            collections.deque()
-        )
+        # what to answer, in order: a request, or an error to send before hanging up
+        self._pending: collections.deque[_Pending] = collections.deque()
         self._in_message = False
-        self._broken = False  # the byte stream is unusable: read nothing more
+        self._in_head = False  # between a request's first byte and the end of its headers
+        self._read_done = False  # nothing more is to be parsed (error, close, EOF)
+        self._failed = False  # an error answer is queued, to be followed by a hang-up
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
@@ -164,8 +176,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._server.connections.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
+        self._disarm()
         if self._task is not None and not self._task.done():
             self._task.cancel()  # a queued parse of a vanished client is dropped, not run
         self._writable.set()
@@ -176,19 +187,38 @@ class _Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writable.set()
 
+    def eof_received(self) -> bool:
+        """The client has finished sending (a half-close): answer what it asked, then
+        close. True keeps our sending side open until then."""
+        self._read_done = True
+        if self._in_message:  # a request cut off mid-way will never complete
+            self._in_message = False
+        if self._task is None and not self._pending:
+            self._close()
+        return True
+
     def data_received(self, data: bytes) -> None:
-        if self._closing or self._broken:
+        if self._closing or self._read_done:
             return
+        was_in_head = self._in_head
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(400, "BadRequest", "protocol upgrades are not supported")
+            return
         except httptools.HttpParserError as e:
             cause = e.__context__
             if isinstance(cause, _Reject):
                 self._fail(cause.status, cause.reason, cause.message)
-            else:
+            elif not self._read_done:  # bytes after a `Connection: close` request: ignored
                 self._fail(400, "BadRequest", f"malformed HTTP request: {e}")
+            return
+        # llhttp hands a header to us only once its line is complete, and buffers it until
+        # then: a header line that never ends is counted here, chunk by chunk, instead
+        if was_in_head and self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._limits.max_head_bytes:
+                self._fail(*self._head_too_large())
 
     # -- parser callbacks -----------------------------------------------------------------
 
@@ -201,7 +231,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._reset_message()
-        self._in_message = True
+        self._in_message = self._in_head = True
         if self._task is None:
             self._arm(self._limits.request_timeout_s)
 
@@ -210,16 +240,22 @@ class _Connection(asyncio.Protocol):
         self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a trailer after a chunked body: it may not override the request's headers
         self._count_head(len(name) + len(value) + 4)
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def _count_head(self, n: int) -> None:
         self._head_bytes += n
         if self._head_bytes > self._limits.max_head_bytes:
-            limit = self._limits.max_head_bytes
-            raise _Reject(431, "HeadersTooLarge", f"request line and headers exceed {limit} bytes")
+            raise _Reject(*self._head_too_large())
+
+    def _head_too_large(self) -> tuple[int, str, str]:
+        limit = self._limits.max_head_bytes
+        return 431, "HeadersTooLarge", f"request line and headers exceed {limit} bytes"
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         if self._parser.should_upgrade():  # refused before the request is queued
             raise _Reject(400, "BadRequest", "protocol upgrades are not supported")
         declared = self._headers.get("content-length")
@@ -229,8 +265,16 @@ class _Connection(asyncio.Protocol):
             and int(declared) > self._limits.max_body_bytes
         ):
             raise self._too_large()
-        if self._headers.get("expect", "").lower() == "100-continue" and self._transport:
-            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        expect = self._headers.get("expect")
+        if expect is not None:
+            if expect.lower() != "100-continue":
+                raise _Reject(417, "ExpectationFailed", f"cannot meet 'Expect: {expect}'")
+            # only when nothing is waiting to be answered before it, so answers stay in order
+            # (otherwise the client sends its body after its own short wait)
+            nothing_ahead = not self._pending and self._task is None
+            http11 = self._parser.get_http_version() != "1.0"
+            if nothing_ahead and http11 and self._transport is not None:
+                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, chunk: bytes) -> None:
         self._body_bytes += len(chunk)
@@ -244,20 +288,31 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         url = httptools.parse_url(self._url or b"/")
+        method = self._parser.get_method().decode("ascii")
         request = Request(
-            self._parser.get_method().decode("ascii"),
+            method,
             (url.path or b"/").decode("utf-8", "replace"),
             (url.query or b"").decode("utf-8", "replace"),
             self._headers,
             b"".join(self._body),
         )
         self._in_message = False
+        keep_alive = self._parser.should_keep_alive()
         http10 = self._parser.get_http_version() == "1.0"
-        self._pending.append((request, self._parser.should_keep_alive(), http10))
+        self._pending.append(_Pending(request, keep_alive, http10, method == "HEAD"))
+        if not keep_alive:
+            self._read_done = True  # whatever follows is not ours to read
         self._disarm()
-        if len(self._pending) > self._limits.max_pipelined and self._transport:
-            self._transport.pause_reading()
-            self._reading_paused = True
+        if len(self._pending) > self._limits.max_pipelined:
+            # llhttp goes on parsing the rest of this chunk whatever we do: past a hard cap,
+            # refuse instead of queueing without bound
+            if len(self._pending) > 4 * self._limits.max_pipelined:
+                n = 4 * self._limits.max_pipelined
+                raise _Reject(429, "TooManyPipelined",
+                              f"more than {n} requests sent ahead of their answers")  # fmt: skip
+            if self._transport is not None:
+                self._transport.pause_reading()
+                self._reading_paused = True
         self._start_answering()
 
     def _start_answering(self) -> None:
@@ -269,56 +324,99 @@ class _Connection(asyncio.Protocol):
     async def _answer_pending(self) -> None:
         try:
             while self._pending and not self._closing:
-                request, keep_alive, http10 = self._pending.popleft()
+                item = self._pending.popleft()
                 if self._reading_paused and len(self._pending) <= self._limits.max_pipelined:
                     self._reading_paused = False
-                    if self._transport and not self._broken:
+                    if self._transport is not None and not self._read_done:
                         self._transport.resume_reading()
-                if isinstance(request, Response):
-                    response = request
+                if isinstance(item.what, Response):
+                    response = item.what
                 else:
-                    response = await self._server.respond(request)
-                await self._writable.wait()
-                self._write(response, close=not keep_alive, http10_keep_alive=http10)
-                if not keep_alive:
-                    self._close()
+                    response = await self._server.respond(item.what)
+                if not self._writable.is_set() and not await self._wait_writable():
                     return
+                close = not item.keep_alive or self._server.draining
+                self._write(response, close=close, http10_keep_alive=item.http10,
+                            head_only=item.head_only)  # fmt: skip
+                if close:
+                    self._close(linger=isinstance(item.what, Response))
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in answering: log it and drop the connection, never hang
+            log.exception("error while answering; dropping the connection")
+            self.abort()
+            return
         finally:
             self._task = None
-        if not self._closing and not self._pending:
-            self._arm(
-                self._limits.request_timeout_s if self._in_message else self._limits.keep_alive_s
-            )
+        if self._closing:
+            return
+        if self._read_done:  # the client half-closed and has had all its answers
+            self._close()
+        elif not self._pending:
+            limits = self._limits
+            self._arm(limits.request_timeout_s if self._in_message else limits.keep_alive_s)
 
-    def _write(self, response: Response, *, close: bool, http10_keep_alive: bool = False) -> None:
+    async def _wait_writable(self) -> bool:
+        """Wait for a client that is not reading its answers, but not for ever."""
+        try:
+            await asyncio.wait_for(self._writable.wait(), self._limits.request_timeout_s)
+        except TimeoutError:
+            log.info("dropping a connection whose client stopped reading its answers")
+            self.abort()
+            return False
+        return not self._closing
+
+    def _write(self, response: Response, *, close: bool, http10_keep_alive: bool = False,
+               head_only: bool = False) -> None:  # fmt: skip
         if self._transport is None or self._transport.is_closing():
             return
         r = response
         head = _head(r.status, r.content_type, len(r.body), r.headers, close, http10_keep_alive)
-        self._transport.write(head + r.body)
+        self._transport.write(head if head_only else head + r.body)
 
     def _fail(self, status: int, reason: str, message: str) -> None:
         """Answer an error the request never reached a handler for, and hang up (the
         rest of the stream cannot be trusted to start at a request boundary)."""
-        if self._closing or self._broken:
+        if self._closing or self._failed:
             return
         log.info("closing connection: %d %s", status, message)
-        self._broken = True
+        self._read_done = self._failed = True
+        self._in_message = self._in_head = False
         if self._transport is not None:
             self._transport.pause_reading()
         # after the answers to the requests before it, in order
-        self._pending.append((self._server.error_body(status, reason, message), False, False))
+        error = self._server.error_body(status, reason, message)
+        self._pending.append(_Pending(error, False, False, False))
         self._start_answering()
 
-    def _close(self) -> None:
+    def _close(self, *, linger: bool = False) -> None:
+        """Close after what was written has been sent. After an error (`linger`), first
+        read and discard what the client is still sending for a moment: closing with
+        unread data makes the kernel send a reset, which can destroy the error answer
+        before the client has read it."""
+        self._closing = True
+        self._disarm()
+        t = self._transport
+        if t is None:
+            return
+        if linger and t.can_write_eof():
+            t.write_eof()
+            self._read_done = True
+            t.resume_reading()
+            self._timer = self._loop.call_later(LINGER_S, t.close)
+            return
+        t.close()
+
+    def abort(self) -> None:
         self._closing = True
         self._disarm()
         if self._transport is not None:
-            self._transport.close()
+            self._transport.abort()
 
     def close_when_idle(self) -> bool:
         """For shutdown: hang up now if nothing is being answered."""
-        if self._task is None:
+        if self._task is None and not self._pending:
             self._close()
             return True
         return False
@@ -337,7 +435,7 @@ class _Connection(asyncio.Protocol):
     def _on_timeout(self) -> None:
         self._timer = None
         if self._task is not None:
-            return  # a request is being answered; its handler's own bounds apply
+            return  # being answered (the handlers are bounded); re-armed when done
         if self._in_message:
             limit = self._limits.request_timeout_s
             self._fail(408, "RequestTimeout", f"the request did not arrive within {limit:g} s")
@@ -354,6 +452,7 @@ class HttpServer:
         self.error_body = error_body
         self.limits = limits or Limits()
         self.connections: set[_Connection] = set()
+        self.draining = False  # shutting down: every answer says `Connection: close`
         self._server: asyncio.AbstractServer | None = None
 
     async def respond(self, request: Request) -> Response:
@@ -388,13 +487,14 @@ class HttpServer:
         if self._server is None:
             return
         self._server.close()
+        self.draining = True
         deadline = time.monotonic() + timeout_s
         while self.connections and time.monotonic() < deadline:
             for c in list(self.connections):
                 c.close_when_idle()
             await asyncio.sleep(0.05)
         for c in list(self.connections):
-            c._close()
+            c.abort()  # still busy at the deadline (or its client is not reading)
         await self._server.wait_closed()
 
 

@@ -370,8 +370,15 @@ async def serve(
     serve until SIGTERM / SIGINT or the parent's death; then stop gracefully."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():  # a second signal: the operator does not want to wait
+            log.warning("second stop signal; exiting now")
+            _exit(1)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     limits = Limits(
         max_body_bytes=state.max_body_bytes,
         request_timeout_s=state.request_timeout_s,
@@ -392,6 +399,11 @@ async def serve(
     if state.batcher is not None:
         await state.batcher.stop()
     state.executor.shutdown(wait=False, cancel_futures=True)
+    if state.model is None and state.load_error is None:
+        # stopped while the model was still loading: the loading thread cannot be
+        # interrupted, and waiting for it (seconds) only delays the supervisor
+        log.info("stopped before the model finished loading")
+        _exit(0)
 
 
 def _use_uvloop() -> None:

@@ -8,7 +8,9 @@ and when the server hangs up. So they speak bytes to the real service process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -226,4 +228,102 @@ async def test_slow_and_idle_clients_are_cut_off(impatient_service: str) -> None
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
     assert (await read_reply(reader)).status == 200
     assert await hung_up(reader)
+    writer.close()
+
+
+async def test_head_answers_without_a_body_and_keeps_framing(conn: Conn) -> None:
+    reader, writer = conn
+    writer.write(
+        b"HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    # the next bytes are the GET's answer, not the HEAD's body; the HEAD announced its length
+    get = await read_reply(reader)
+    assert get.status == 200 and get.json() == {"status": "ok"}
+    assert f"Content-Length: {len(get.body)}\r\n".encode() in head
+    writer.write(b"PUT /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+    assert (await read_reply(reader)).headers["allow"] == "GET, HEAD"
+
+
+async def test_header_line_that_never_ends_gets_431(conn: Conn) -> None:
+    reader, writer = conn
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Endless: ")
+    for _ in range(10):  # 40 kB of one header value, never a line end, in separate reads
+        await asyncio.sleep(0.02)
+        writer.write(b"a" * 4096)
+    reply = await read_reply(reader)
+    assert reply.status == 431 and "headers exceed" in reply.json()["message"]
+    assert await hung_up(reader)
+
+
+async def test_expectations_other_than_continue_get_417(conn: Conn) -> None:
+    reader, writer = conn
+    writer.write(post("/model/parse", parse_body("hi"), "Expect: teapot"))
+    reply = await read_reply(reader)
+    assert reply.status == 417 and "teapot" in reply.json()["message"]
+
+
+async def test_continue_is_not_sent_ahead_of_an_earlier_answer(conn: Conn) -> None:
+    reader, writer = conn
+    first = post("/model/parse", parse_body("pin bị phồng"))
+    body = parse_body("sạc không vào")
+    second = post("/model/parse", b"", "Expect: 100-continue").replace(
+        b"Content-Length: 0", f"Content-Length: {len(body)}".encode()
+    )
+    writer.write(first + second)
+    reply = await read_reply(reader)  # a "100 Continue" here would be out of order
+    assert reply.status == 200 and reply.json()["text"] == "pin bị phồng"
+    writer.write(body)
+    while (reply := await read_reply(reader)).status == 100:
+        pass
+    assert reply.status == 200 and reply.json()["text"] == "sạc không vào"
+
+
+async def test_half_closed_client_still_gets_its_answer(conn: Conn) -> None:
+    reader, writer = conn
+    writer.write(post("/model/parse", parse_body("đổi trả laptop thế nào")))
+    writer.write_eof()  # done sending; still reading
+    reply = await read_reply(reader)
+    assert reply.status == 200 and reply.json()["text"] == "đổi trả laptop thế nào"
+    assert await hung_up(reader)
+
+
+async def test_pipelining_without_reading_is_bounded(conn: Conn) -> None:
+    reader, writer = conn
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n" * 1000)  # one write, 1000 requests
+    statuses = []
+    with contextlib.suppress(asyncio.IncompleteReadError, ConnectionResetError):
+        while True:
+            statuses.append((await read_reply(reader)).status)
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {200}
+    assert len(statuses) < 200  # the rest were never queued
+
+
+async def test_client_that_stops_reading_is_dropped(impatient_service: str) -> None:
+    url = urlsplit(impatient_service)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
+    sock.connect((url.hostname, url.port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    big = post("/model/parse", parse_body("a " * 999))  # each answer is about 14 kB
+    sent = 0
+    for _ in range(15):  # 600 requests, about 8 MB of answers: more than socket buffers hold
+        writer.write(big * 40)
+        sent += 40
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(3)  # read nothing for 6x the 0.5 s deadline
+
+    async def read_until_closed() -> bytes:
+        got = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await reader.read(65536):
+                got += chunk
+        return got
+
+    # the server gave up on us and dropped the connection; a server still waiting would
+    # now answer every request
+    got = await asyncio.wait_for(read_until_closed(), 10)
+    assert got.count(b"HTTP/1.1 200 ") < sent
     writer.close()
