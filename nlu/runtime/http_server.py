@@ -6,12 +6,16 @@ on these machines aiohttp's request and response machinery costs about 110 µs p
 protocol on httptools (llhttp, the parser behind Node.js and uvicorn) costs about 16 µs.
 The NLU service is CPU-bound on one core, so that difference is its throughput.
 
-What it does: HTTP/1.1 keep-alive and pipelining (answers in request order), HTTP/1.0,
-chunked request bodies, `Expect: 100-continue`, bounded header and body sizes (431 / 413),
-a deadline for receiving a whole request (408, against slow-loris clients), an idle
-keep-alive timeout, 400 on anything llhttp rejects, 404 / 405 with `Allow`. What it does
-not: TLS, HTTP/2, upgrades, streamed responses: the service sits behind the gateway on a
-private network, and every answer is a small JSON document.
+What it does: HTTP/1.1 keep-alive and pipelining (answers in request order, at most
+`max_pipelined` read ahead, 429 past four times that), HTTP/1.0, HEAD, chunked request
+bodies, `Expect: 100-continue` (417 for other expectations), half-closed clients, bounded
+heads and bodies (431 / 413, counted as they arrive), a deadline for receiving a whole
+request (408, against slow-loris clients) and for a client to take its answer (else the
+connection is dropped), an idle keep-alive timeout, 400 on anything llhttp rejects or on
+upgrades, 404 / 405 with `Allow`. After an error answer it drains the client briefly before
+closing, so a reset does not destroy the answer. What it does not: TLS, HTTP/2, upgrades,
+streamed responses: the service sits behind the gateway on a private network, and every
+answer is a small JSON document.
 
 Python 3.10 (the NLU runtime); httptools and uvloop come with Rasa.
 """
@@ -157,6 +161,9 @@ class _Connection(asyncio.Protocol):
         self._in_head = False  # between a request's first byte and the end of its headers
         self._read_done = False  # nothing more is to be parsed (error, close, EOF)
         self._failed = False  # an error answer is queued, to be followed by a hang-up
+        self._progress = 0  # parser callbacks so far: a read that adds none is a stalled line
+        self._stalled_bytes = 0  # bytes of reads in a row that completed nothing
+        self._continue_owed = False  # a `100 Continue` held back until earlier answers are out
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
@@ -200,7 +207,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing or self._read_done:
             return
-        was_in_head = self._in_head
+        was_in_message, progress = self._in_message, self._progress
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -213,12 +220,18 @@ class _Connection(asyncio.Protocol):
             elif not self._read_done:  # bytes after a `Connection: close` request: ignored
                 self._fail(400, "BadRequest", f"malformed HTTP request: {e}")
             return
-        # llhttp hands a header to us only once its line is complete, and buffers it until
-        # then: a header line that never ends is counted here, chunk by chunk, instead
-        if was_in_head and self._in_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > self._limits.max_head_bytes:
+        # httptools hands us a header (or a trailer) only once its line is complete, and
+        # buffers it until then: reads that complete nothing are counted here instead, so a
+        # line that never ends is cut off at the head limit
+        if was_in_message and self._in_message and progress == self._progress:
+            self._stalled_bytes += len(data)
+            limit = self._limits.max_head_bytes
+            if self._in_head and self._head_bytes + self._stalled_bytes > limit:
                 self._fail(*self._head_too_large())
+            elif self._stalled_bytes > limit:
+                self._fail(400, "BadRequest", f"a chunk-size or trailer line exceeds {limit} bytes")
+        else:
+            self._stalled_bytes = 0
 
     # -- parser callbacks -----------------------------------------------------------------
 
@@ -230,16 +243,19 @@ class _Connection(asyncio.Protocol):
         self._body_bytes = 0
 
     def on_message_begin(self) -> None:
+        self._progress += 1
         self._reset_message()
         self._in_message = self._in_head = True
         if self._task is None:
             self._arm(self._limits.request_timeout_s)
 
     def on_url(self, url: bytes) -> None:
+        self._progress += 1
         self._url += url
         self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._progress += 1
         if not self._in_head:
             return  # a trailer after a chunked body: it may not override the request's headers
         self._count_head(len(name) + len(value) + 4)
@@ -255,6 +271,7 @@ class _Connection(asyncio.Protocol):
         return 431, "HeadersTooLarge", f"request line and headers exceed {limit} bytes"
 
     def on_headers_complete(self) -> None:
+        self._progress += 1
         self._in_head = False
         if self._parser.should_upgrade():  # refused before the request is queued
             raise _Reject(400, "BadRequest", "protocol upgrades are not supported")
@@ -266,17 +283,23 @@ class _Connection(asyncio.Protocol):
         ):
             raise self._too_large()
         expect = self._headers.get("expect")
-        if expect is not None:
+        if expect is not None and self._parser.get_http_version() != "1.0":  # 1.0: ignored
             if expect.lower() != "100-continue":
                 raise _Reject(417, "ExpectationFailed", f"cannot meet 'Expect: {expect}'")
-            # only when nothing is waiting to be answered before it, so answers stay in order
-            # (otherwise the client sends its body after its own short wait)
-            nothing_ahead = not self._pending and self._task is None
-            http11 = self._parser.get_http_version() != "1.0"
-            if nothing_ahead and http11 and self._transport is not None:
-                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            # now if nothing is waiting to be answered before it, else once the earlier
+            # answers are out, so answers stay in order
+            if not self._pending and self._task is None:
+                self._send_continue()
+            else:
+                self._continue_owed = True
+
+    def _send_continue(self) -> None:
+        self._continue_owed = False
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, chunk: bytes) -> None:
+        self._progress += 1
         self._body_bytes += len(chunk)
         if self._body_bytes > self._limits.max_body_bytes:
             raise self._too_large()
@@ -287,6 +310,8 @@ class _Connection(asyncio.Protocol):
         return _Reject(413, "PayloadTooLarge", f"request body is larger than {limit} bytes")
 
     def on_message_complete(self) -> None:
+        self._progress += 1
+        self._continue_owed = False  # the body came anyway
         url = httptools.parse_url(self._url or b"/")
         method = self._parser.get_method().decode("ascii")
         request = Request(
@@ -356,12 +381,14 @@ class _Connection(asyncio.Protocol):
         elif not self._pending:
             limits = self._limits
             self._arm(limits.request_timeout_s if self._in_message else limits.keep_alive_s)
+            if self._continue_owed and self._in_message:
+                self._send_continue()
 
     async def _wait_writable(self) -> bool:
         """Wait for a client that is not reading its answers, but not for ever."""
         try:
             await asyncio.wait_for(self._writable.wait(), self._limits.request_timeout_s)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin before Python 3.11
             log.info("dropping a connection whose client stopped reading its answers")
             self.abort()
             return False
@@ -404,9 +431,19 @@ class _Connection(asyncio.Protocol):
             t.write_eof()
             self._read_done = True
             t.resume_reading()
-            self._timer = self._loop.call_later(LINGER_S, t.close)
+            self._timer = self._loop.call_later(LINGER_S, self._close_transport)
+            return
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        """`close()` waits for unsent data to go out: for a client that stopped reading,
+        for ever. So it gets the answer deadline, then the connection is dropped."""
+        t = self._transport
+        if t is None:
             return
         t.close()
+        if t.get_write_buffer_size():
+            self._timer = self._loop.call_later(self._limits.request_timeout_s, t.abort)
 
     def abort(self) -> None:
         self._closing = True
@@ -416,6 +453,8 @@ class _Connection(asyncio.Protocol):
 
     def close_when_idle(self) -> bool:
         """For shutdown: hang up now if nothing is being answered."""
+        if self._closing:
+            return True  # already on its way out (lingering after an error, say)
         if self._task is None and not self._pending:
             self._close()
             return True

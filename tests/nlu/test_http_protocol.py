@@ -327,3 +327,51 @@ async def test_client_that_stops_reading_is_dropped(impatient_service: str) -> N
     got = await asyncio.wait_for(read_until_closed(), 10)
     assert got.count(b"HTTP/1.1 200 ") < sent
     writer.close()
+
+
+async def test_large_heads_and_bursts_arriving_piecemeal_are_not_refused(conn: Conn) -> None:
+    reader, writer = conn
+    # a 9 kB head (under the 16 kB limit), one header line per read
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+    for i in range(9):
+        await asyncio.sleep(0.02)
+        writer.write(f"X-Fill-{i}: {'v' * 1000}\r\n".encode())
+    writer.write(b"\r\n")
+    assert (await read_reply(reader)).status == 200
+    # 80 pipelined requests (19 kB) cut into reads at arbitrary points
+    burst = (b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"p" * 200 + b"\r\n\r\n") * 80
+    for start in range(0, len(burst), 1500):
+        writer.write(burst[start : start + 1500])
+        await asyncio.sleep(0.005)
+    statuses = [(await read_reply(reader)).status for _ in range(80)]
+    assert set(statuses) == {200}
+
+
+async def test_trailer_line_that_never_ends_is_cut_off(conn: Conn) -> None:
+    reader, writer = conn
+    writer.write(b"POST /model/parse HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+    body = parse_body("pin bị phồng")
+    writer.write(f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\nX-Trailer: ")
+    for _ in range(10):  # 40 kB of one trailer line, never ending
+        await asyncio.sleep(0.02)
+        writer.write(b"t" * 4096)
+    reply = await read_reply(reader)
+    assert reply.status == 400 and "trailer line exceeds" in reply.json()["message"]
+    assert await hung_up(reader)
+
+
+async def test_held_back_continue_is_sent_once_earlier_answers_are_out(conn: Conn) -> None:
+    reader, writer = conn
+    first = post("/model/parse", parse_body("pin bị phồng"))
+    body = parse_body("sạc không vào")
+    second = post("/model/parse", b"", "Expect: 100-continue").replace(
+        b"Content-Length: 0", f"Content-Length: {len(body)}".encode()
+    )
+    writer.write(first + second)
+    assert (await read_reply(reader)).status == 200
+    # the client waits for 100 before sending its body: it must come without the body
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert interim.startswith(b"HTTP/1.1 100 Continue")
+    writer.write(body)
+    reply = await read_reply(reader)
+    assert reply.status == 200 and reply.json()["text"] == "sạc không vào"
