@@ -69,6 +69,21 @@ def post(path: str, body: bytes, *extra: str) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
+async def endless_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Reply:
+    """Send 40 kB more of a line that never ends, in separate reads; return the answer."""
+    for _ in range(10):
+        await asyncio.sleep(0.02)
+        writer.write(b"z" * 4096)
+    return await read_reply(reader)
+
+
+def continue_head(body: bytes) -> bytes:
+    """The head of a parse request that waits for `100 Continue` before sending `body`."""
+    return post("/model/parse", b"", "Expect: 100-continue").replace(
+        b"Content-Length: 0", f"Content-Length: {len(body)}".encode()
+    )
+
+
 def parse_body(text: str) -> bytes:
     return json.dumps({"text": text}).encode()
 
@@ -249,10 +264,7 @@ async def test_head_answers_without_a_body_and_keeps_framing(conn: Conn) -> None
 async def test_header_line_that_never_ends_gets_431(conn: Conn) -> None:
     reader, writer = conn
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Endless: ")
-    for _ in range(10):  # 40 kB of one header value, never a line end, in separate reads
-        await asyncio.sleep(0.02)
-        writer.write(b"a" * 4096)
-    reply = await read_reply(reader)
+    reply = await endless_line(reader, writer)
     assert reply.status == 431 and "headers exceed" in reply.json()["message"]
     assert await hung_up(reader)
 
@@ -266,12 +278,8 @@ async def test_expectations_other_than_continue_get_417(conn: Conn) -> None:
 
 async def test_continue_is_not_sent_ahead_of_an_earlier_answer(conn: Conn) -> None:
     reader, writer = conn
-    first = post("/model/parse", parse_body("pin bị phồng"))
     body = parse_body("sạc không vào")
-    second = post("/model/parse", b"", "Expect: 100-continue").replace(
-        b"Content-Length: 0", f"Content-Length: {len(body)}".encode()
-    )
-    writer.write(first + second)
+    writer.write(post("/model/parse", parse_body("pin bị phồng")) + continue_head(body))
     reply = await read_reply(reader)  # a "100 Continue" here would be out of order
     assert reply.status == 200 and reply.json()["text"] == "pin bị phồng"
     writer.write(body)
@@ -352,22 +360,15 @@ async def test_trailer_line_that_never_ends_is_cut_off(conn: Conn) -> None:
     writer.write(b"POST /model/parse HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
     body = parse_body("pin bị phồng")
     writer.write(f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\nX-Trailer: ")
-    for _ in range(10):  # 40 kB of one trailer line, never ending
-        await asyncio.sleep(0.02)
-        writer.write(b"t" * 4096)
-    reply = await read_reply(reader)
+    reply = await endless_line(reader, writer)
     assert reply.status == 400 and "trailer line exceeds" in reply.json()["message"]
     assert await hung_up(reader)
 
 
 async def test_held_back_continue_is_sent_once_earlier_answers_are_out(conn: Conn) -> None:
     reader, writer = conn
-    first = post("/model/parse", parse_body("pin bị phồng"))
     body = parse_body("sạc không vào")
-    second = post("/model/parse", b"", "Expect: 100-continue").replace(
-        b"Content-Length: 0", f"Content-Length: {len(body)}".encode()
-    )
-    writer.write(first + second)
+    writer.write(post("/model/parse", parse_body("pin bị phồng")) + continue_head(body))
     assert (await read_reply(reader)).status == 200
     # the client waits for 100 before sending its body: it must come without the body
     interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
