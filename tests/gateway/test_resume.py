@@ -72,7 +72,10 @@ async def test_resent_message_is_stored_and_answered_once(gateway) -> None:  # t
         await c.say("giờ mở cửa của shop", client_msg_id=cid)  # the widget's outbox retry
         ack2 = await c.expect(lambda f: f["type"] == "ack")
         assert ack1["message_id"] == ack2["message_id"]
-        await c.bot_reply()
+        # the answer may already have come in while we waited for the second ack (a fast
+        # NLU service answers before the resend's round trip): look there first
+        if not [m for m in c.messages() if m["sender"] != "customer"]:
+            await c.bot_reply()
         await c.say("cảm ơn nhé")
         await c.bot_reply()
         transcript = await gateway.gw.db.transcript(c.conversation_id)
