@@ -157,15 +157,19 @@ def tune(settings: Settings, bench: benchmarks.Benchmark, model: Path, tmp: Path
         print(f"[{bench.name}/ours] tuning the threshold on {len(bench.val)} validation "
               "examples ...", file=sys.stderr, flush=True)  # fmt: skip
         return threshold.choose(_scored(settings, model, bench.val, tmp))
-    n_folds = OOS_FOLDS if bench.has_oos else 1
+    # With out-of-scope messages to catch: split folds (bench/threshold_study.py chose them
+    # over taking both sides from held-out-intent folds); without, one 80/20 split.
+    made = (
+        threshold.split_folds(bench.train, benchmarks.OOS, n_oos_folds=OOS_FOLDS)
+        if bench.has_oos
+        else threshold.folds(bench.train, benchmarks.OOS, n_folds=1, pseudo_oos=False)
+    )
     scored: list[Scored] = []
-    for k, fold in enumerate(
-        threshold.folds(bench.train, benchmarks.OOS, n_folds=n_folds, pseudo_oos=bench.has_oos)
-    ):
+    for k, fold in enumerate(made):
         fold_file = _bench_dir(settings) / f"{bench.name}-tune{k}-train.yml"
         fold_file.write_text(to_rasa_yaml(fold.train), encoding="utf-8")
         fold_model, _ = _model(settings, f"{bench.name}-tune{k}", "ours", fold_file)
-        print(f"[{bench.name}/ours] tuning fold {k + 1}/{n_folds}: {len(fold.val)} held-out "
+        print(f"[{bench.name}/ours] tuning fold {k + 1}/{len(made)}: {len(fold.val)} held-out "
               "examples ...", file=sys.stderr, flush=True)  # fmt: skip
         scored += _scored(settings, fold_model, fold.val, tmp)
     return threshold.choose(scored)

@@ -15,30 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from bot.settings import Settings, load_settings
-from nlu.datasets import Example, load_rasa_nlu, to_rasa_yaml
+from nlu.datasets import Example, load_rasa_nlu, stratified_folds, to_rasa_yaml
 from nlu.fingerprint import model_fingerprint, rasa_config
 from nlu.training import COMPONENT_CODE, LEXICON_DATA, nlu_env, train_nlu
-
-
-def stratified_folds(examples: list[Example], k: int, seed: int = 7) -> list[list[Example]]:
-    """`k` folds with each intent's examples dealt round-robin after a seeded shuffle."""
-    by_intent: dict[str, list[Example]] = {}
-    for e in examples:
-        by_intent.setdefault(e.intent, []).append(e)
-    folds: list[list[Example]] = [[] for _ in range(k)]
-    for intent in sorted(by_intent):
-        exs = list(by_intent[intent])
-        random.Random(f"{seed}:{intent}").shuffle(exs)
-        for i, e in enumerate(exs):
-            folds[i % k].append(e)
-    return folds
 
 
 def _by_language(examples: list[Example]) -> dict[str, list[Example]]:

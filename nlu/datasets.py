@@ -7,6 +7,7 @@ en.yml), which keeps the data files themselves plain Rasa YAML.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,3 +96,18 @@ def to_rasa_yaml(examples: Iterable[Example]) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def stratified_folds(examples: Iterable[Example], k: int, seed: int = 7) -> list[list[Example]]:
+    """`k` folds with each intent's examples dealt round-robin after a seeded shuffle, so
+    every intent is in every fold in proportion (deterministic for a given seed)."""
+    by_intent: dict[str, list[Example]] = {}
+    for e in examples:
+        by_intent.setdefault(e.intent, []).append(e)
+    folds: list[list[Example]] = [[] for _ in range(k)]
+    for intent in sorted(by_intent):
+        exs = list(by_intent[intent])
+        random.Random(f"{seed}:{intent}").shuffle(exs)
+        for i, e in enumerate(exs):
+            folds[i % k].append(e)
+    return folds

@@ -1,12 +1,12 @@
-"""Choosing the fallback threshold on validation data (nlu/threshold.py), and the folds
-of nlu/crossval.py. Pure Python."""
+"""Choosing the fallback threshold on validation data (nlu/threshold.py), and the
+stratified folds of nlu/datasets.py. Pure Python."""
 
 from __future__ import annotations
 
 import pytest
 
-from nlu.datasets import Example
-from nlu.threshold import Scored, choose, folds
+from nlu.datasets import Example, stratified_folds
+from nlu.threshold import MIN_TO_VALIDATE, Scored, choose, folds, split_folds
 
 OOS = "out_of_scope"
 
@@ -85,9 +85,31 @@ def test_folds_are_deterministic() -> None:
     assert [[e.text for e in f.val] for f in a] == [[e.text for e in f.val] for f in b]
 
 
-def test_crossval_folds_are_stratified_disjoint_and_complete() -> None:
-    from nlu.crossval import stratified_folds
+def test_split_folds_score_in_scope_examples_with_every_intent_known() -> None:
+    train = _train() + [Example(f"rare {j}", "rare") for j in range(MIN_TO_VALIDATE - 1)]
+    made = split_folds(train, OOS, n_oos_folds=4, n_in_folds=5)
+    assert len(made) == 4 + 5
+    oos_folds, in_folds = made[:4], made[4:]
+    # the first four hold out whole intents and validate only on them, as out-of-scope
+    held = []
+    for f in oos_folds:
+        assert f.val and all(e.intent == OOS for e in f.val)
+        names = {e.text.split()[0] for e in f.val}
+        assert not any(e.text.split()[0] in names for e in f.train if e.intent != OOS)
+        held += names
+    assert sorted(held) == sorted([str(i) for i in range(8)] + ["rare"])
+    # the other five keep every intent in training and score each in-scope example once
+    intents = {e.intent for e in train}
+    validated = [e for f in in_folds for e in f.val]
+    for f in in_folds:
+        assert {e.intent for e in f.train} == intents
+        assert not {e.text for e in f.train} & {e.text for e in f.val}
+    assert sorted(e.text for e in validated) == sorted(
+        e.text for e in train if e.intent.startswith("intent")
+    )  # neither real out-of-scope examples nor a too-small intent is validated on
 
+
+def test_crossval_folds_are_stratified_disjoint_and_complete() -> None:
     data = [Example(f"{i}-{j}", f"intent{i}") for i in range(3) for j in range(10)]
     made = stratified_folds(data, 5)
     assert sorted(e.text for f in made for e in f) == sorted(e.text for e in data)
