@@ -107,14 +107,14 @@ def _as_oos(examples: Sequence[Example]) -> list[Example]:
     return [Example(e.text, OOS, e.language, e.source) for e in examples]
 
 
-def draws(root: Path, n_draws: int) -> list[Draw]:
+def draws(root: Path, n_draws: int, start: int = 0) -> list[Draw]:
     """HINT3-shaped tasks from CLINC150 (train → task, val → evaluation) and BANKING77
     (train only, split). Test splits are never read."""
     clinc = benchmarks.clinc150(root)
     banking = benchmarks.banking77(root)
     out = []
     for shape, (n_intents, per_intent) in SHAPES.items():
-        for i in range(n_draws):
+        for i in range(start, start + n_draws):
             rng = random.Random(f"clinc150:{shape}:{i}")
             train_pool, val_pool = _by_intent(clinc.train), _by_intent(clinc.val)
             chosen = rng.sample(sorted(train_pool), n_intents)
@@ -172,8 +172,8 @@ class Trainer:
 
 def _loss(scored: Sequence[Scored], t: float) -> tuple[float, float, float]:
     """(in-scope accuracy lost at `t`, in-scope accuracy at `t`, OOS recall at `t`)."""
-    ins_0, _ = threshold._rates(scored, 0.0)
-    ins, oos = threshold._rates(scored, t)
+    ins_0, _ = threshold.rates(scored, 0.0)
+    ins, oos = threshold.rates(scored, t)
     return ins_0 - ins, ins, oos or 0.0
 
 
@@ -238,6 +238,7 @@ def verdict(outcomes: Sequence[Outcome]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--draws", type=int, default=4, help="per source and shape")
+    p.add_argument("--start", type=int, default=0, help="index of the first draw (seeds them)")
     p.add_argument("--root", type=Path, default=benchmarks.DEFAULT_ROOT)
     p.add_argument("--json", type=Path, help="also write every outcome here")
     p.add_argument("--summarize", type=Path, help="only print the tables of an earlier --json")
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         print(verdict(done))
         return 0
     logging.disable(logging.WARNING)
-    all_draws = draws(args.root, args.draws)
+    all_draws = draws(args.root, args.draws, args.start)
     outcomes: list[Outcome] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="careline-threshold-study-") as tmp:

@@ -60,7 +60,8 @@ class Choice:
     n: int
 
 
-def _rates(scored: Sequence[Scored], t: float) -> tuple[float, float | None]:
+def rates(scored: Sequence[Scored], t: float) -> tuple[float, float | None]:
+    """(in-scope accuracy, out-of-scope recall or None) with the fallback at `t`."""
     ins = [s for s in scored if not s.oos]
     outs = [s for s in scored if s.oos]
     ins_acc = sum(s.correct and s.confidence >= t for s in ins) / len(ins) if ins else 0.0
@@ -87,9 +88,9 @@ def choose(
         raise ValueError("no validation examples to choose a threshold on")
     results = []
     for t in grid:
-        ins, oos = _rates(scored, t)
+        ins, oos = rates(scored, t)
         results.append((ins if oos is None else (ins + oos) / 2, t, ins, oos))
-    floor = _rates(scored, 0.0)[0] - max_in_scope_loss
+    floor = rates(scored, 0.0)[0] - max_in_scope_loss
     allowed = [r for r in results if r[2] >= floor - 1e-12] or results[:1]
     best = max(r[0] for r in allowed)
     top = [r for r in allowed if r[0] >= best - 1e-12]
@@ -175,5 +176,5 @@ def split_folds(
 
 __all__ = [
     "GRID", "IN_SCOPE_BUDGET", "MIN_TO_VALIDATE", "Choice", "Fold", "Scored", "choose", "folds",
-    "split_folds",
+    "rates", "split_folds",
 ]  # fmt: skip
