@@ -64,7 +64,6 @@ OOS = benchmarks.OOS
 SHAPES = {"sofmattress": (21, 16), "curekart": (28, 21), "powerplay11": (57, 8)}
 EVAL_PER_INTENT = 20
 EVAL_OOS = 300
-OOS_FOLDS = 4  # as nlu/bench_eval.py
 
 
 @dataclass(frozen=True)
@@ -112,21 +111,21 @@ def draws(root: Path, n_draws: int, start: int = 0) -> list[Draw]:
     (train only, split). Test splits are never read."""
     clinc = benchmarks.clinc150(root)
     banking = benchmarks.banking77(root)
+    train_pool, val_pool = _by_intent(clinc.train), _by_intent(clinc.val)
+    real_oos = [e for e in clinc.val if e.intent == OOS]
+    pool = _by_intent(banking.train)
     out = []
     for shape, (n_intents, per_intent) in SHAPES.items():
         for i in range(start, start + n_draws):
             rng = random.Random(f"clinc150:{shape}:{i}")
-            train_pool, val_pool = _by_intent(clinc.train), _by_intent(clinc.val)
             chosen = rng.sample(sorted(train_pool), n_intents)
             train = [e for c in chosen for e in rng.sample(train_pool[c], per_intent)]
             others = [e for c in sorted(val_pool) if c not in chosen for e in val_pool[c]]
-            real_oos = [e for e in clinc.val if e.intent == OOS]
             evaluation = [e for c in chosen for e in val_pool[c]] + real_oos
             evaluation += _as_oos(rng.sample(others, EVAL_OOS - len(real_oos)))
             out.append(Draw("clinc150", shape, i, train, evaluation))
 
             rng = random.Random(f"banking77:{shape}:{i}")
-            pool = _by_intent(banking.train)
             chosen = rng.sample(sorted(pool), n_intents)
             train, evaluation = [], []
             for c in chosen:
@@ -178,8 +177,8 @@ def _loss(scored: Sequence[Scored], t: float) -> tuple[float, float, float]:
 
 
 SCHEMES: dict[str, Callable[[list[Example]], list[Fold]]] = {
-    "A": lambda train: threshold.folds(train, OOS, n_folds=OOS_FOLDS, pseudo_oos=True),
-    "B": lambda train: threshold.split_folds(train, OOS, n_oos_folds=OOS_FOLDS),
+    "A": lambda train: threshold.folds(train, OOS, n_folds=threshold.OOS_FOLDS, pseudo_oos=True),
+    "B": lambda train: threshold.split_folds(train, OOS),
 }
 
 

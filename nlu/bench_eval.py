@@ -27,10 +27,6 @@ from nlu.threshold import Choice, Scored
 from nlu.training import COMPONENT_CODE, LEXICON_DATA, nlu_env, train_nlu
 
 PIPELINES = ("ours", "stock")
-# Validation folds carved from train when a benchmark has no validation split of its own:
-# several when intents are held out as pseudo-out-of-scope (each fold removes a different
-# group), one when the task has no out-of-scope class.
-OOS_FOLDS = 4
 
 
 @dataclass
@@ -160,7 +156,7 @@ def tune(settings: Settings, bench: benchmarks.Benchmark, model: Path, tmp: Path
     # With out-of-scope messages to catch: split folds (bench/threshold_study.py chose them
     # over taking both sides from held-out-intent folds); without, one 80/20 split.
     made = (
-        threshold.split_folds(bench.train, benchmarks.OOS, n_oos_folds=OOS_FOLDS)
+        threshold.split_folds(bench.train, benchmarks.OOS)
         if bench.has_oos
         else threshold.folds(bench.train, benchmarks.OOS, n_folds=1, pseudo_oos=False)
     )

@@ -34,6 +34,9 @@ IN_SCOPE_BUDGET = 0.01
 # Intents with fewer training examples are never validated on: holding some out would leave
 # the intent (nearly) untrained in that fold.
 MIN_TO_VALIDATE = 5
+# Held-out-intent folds when a benchmark has no validation split of its own: each removes
+# a different quarter of the intents.
+OOS_FOLDS = 4
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ def split_folds(
     train: Sequence[Example],
     oos_label: str,
     *,
-    n_oos_folds: int,
+    n_oos_folds: int = OOS_FOLDS,
     n_in_folds: int = 5,
     seed: int = 13,
 ) -> list[Fold]:
@@ -175,6 +178,6 @@ def split_folds(
 
 
 __all__ = [
-    "GRID", "IN_SCOPE_BUDGET", "MIN_TO_VALIDATE", "Choice", "Fold", "Scored", "choose", "folds",
-    "rates", "split_folds",
+    "GRID", "IN_SCOPE_BUDGET", "MIN_TO_VALIDATE", "OOS_FOLDS", "Choice", "Fold", "Scored",
+    "choose", "folds", "rates", "split_folds",
 ]  # fmt: skip
