@@ -25,9 +25,13 @@ Decision rule, fixed before the first run: the HINT3 tuning switches from A to B
 pooled over all draws, A's mean in-scope loss on the evaluation sets exceeds the 1-point
 budget and B's mean is lower than A's; otherwise A stays.
 
+The same draws also compare pipelines (session 6: pretrained token vectors): `--config`
+trains another config.yml, `--schemes B` skips the old scheme.
+
 Run it with the NLU runtime (it trains in-process, ~14 small models per draw):
 
     .venv-nlu/bin/python bench/threshold_study.py [--draws 4] [--json out.json]
+    .venv-nlu/bin/python bench/threshold_study.py --schemes B --config other.yml
     .venv-nlu/bin/python bench/threshold_study.py --summarize out.json   # tables again
 """
 
@@ -142,12 +146,12 @@ def draws(root: Path, n_draws: int, start: int = 0) -> list[Draw]:
 class Trainer:
     """Trains our config.yml pipeline in this process and scores examples with it."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, config: Path = ROOT / "config.yml") -> None:
         import yaml
 
         self.workdir = workdir
         self.config = workdir / "config.yml"
-        self.config.write_text(yaml.safe_dump(rasa_config(ROOT / "config.yml")))
+        self.config.write_text(yaml.safe_dump(rasa_config(config)))
         self.trained = 0
 
     def scores(self, train: Sequence[Example], examples: Sequence[Example]) -> list[Scored]:
@@ -182,10 +186,11 @@ SCHEMES: dict[str, Callable[[list[Example]], list[Fold]]] = {
 }
 
 
-def study(draw: Draw, trainer: Trainer) -> list[Outcome]:
+def study(draw: Draw, trainer: Trainer, schemes: str = "AB") -> list[Outcome]:
     on_eval = trainer.scores(draw.train, draw.evaluation)
     out = []
-    for scheme, make in SCHEMES.items():
+    for scheme in schemes:
+        make = SCHEMES[scheme]
         scored: list[Scored] = []
         for fold in make(draw.train):
             scored += trainer.scores(fold.train, fold.val)
@@ -226,6 +231,8 @@ def summary(outcomes: Sequence[Outcome]) -> str:
 
 def verdict(outcomes: Sequence[Outcome]) -> str:
     """The pre-registered decision rule (module docstring)."""
+    if {o.scheme for o in outcomes} != {"A", "B"}:
+        return "(one scheme only: no verdict)"
     loss = {s: statistics.fmean(o.actual_loss for o in outcomes if o.scheme == s) for s in "AB"}
     switch = loss["A"] > threshold.IN_SCOPE_BUDGET and loss["B"] < loss["A"]
     return (
@@ -241,6 +248,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", type=Path, default=benchmarks.DEFAULT_ROOT)
     p.add_argument("--json", type=Path, help="also write every outcome here")
     p.add_argument("--summarize", type=Path, help="only print the tables of an earlier --json")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=ROOT / "config.yml",
+        help="the pipeline to train (default: the project's config.yml)",
+    )
+    p.add_argument(
+        "--schemes",
+        default="AB",
+        choices=["AB", "A", "B"],
+        help="fold schemes to run (default: both)",
+    )
     args = p.parse_args(argv)
     if args.summarize:
         done = [Outcome(**o) for o in json.loads(args.summarize.read_text())]
@@ -252,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     outcomes: list[Outcome] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="careline-threshold-study-") as tmp:
-        trainer = Trainer(Path(tmp))
+        trainer = Trainer(Path(tmp), args.config.resolve())
         for n, draw in enumerate(all_draws, 1):
-            got = study(draw, trainer)
+            got = study(draw, trainer, args.schemes)
             outcomes += got
             picks = ", ".join(
                 f"{o.scheme}: t={o.threshold:.2f} predicted {o.predicted_loss:.3f} "

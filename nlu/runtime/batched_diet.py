@@ -7,14 +7,17 @@ post-processing (ranking, renormalisation) is Rasa's own `_predict_label`, so re
 one-at-a-time parsing (a test checks this on the whole project data).
 
 Intent classification only: with entity recognition on, it defers to Rasa's loop (entity
-decoding needs per-message token alignment we do not use).
+decoding needs per-message token alignment we do not use). It also defers when a featurizer
+gives sentence features without sequence features (StaticEmbeddingFeaturizer): DIET's
+batched scores then differ from one-at-a-time ones by up to ~2e-4, enough to flip near-ties
+(seen on the project data), so such pipelines keep Rasa's loop.
 """
 
 from __future__ import annotations
 
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.nlu.classifiers.diet_classifier import DIETClassifier
-from rasa.shared.nlu.constants import INTENT
+from rasa.shared.nlu.constants import FEATURE_TYPE_SEQUENCE, INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.utils.tensorflow.constants import ENTITY_RECOGNITION, INTENT_CLASSIFICATION
 
@@ -34,6 +37,7 @@ class BatchedDIETClassifier(DIETClassifier):
             or self.component_config[ENTITY_RECOGNITION]
             or not self.component_config[INTENT_CLASSIFICATION]
             or self._execution_context.should_add_diagnostic_data
+            or _sentence_only_features(messages[0])
         ):
             return super().process(messages)
         model_data = self._create_model_data(messages, training=False)
@@ -46,3 +50,12 @@ class BatchedDIETClassifier(DIETClassifier):
             message.set(INTENT, label, add_to_output=True)
             message.set("intent_ranking", ranking, add_to_output=True)
         return messages
+
+
+def _sentence_only_features(message: Message) -> bool:
+    """Does some featurizer give this message sentence features but no sequence features?"""
+    kinds: dict[str, set[str]] = {}
+    for f in message.features:
+        if f.attribute == TEXT:
+            kinds.setdefault(f.origin, set()).add(f.type)
+    return any(FEATURE_TYPE_SEQUENCE not in k for k in kinds.values())

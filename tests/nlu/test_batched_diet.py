@@ -2,6 +2,8 @@
 
 A small DIET with one transformer layer — so padding inside a batch really matters — is
 trained on the project data; every project text is then parsed both ways in the NLU runtime.
+Twice: on the n-gram featurizers (the batched path), and with the sentence-only token
+vectors too, where batching would shift scores and the classifier must keep Rasa's loop.
 """
 
 from __future__ import annotations
@@ -42,14 +44,20 @@ COMPARE = textwrap.dedent(
 )
 
 
-def test_batched_diet_matches_one_by_one(settings: Settings) -> None:
+@pytest.mark.parametrize("vectors", [False, True], ids=["ngrams", "with-token-vectors"])
+def test_batched_diet_matches_one_by_one(settings: Settings, vectors: bool) -> None:
     config = rasa_config(settings.config_path)
+    featurizers = [
+        c
+        for c in config["pipeline"]
+        if "Classifier" not in c["name"] and (vectors or "StaticEmbedding" not in c["name"])
+    ]
+    assert any("StaticEmbedding" in c["name"] for c in featurizers) is vectors
     config["pipeline"] = [
         # DIET reads per-token features, which our pipeline switches off
         *(
             {**c, "sequence_features": True} if "CountVectors" in c["name"] else c
-            for c in config["pipeline"]
-            if "Classifier" not in c["name"]
+            for c in featurizers
         ),
         {
             "name": "nlu.runtime.batched_diet.BatchedDIETClassifier",

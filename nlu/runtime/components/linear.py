@@ -34,6 +34,8 @@ from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, INTENT, INTENT_RANK
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from nlu.runtime.components.stored import CreatedUntrained
+
 log = logging.getLogger(__name__)
 
 _ARRAYS = "linear_intent.npz"
@@ -49,7 +51,7 @@ def _softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
-class LinearIntentClassifier(IntentClassifier, GraphComponent):
+class LinearIntentClassifier(CreatedUntrained, IntentClassifier, GraphComponent):
     """TF-IDF + LinearSVC intent classifier with calibrated softmax confidences."""
 
     @classmethod
@@ -70,6 +72,8 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
             "sublinear_tf": True,  # 1 + log(tf): repeated chars/words count less
             "featurizers": [],  # names/aliases of featurizers to use; [] means all
             "calibration_folds": 3,  # out-of-fold margins for the temperature fit
+            # weight of dense (pretrained vector) features beside the unit-length tf-idf row
+            "dense_weight": 1.0,
             "ranking_length": 10,
             "random_seed": 42,
         }
@@ -86,17 +90,6 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
         self._model_storage = model_storage
         self._resource = resource
         self._state = state
-
-    @classmethod
-    def create(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> LinearIntentClassifier:
-        """An untrained classifier."""
-        return cls(config, model_storage, resource)
 
     @classmethod
     def load(
@@ -120,13 +113,17 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
 
     # -- features -------------------------------------------------------------------------
 
-    def _features(self, messages: list[Message], width: int | None) -> _Counts:
-        """Sentence-level sparse (and dense, if any) features of TEXT, one row per message.
+    def _features(
+        self, messages: list[Message], width: int | None, dense_width: int | None = None
+    ) -> tuple[_Counts, np.ndarray]:
+        """Sentence-level features of TEXT, one row per message: sparse counts, and the
+        dense features (pretrained vectors) side by side (zero width without any).
 
-        The columns are Rasa's (`Message.get_sparse_features`: each featurizer's sentence
-        features side by side, in the order they were added), but the rows are assembled
-        once for all messages as plain CSR arrays: Rasa's per-message deep copies and
-        hstacks, and scipy's per-operation checks, cost more than the classifier itself.
+        The sparse columns are Rasa's (`Message.get_sparse_features`: each featurizer's
+        sentence features side by side, in the order they were added), but the rows are
+        assembled once for all messages as plain CSR arrays: Rasa's per-message deep copies
+        and hstacks, and scipy's per-operation checks, cost more than the classifier itself.
+        Dense features are kept apart: tf-idf weighting means nothing for them.
         """
         names = list(self._config["featurizers"])
         cols: list[np.ndarray] = []
@@ -134,8 +131,9 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
         offsets: list[int] = []  # of each block's columns
         sizes: list[int] = []  # stored values per block
         nnz = np.zeros(len(messages), dtype=np.int64)
+        dense_rows: list[np.ndarray | None] = []
         n_cols: int | None = None
-        for r, m in enumerate(messages):
+        for m in messages:
             offset = 0
             mine = [
                 f
@@ -144,20 +142,20 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
                 and f.type == FEATURE_TYPE_SENTENCE
                 and (not names or f.origin in names)
             ]
-            if not all(f.is_sparse() for f in mine):
-                # sparse first, then dense: the layout of Rasa's get_sparse/get_dense_features
-                mine.sort(key=lambda f: not f.is_sparse())
+            dense = [np.asarray(f.features, dtype=np.float64).reshape(-1)
+                     for f in mine if not f.is_sparse()]  # fmt: skip
+            dense_rows.append(np.concatenate(dense) if dense else None)
             for f in mine:
+                if not f.is_sparse():
+                    continue
                 block = f.features
                 if type(block) is not scipy.sparse.coo_matrix:  # featurizers give COO
-                    block = scipy.sparse.coo_matrix(
-                        block if f.is_sparse() else np.asarray(block).reshape(1, -1)
-                    )
+                    block = scipy.sparse.coo_matrix(block)
                 cols.append(block.col)
                 vals.append(block.data)
                 offsets.append(offset)
                 sizes.append(block.nnz)
-                nnz[r] += block.nnz
+                nnz[len(dense_rows) - 1] += block.nnz
                 offset += block.shape[1]
             if offset and n_cols is not None and offset != n_cols and width is None:
                 raise InvalidConfigException(f"{type(self).__name__}: feature widths differ")
@@ -176,7 +174,34 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
             indices, data = indices[keep], data[keep]
         indptr = np.zeros(len(messages) + 1, dtype=np.int64)
         np.cumsum(nnz, out=indptr[1:])
-        return _Counts(data, indices, indptr, total)
+        return _Counts(data, indices, indptr, total), self._dense(dense_rows, dense_width)
+
+    def _dense(self, rows: list[np.ndarray | None], width: int | None) -> np.ndarray:
+        """The dense rows as one matrix; a message without them (no text) gets zeros."""
+        if width is None:
+            widths = {len(r) for r in rows if r is not None}
+            if len(widths) > 1:
+                raise InvalidConfigException(f"{type(self).__name__}: dense widths differ")
+            width = widths.pop() if widths else 0
+        out = np.zeros((len(rows), width))
+        for i, r in enumerate(rows):
+            if r is not None and width:
+                if len(r) != width:
+                    raise InvalidConfigException(
+                        f"{type(self).__name__}: {len(r)} dense features, the model has {width}"
+                    )
+                out[i] = r
+        return out
+
+    def _design(
+        self, counts: _Counts, dense: np.ndarray, idf: np.ndarray
+    ) -> scipy.sparse.csr_matrix:
+        """What the SVM sees: unit-length tf-idf rows, then the dense features weighted."""
+        x = self._tfidf(counts, idf)
+        if not dense.shape[1]:
+            return x
+        weighted = scipy.sparse.csr_matrix(dense * float(self._config["dense_weight"]))
+        return scipy.sparse.hstack([x, weighted], format="csr")
 
     def _tfidf(self, counts: _Counts, idf: np.ndarray) -> scipy.sparse.csr_matrix:
         """(Sublinear) tf times idf, each row scaled to unit length."""
@@ -201,12 +226,12 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
             log.warning("%s: needs at least two intents; not trained", type(self).__name__)
             return self._resource
         y = np.array([labels.index(e.get(INTENT)) for e in examples])
-        counts = self._features(examples, None)
+        counts, dense = self._features(examples, None)
         if counts.width == 0:
             raise InvalidConfigException(f"{type(self).__name__}: no sparse TEXT features")
         df = np.bincount(counts.indices, minlength=counts.width)
         idf = np.log((1 + counts.n) / (1 + df)) + 1.0  # sklearn's smooth idf
-        x = self._tfidf(counts, idf)
+        x = self._design(counts, dense, idf)
 
         def svm() -> LinearSVC:
             return LinearSVC(C=float(self._config["C"]), random_state=self._config["random_seed"])
@@ -220,6 +245,7 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
             "labels": labels,
             "temperature": temperature,
             "width": int(counts.width),
+            "dense_width": int(dense.shape[1]),
             "idf": idf,
             # features seen in almost every example (the padding space of char n-grams) say
             # nothing about the intent; a message with only those has no evidence
@@ -257,7 +283,7 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
         if self._state is None:
             return
         with self._model_storage.write_to(self._resource) as directory:
-            meta = {k: self._state[k] for k in ("labels", "temperature", "width")}
+            meta = {k: self._state[k] for k in ("labels", "temperature", "width", "dense_width")}
             (directory / _META).write_text(json.dumps(meta, ensure_ascii=False))
             np.savez(
                 directory / _ARRAYS,
@@ -271,8 +297,8 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
         if self._state is None or not messages:
             return messages
         st = self._state
-        counts = self._features(messages, st["width"])
-        x = self._tfidf(counts, st["idf"])
+        counts, dense = self._features(messages, st["width"], st.get("dense_width", 0))
+        x = self._design(counts, dense, st["idf"])
         if "coef_t64" not in st:  # converted once, not per call (7 MB for 35 intents)
             st["coef_t64"] = st["coef"].T.astype(np.float64)
             st["informative_f64"] = st["informative"].astype(np.float64)

@@ -43,6 +43,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from nlu.runtime.components.char_ngrams import CharWbCounter
+from nlu.runtime.components.stored import CreatedUntrained
 from nlu.vi import normalize, text
 from nlu.vi.normalize import Lexicon, normalized_words
 
@@ -62,7 +63,7 @@ def _source_digest(*parts: object) -> str:
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_TOKENIZER, is_trainable=True)
-class VietnameseTokenizer(Tokenizer):
+class VietnameseTokenizer(CreatedUntrained, Tokenizer):
     """Whole-word tokenizer whose token lemmas are normalised Vietnamese/English chat.
 
     Trainable only so it can store the abbreviation table in the model: `train` reads the
@@ -92,17 +93,6 @@ class VietnameseTokenizer(Tokenizer):
         self._model_storage = model_storage
         self._resource = resource
         self._lexicon = lexicon
-
-    @classmethod
-    def create(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> VietnameseTokenizer:
-        """An untrained tokenizer: `train` still has to read the lexicon."""
-        return cls(config, model_storage, resource)
 
     @classmethod
     def load(
