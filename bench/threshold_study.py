@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["RASA_TELEMETRY_ENABLED"] = "false"
+os.environ.setdefault("RASA_MAX_CACHE_SIZE", "0")  # as nlu.training.nlu_env, for the same reasons
 
 from nlu import benchmarks, threshold  # noqa: E402
 from nlu.datasets import Example, to_rasa_yaml  # noqa: E402

@@ -56,6 +56,11 @@ def nlu_env(settings: Settings) -> dict[str, str]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     # Rasa phones home for telemetry by default; there is no network here and no consent.
     env["RASA_TELEMETRY_ENABLED"] = "false"
+    # Rasa's per-node training cache (.rasa/cache): we cache whole models by fingerprint, so
+    # it never saved us a training, and its LRU eviction is not safe between concurrent
+    # trainings (one process deleted a directory the other was evicting: FileNotFoundError).
+    # With the token vectors every training adds ~18 MB, so its 1 GB filled within a session.
+    env.setdefault("RASA_MAX_CACHE_SIZE", "0")
     return env
 
 
