@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,10 @@ from nlu.runtime.components.stored import CreatedUntrained
 from nlu.vi.text import detect_language
 
 log = logging.getLogger(__name__)
+
+# The tokenizer's own thread pool would compete with the NLU service's event loop for the
+# two cores, and batches are small: one thread was ~2.5x faster per message here.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 PATH_KEY = "path"
 SKIP_KEY = "skip_languages"
@@ -80,20 +85,23 @@ class SentenceEmbedder:
         return int(self.table.shape[1])
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """One row per text; the same row whether a text comes alone or in a batch."""
+        """One row per text; the same row whether a text comes alone or in a batch (each
+        row is its own sum, in token order, then scaled)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
-        for row, enc in enumerate(encodings):
-            ids = np.asarray(enc.ids, dtype=np.int64)
-            ids = ids[(ids >= 0) & (ids < self.table.shape[0])]
-            if ids.size:
-                v = self.table[ids].mean(axis=0)
-                norm = float(np.linalg.norm(v))
-                if norm > 0:
-                    out[row] = v / norm
-        return out
+        ids = [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter((i for row in ids for i in row), dtype=np.int64, count=lengths.sum())
+        if not flat.size:
+            return out
+        np.clip(flat, 0, self.table.shape[0] - 1, out=flat)
+        some = lengths > 0
+        starts = (np.cumsum(lengths) - lengths)[some]
+        out[some] = np.add.reduceat(self.table[flat], starts, axis=0) / lengths[some, None]
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return out / norms
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=True)
