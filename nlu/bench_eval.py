@@ -24,7 +24,7 @@ from nlu import benchmarks, threshold
 from nlu.datasets import Example, to_rasa_yaml
 from nlu.fingerprint import model_fingerprint, rasa_config
 from nlu.threshold import Choice, Scored
-from nlu.training import COMPONENT_CODE, LEXICON_DATA, nlu_env, train_nlu
+from nlu.training import COMPONENT_CODE, MODEL_DATA, nlu_env, train_nlu
 
 PIPELINES = ("ours", "stock")
 
@@ -101,9 +101,7 @@ def run(
 def _model(settings: Settings, label: str, pipeline: str, train_file: Path) -> tuple[Path, bool]:
     """The model of `pipeline` trained on `train_file`, from the cache when unchanged."""
     config = _config(settings, pipeline)
-    code = (
-        [settings.root / p for p in (*COMPONENT_CODE, LEXICON_DATA)] if pipeline == "ours" else []
-    )
+    code = [settings.root / p for p in (*COMPONENT_CODE, *MODEL_DATA)] if pipeline == "ours" else []
     fp = model_fingerprint(config, [train_file], code, root=settings.root)
     model = _bench_dir(settings) / f"{label}-{pipeline}-{fp}.tar.gz"
     if model.is_file():

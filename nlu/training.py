@@ -28,6 +28,10 @@ from nlu.fingerprint import model_fingerprint, model_name, rasa_config
 # normalisation they call). Part of the fingerprint so editing it retrains.
 COMPONENT_CODE = ("nlu/runtime/components", "nlu/runtime/batched_diet.py", "nlu/vi")
 LEXICON_DATA = "data/lexicon"
+# Names the exact vectors (wheel and SHA-256) that scripts/fetch-embeddings.sh installed:
+# part of the fingerprint so other vectors retrain.
+EMBEDDINGS_SOURCE = "var/embeddings/wordllama-l2-supercat-256/SOURCE"
+MODEL_DATA = (LEXICON_DATA, EMBEDDINGS_SOURCE)  # data besides data/nlu that a model bakes in
 
 
 class TrainingError(RuntimeError):
@@ -68,7 +72,7 @@ def project_model(settings: Settings) -> ProjectModel:
     """The model the current config.yml + data/ should produce (trained or not)."""
     fp = model_fingerprint(
         rasa_config(settings.config_path),
-        [settings.path(settings.nlu.data), settings.root / LEXICON_DATA],
+        [settings.path(settings.nlu.data), *(settings.root / p for p in MODEL_DATA)],
         [settings.root / p for p in COMPONENT_CODE],
         root=settings.root,
     )

@@ -126,3 +126,86 @@ def test_token_vectors(settings: Settings) -> None:
     # the licence travels with the vectors (scripts/fetch-embeddings.sh copies it)
     fetched = settings.root / "var" / "embeddings" / "wordllama-l2-supercat-256"
     assert (fetched / "LICENSE").read_text().startswith("MIT License")
+
+
+FIT_SCRIPT = textwrap.dedent(
+    """
+    import json, tempfile
+    from pathlib import Path
+
+    import numpy as np
+    import scipy.sparse
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+    from rasa.engine.storage.resource import Resource
+    from rasa.shared.nlu.constants import INTENT, TEXT
+    from rasa.shared.nlu.training_data.features import Features
+    from rasa.shared.nlu.training_data.message import Message
+    from rasa.shared.nlu.training_data.training_data import TrainingData
+
+    from nlu.runtime.components.linear import LinearIntentClassifier, _softmax
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(3, 8))
+
+    def draw(label):
+        counts = scipy.sparse.coo_matrix(rng.poisson(0.3, size=(1, 40)).astype(float))
+        dense = (centres[label] + rng.normal(scale=0.8, size=8)).reshape(1, -1)
+        return counts, dense.astype(np.float32)
+
+    def message(i, label, features=None):
+        counts, dense = features or draw(label)
+        m = Message({TEXT: f"text {i}"})
+        m.add_features(Features(counts, "sentence", TEXT, "counts"))
+        m.add_features(Features(dense, "sentence", TEXT, "vectors"))
+        return m, label
+
+    data = [message(i, i % 3) for i in range(90)]
+    for m, label in data:
+        m.set(INTENT, f"intent{label}")
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = LocalModelStorage(Path(tmp))
+        clf = LinearIntentClassifier.create({"dense_weight": 0.5}, storage, Resource("c"), None)
+        clf.train(TrainingData([m for m, _ in data]))
+        st = clf._state
+        held = [draw(i % 3) for i in range(30)]
+        test = [message(1000 + i, i % 3, f)[0] for i, f in enumerate(held)]
+        # what the SVM was fitted on, for these messages: the training-time design
+        counts, dense = clf._features(test, st["width"], st["dense_width"])
+        design = clf._design(counts, dense, st["idf"])
+        scores = design @ st["coef"].T.astype(np.float64) + st["intercept"]
+        expected = _softmax(np.asarray(scores), st["temperature"])
+        loaded = LinearIntentClassifier.load({"dense_weight": 0.5}, storage, Resource("c"), None)
+        loaded.process(test)
+        got = [{r["name"]: r["confidence"] for r in m.get("intent_ranking")} for m in test]
+        labels = st["labels"]
+        out["worst"] = max(
+            abs(g[labels[j]] - expected[i, j]) for i, g in enumerate(got) for j in range(3)
+        )
+        out["dense_width"] = int(st["dense_width"])
+        # the same messages under another weight score differently: the check above would
+        # see a weight that prediction forgot or applied twice
+        other = LinearIntentClassifier.load({"dense_weight": 1.0}, storage, Resource("c"), None)
+        again = [message(1000 + i, i % 3, f)[0] for i, f in enumerate(held)]
+        other.process(again)
+        out["weight_moves"] = max(
+            abs(a.get("intent")["confidence"] - b.get("intent")["confidence"])
+            for a, b in zip(again, test)
+        )
+    print(json.dumps(out))
+    """
+)
+
+
+def test_prediction_matches_the_fitted_design(settings: Settings) -> None:
+    """`process` (split coefficients, dense product apart) scores what training fitted:
+    the unit-length tf-idf row with the weighted dense block appended."""
+    out = subprocess.run(
+        [str(settings.nlu_python), "-c", FIT_SCRIPT],
+        cwd=settings.root, env=nlu_env(settings), capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["dense_width"] == 8
+    assert result["worst"] < 1e-9, result
+    assert result["weight_moves"] > 1e-3, result

@@ -79,6 +79,12 @@ class SentenceEmbedder:
         self.tokenizer = Tokenizer.from_str(tokenizer_json)
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
+        vocab = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        if vocab > self.table.shape[0]:  # a table from another model: ids would miss rows
+            raise InvalidConfigException(
+                f"token vectors: the tokenizer has {vocab} tokens but the table "
+                f"{self.table.shape[0]} rows"
+            )
 
     @property
     def dim(self) -> int:
@@ -95,7 +101,6 @@ class SentenceEmbedder:
         flat = np.fromiter((i for row in ids for i in row), dtype=np.int64, count=lengths.sum())
         if not flat.size:
             return out
-        np.clip(flat, 0, self.table.shape[0] - 1, out=flat)
         some = lengths > 0
         starts = (np.cumsum(lengths) - lengths)[some]
         out[some] = np.add.reduceat(self.table[flat], starts, axis=0) / lengths[some, None]
