@@ -103,13 +103,18 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_token_vectors(settings: Settings) -> None:
+def _run(settings: Settings, script: str) -> dict:
+    """Run `script` in the NLU runtime; its last line of output is JSON."""
     out = subprocess.run(
-        [str(settings.nlu_python), "-c", SCRIPT],
+        [str(settings.nlu_python), "-c", script],
         cwd=settings.root, env=nlu_env(settings), capture_output=True, text=True,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_token_vectors(settings: Settings) -> None:
+    result = _run(settings, SCRIPT)
     assert result["dim"] == 256
     assert result["batch_same"] is True
     assert result["empty_has_feature"] is False  # no text, no feature (the classifier zeros it)
@@ -200,12 +205,7 @@ FIT_SCRIPT = textwrap.dedent(
 def test_prediction_matches_the_fitted_design(settings: Settings) -> None:
     """`process` (split coefficients, dense product apart) scores what training fitted:
     the unit-length tf-idf row with the weighted dense block appended."""
-    out = subprocess.run(
-        [str(settings.nlu_python), "-c", FIT_SCRIPT],
-        cwd=settings.root, env=nlu_env(settings), capture_output=True, text=True,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _run(settings, FIT_SCRIPT)
     assert result["dense_width"] == 8
     assert result["worst"] < 1e-9, result
     assert result["weight_moves"] > 1e-3, result
