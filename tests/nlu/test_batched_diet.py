@@ -2,8 +2,9 @@
 
 A small DIET with one transformer layer — so padding inside a batch really matters — is
 trained on the project data; every project text is then parsed both ways in the NLU runtime.
-Twice: on the n-gram featurizers (the batched path), and with the sentence-only token
-vectors too, where batching would shift scores and the classifier must keep Rasa's loop.
+On the n-gram featurizers. With the sentence-only token vectors, batched DIET scores moved
+by ~2e-4 and flipped near-ties on 148 project texts (a DIET trained on the whole pipeline,
+session 6), so the classifier keeps Rasa's loop there; the second test checks it notices.
 """
 
 from __future__ import annotations
@@ -44,15 +45,15 @@ COMPARE = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("vectors", [False, True], ids=["ngrams", "with-token-vectors"])
-def test_batched_diet_matches_one_by_one(settings: Settings, vectors: bool) -> None:
+def test_batched_diet_matches_one_by_one(settings: Settings) -> None:
     config = rasa_config(settings.config_path)
+    # the n-gram featurizers: the token vectors give sentence-only features, for which the
+    # classifier keeps Rasa's loop (test below)
     featurizers = [
         c
         for c in config["pipeline"]
-        if "Classifier" not in c["name"] and (vectors or "StaticEmbedding" not in c["name"])
+        if "Classifier" not in c["name"] and "StaticEmbedding" not in c["name"]
     ]
-    assert any("StaticEmbedding" in c["name"] for c in featurizers) is vectors
     config["pipeline"] = [
         # DIET reads per-token features, which our pipeline switches off
         *(
@@ -84,3 +85,36 @@ def test_batched_diet_matches_one_by_one(settings: Settings, vectors: bool) -> N
     assert result["n"] > 1500
     assert result["mismatches"] == []
     assert result["worst"] < 1e-4
+
+
+GUARD = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    import scipy.sparse
+    from rasa.shared.nlu.constants import TEXT
+    from rasa.shared.nlu.training_data.features import Features
+    from rasa.shared.nlu.training_data.message import Message
+
+    from nlu.runtime.batched_diet import _sentence_only_features
+
+    def message(vectors):
+        m = Message({TEXT: "hi"})
+        counts = scipy.sparse.coo_matrix(np.ones((2, 5)))
+        m.add_features(Features(counts, "sequence", TEXT, "ngrams"))
+        m.add_features(Features(counts.tocsr()[:1].tocoo(), "sentence", TEXT, "ngrams"))
+        if vectors:
+            m.add_features(Features(np.ones((1, 4)), "sentence", TEXT, "vectors"))
+        return m
+
+    print(json.dumps([_sentence_only_features(message(v)) for v in (False, True)]))
+    """
+)
+
+
+def test_sentence_only_features_keep_rasas_loop(settings: Settings) -> None:
+    out = subprocess.run(
+        [str(settings.nlu_python), "-c", GUARD],
+        cwd=settings.root, env=nlu_env(settings), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True]
