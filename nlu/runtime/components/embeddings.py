@@ -24,7 +24,6 @@ need sequence features, which this component does not produce.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -43,12 +42,13 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from nlu.runtime.components.stored import CreatedUntrained
+from nlu.runtime.components.vietnamese import _source_digest
 from nlu.vi.text import detect_language
 
 log = logging.getLogger(__name__)
 
 # The tokenizer's own thread pool would compete with the NLU service's event loop for the
-# two cores, and batches are small: one thread was ~2.5x faster per message here.
+# two cores, and batches are small: one thread was faster per message (bench/nlu_profile.py).
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 PATH_KEY = "path"
@@ -60,13 +60,6 @@ _TENSOR = "embedding.weight"
 _STORED_TABLE = "embedding.npy"
 _STORED_TOKENIZER = "tokenizer.json"
 _STORED_META = "embedding.json"
-
-
-def _digest(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(p.read_bytes() if p.is_file() else b"<missing>")
-    return h.hexdigest()
 
 
 class SentenceEmbedder:
@@ -177,7 +170,8 @@ class StaticEmbeddingFeaturizer(CreatedUntrained, DenseFeaturizer, GraphComponen
     @classmethod
     def fingerprint_addon(cls, config: dict[str, Any]) -> str | None:
         """Retrain (not reuse Rasa's cache) when the vectors change."""
-        return _digest(*cls._files(config))
+        return _source_digest(*(p.read_bytes() if p.is_file() else b"<missing>"
+                                 for p in cls._files(config)))  # fmt: skip
 
     def train(self, training_data: TrainingData) -> Resource:
         """Read the vectors and store them in the model."""

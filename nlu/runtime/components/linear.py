@@ -133,7 +133,7 @@ class LinearIntentClassifier(CreatedUntrained, IntentClassifier, GraphComponent)
         nnz = np.zeros(len(messages), dtype=np.int64)
         dense_rows: list[np.ndarray | None] = []
         n_cols: int | None = None
-        for m in messages:
+        for r, m in enumerate(messages):
             offset = 0
             mine = [
                 f
@@ -154,7 +154,7 @@ class LinearIntentClassifier(CreatedUntrained, IntentClassifier, GraphComponent)
                 vals.append(block.data)
                 offsets.append(offset)
                 sizes.append(block.nnz)
-                nnz[len(dense_rows) - 1] += block.nnz
+                nnz[r] += block.nnz
                 offset += block.shape[1]
             if offset and n_cols is not None and offset != n_cols and width is None:
                 raise InvalidConfigException(f"{type(self).__name__}: feature widths differ")
