@@ -50,7 +50,9 @@ async def test_english_speaker_is_greeted_in_english(tg: Harness) -> None:
 async def test_human_command_escalates_like_the_widget_button(tg: Harness) -> None:
     lan = tg.user()
     await lan.say(lan.command("/human"))
-    await lan.received(3)
+    # The request_human answer, "escalated", "pending", then (nobody is online) the desk's
+    # callback offer, which comes from a task of its own, a moment later.
+    await lan.received(4)
     conv = await tg.conversation_of(lan)
     assert conv.state == "WAITING_AGENT" and conv.bot_only is False
     (esc,) = await tg.db.escalations(conv.id)
@@ -59,6 +61,7 @@ async def test_human_command_escalates_like_the_widget_button(tg: Harness) -> No
     told = tg.fake.texts(lan.chat_id)
     assert told == await tg.outbound_texts(conv.id)
     assert any("1800 6868" in t for t in told)  # what happens next, honestly
+    assert "để lại số điện thoại" in told[3]  # the callback offer
     assert await tg.gateway.gw.engine.queues.position(conv.id) is not None
     assert (await tg.db.transcript(conv.id))[0].text == "Gặp nhân viên"  # the button's title
 
