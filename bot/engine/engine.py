@@ -377,9 +377,10 @@ class ConversationEngine:
         if conv.state == State.WAITING_AGENT and await self._capture_callback(conv, msg):
             return
         t = self.triage.classify(msg.text)
-        was = conv.severity
-        conv = await self._raise_severity(conv, t)
-        if t.severity == "critical" and was != "critical":
+        if t.severity == "critical" and conv.severity != "critical":
+            # Safety words first, then the record, then the severity: the stored severity
+            # stays below critical until the last step, so a crash anywhere in between is
+            # finished when this message is processed again (the reply is idempotent).
             lang = detect_language(msg.text, default=conv.language) or conv.language
             await self._reply(
                 conv, msg, "safety", self.content.system("safety", lang), sender="system"
@@ -392,6 +393,7 @@ class ConversationEngine:
                 queue=conv.queue,
                 reason="; ".join(t.reasons),
             )
+        await self._raise_severity(conv, t)
 
     async def _capture_callback(self, conv: Any, msg: Any) -> bool:
         """After a callback offer, a message with a phone number or email is the request."""

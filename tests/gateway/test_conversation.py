@@ -168,10 +168,16 @@ async def test_danger_revealed_while_waiting_for_a_person(gateway) -> None:  # t
             and "114" in f["event"]["message"]["text"]
         )  # fmt: skip
         assert "unplug" in safety["event"]["message"]["text"]
+        # The customer is told first; the record and the severity follow, severity last.
+        await wait_for(lambda: _severity_is(db, conv.id, "critical"))
         conv = await db.get_conversation(conv.id)
-        assert conv.severity == "critical" and conv.state == "WAITING_AGENT"
+        assert conv.state == "WAITING_AGENT"
         (waiting,) = await gateway.gw.engine.queues.waiting(conv.queue, 10)
         assert waiting.severity == "critical"  # moved up the line
         assert [e.severity for e in await db.escalations(conv.id)][-1] == "critical"
     finally:
         await c.close()
+
+
+async def _severity_is(db, conversation_id: str, severity: str) -> bool:  # type: ignore[no-untyped-def]
+    return (await db.get_conversation(conversation_id)).severity == severity

@@ -330,6 +330,45 @@ async def test_escalation_cut_short_by_a_crash_is_finished(tmp_path, nlu_url) ->
             await customer.close()
 
 
+async def test_danger_while_waiting_survives_a_crash_before_the_record(tmp_path, nlu_url) -> None:  # type: ignore[no-untyped-def]
+    """The worker dies after the safety words but before the critical escalation is recorded:
+    the retry records it and raises the severity, and the customer hears the words once."""
+    async with (
+        backend_settings("postgresql", tmp_path, claim_idle_s=1, sweep_every_s=1) as s,
+        running_gateway(desk_settings(s), nlu_url) as g,
+    ):
+        db = g.gw.db
+        real_add = db.add_escalation
+        crashed = []
+
+        async def crash_once(*args: Any, **kw: Any) -> Any:
+            if kw.get("severity") == "critical" and not crashed:
+                crashed.append(args[0])
+                raise ConnectionError("simulated crash between the safety words and the record")
+            return await real_add(*args, **kw)
+
+        db.add_escalation = crash_once
+        customer = WidgetClient(g.ws_url, locale="en")
+        try:
+            await customer.connect()
+            await customer.say(ASK_HUMAN)
+            await _state(customer, "WAITING_AGENT")
+            cid = customer.conversation_id
+            await customer.say("the charger is smoking and smells like burning plastic")
+
+            async def critical() -> bool:
+                return (await db.get_conversation(cid)).severity == "critical"
+
+            await wait_for(critical, timeout=30)
+            assert crashed == [cid]  # the crash really happened on the way
+            escalations = await db.escalations(cid)
+            assert [(e.kind, e.severity) for e in escalations][-1] == ("escalated", "critical")
+            safety = [m for m in await db.transcript(cid) if "114" in m.text]
+            assert len(safety) == 1 and "unplug" in safety[0].text
+        finally:
+            await customer.close()
+
+
 async def test_watching_stops_when_another_agent_takes_the_chat(desk_gateway) -> None:  # type: ignore[no-untyped-def]
     g = desk_gateway
     an = await _agent(g, "an", queues=["general"])
