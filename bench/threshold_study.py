@@ -156,18 +156,15 @@ class Trainer:
         self.trained = 0
 
     def scores(self, train: Sequence[Example], examples: Sequence[Example]) -> list[Scored]:
-        from rasa.model_training import train_nlu
-
-        from nlu.runtime.evaluate import predict
+        from nlu.runtime.fold_scores import train_and_score
 
         self.trained += 1
         data = self.workdir / "train.yml"
         data.write_text(to_rasa_yaml(train), encoding="utf-8")
-        name = f"m{self.trained}"
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            train_nlu(str(self.config), str(data), str(self.workdir), fixed_model_name=name)
-            preds = predict(self.workdir / f"{name}.tar.gz", list(examples))
-        (self.workdir / f"{name}.tar.gz").unlink()
+        with contextlib.redirect_stderr(io.StringIO()):  # the scoring progress line
+            preds = train_and_score(
+                self.config, data, list(examples), self.workdir, f"m{self.trained}"
+            )
         return [
             Scored(e.intent == OOS, p.top == e.intent, p.confidence)
             for e, p in zip(examples, preds, strict=True)

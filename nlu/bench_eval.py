@@ -24,7 +24,7 @@ from nlu import benchmarks, threshold
 from nlu.datasets import Example, to_rasa_yaml
 from nlu.fingerprint import model_fingerprint, rasa_config
 from nlu.threshold import Choice, Scored
-from nlu.training import COMPONENT_CODE, MODEL_DATA, nlu_env, train_nlu
+from nlu.training import COMPONENT_CODE, MODEL_DATA, TrainingError, nlu_env, train_nlu
 
 PIPELINES = ("ours", "stock")
 
@@ -135,10 +135,12 @@ def _scored(settings: Settings, model: Path, examples: list[Example], tmp: Path)
     val_file, scores = tmp / "val.yml", tmp / "val-scores.json"
     val_file.write_text(to_rasa_yaml(examples), encoding="utf-8")
     _evaluate(settings, model, val_file, tmp / "val.json", ["--scores", str(scores)])
-    return [
-        Scored(gold == benchmarks.OOS, top == gold, float(conf))
-        for gold, top, conf in json.loads(scores.read_text())
-    ]
+    return _as_scored(json.loads(scores.read_text()))
+
+
+def _as_scored(rows: list[list[Any]]) -> list[Scored]:
+    """[gold, top intent, confidence] rows, as the threshold choice reads them."""
+    return [Scored(gold == benchmarks.OOS, top == gold, float(conf)) for gold, top, conf in rows]
 
 
 def tune(settings: Settings, bench: benchmarks.Benchmark, model: Path, tmp: Path) -> Choice:
@@ -158,15 +160,38 @@ def tune(settings: Settings, bench: benchmarks.Benchmark, model: Path, tmp: Path
         if bench.has_oos
         else threshold.folds(bench.train, benchmarks.OOS, n_folds=1, pseudo_oos=False)
     )
-    scored: list[Scored] = []
+    return threshold.choose(_fold_scores(settings, bench.name, made, tmp))
+
+
+def _fold_scores(
+    settings: Settings, name: str, made: list[threshold.Fold], tmp: Path
+) -> list[Scored]:
+    """Every fold's held-out confidences, from one NLU-runtime process that trains the fold
+    models in turn (nlu/runtime/fold_scores.py), or from the cache when nothing changed."""
+    pairs: list[Path] = []
     for k, fold in enumerate(made):
-        fold_file = _bench_dir(settings) / f"{bench.name}-tune{k}-train.yml"
-        fold_file.write_text(to_rasa_yaml(fold.train), encoding="utf-8")
-        fold_model, _ = _model(settings, f"{bench.name}-tune{k}", "ours", fold_file)
-        print(f"[{bench.name}/ours] tuning fold {k + 1}/{len(made)}: {len(fold.val)} held-out "
-              "examples ...", file=sys.stderr, flush=True)  # fmt: skip
-        scored += _scored(settings, fold_model, fold.val, tmp)
-    return threshold.choose(scored)
+        for part, examples in (("train", fold.train), ("val", fold.val)):
+            path = _bench_dir(settings) / f"{name}-tune{k}-{part}.yml"
+            path.write_text(to_rasa_yaml(examples), encoding="utf-8")
+            pairs.append(path)
+    config = _config(settings, "ours")
+    code = [settings.root / p for p in (*COMPONENT_CODE, *MODEL_DATA)]
+    fp = model_fingerprint(config, pairs, code, root=settings.root)
+    cached = _bench_dir(settings) / f"{name}-tune-{fp}.json"
+    if not cached.is_file():
+        print(f"[{name}/ours] tuning the threshold: {len(made)} fold models ...",
+              file=sys.stderr, flush=True)  # fmt: skip
+        cfg, out = tmp / "tune-config.yml", tmp / "tune-scores.json"
+        cfg.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+        folds = [arg for i in range(0, len(pairs), 2)
+                 for arg in ("--fold", str(pairs[i]), str(pairs[i + 1]))]  # fmt: skip
+        cmd = [str(settings.nlu_python), "-m", "nlu.runtime.fold_scores", "--config", str(cfg),
+               "--out", str(out), "--workdir", str(tmp / "folds"), *folds]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=settings.root, env=nlu_env(settings), check=False)
+        if proc.returncode != 0:
+            raise TrainingError(f"threshold tuning failed (exit {proc.returncode}); see above")
+        out.replace(cached)
+    return [s for fold in json.loads(cached.read_text(encoding="utf-8")) for s in _as_scored(fold)]
 
 
 def render(rows: list[Row]) -> str:
