@@ -13,6 +13,8 @@ draws are English. On draws 0–3 it lands close to the real pipeline (docs/BENC
 
     .venv-nlu/bin/python bench/pipeline_sketch.py --draws 4                    # n-grams only
     .venv-nlu/bin/python bench/pipeline_sketch.py --draws 4 --dense-weight 1   # + vectors
+    .venv-nlu/bin/python bench/pipeline_sketch.py --dense-weight 1 --budgets 0.01,0.03,1
+                                            # what other in-scope budgets cost and catch
 """
 
 from __future__ import annotations
@@ -122,28 +124,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=4, help="per source and shape")
     p.add_argument("--start", type=int, default=0, help="index of the first draw")
     p.add_argument("--dense-weight", type=float, default=0.0, help="0: no token vectors")
+    p.add_argument("--budgets", default=str(threshold.IN_SCOPE_BUDGET),
+                   help="comma-separated in-scope budgets to choose the threshold under "
+                   "(what each costs and catches, on the same draws)")  # fmt: skip
     p.add_argument("--root", type=Path, default=benchmarks.DEFAULT_ROOT)
     args = p.parse_args(argv)
+    budgets = [float(b) for b in args.budgets.split(",")]
     embed = token_vectors() if args.dense_weight else None
-    rows = []
+    rows: dict[float, list[tuple[float, float, float]]] = {b: [] for b in budgets}
     for draw in ts.draws(args.root, args.draws, args.start):
         folds: list[threshold.Scored] = []
         for f in threshold.split_folds(draw.train, ts.OOS):
             folds += Sketch(f.train, args.dense_weight, embed).scored(f.val)
-        t = threshold.choose(folds).threshold
         on_eval = Sketch(draw.train, args.dense_weight, embed).scored(draw.evaluation)
-        ins, oos = threshold.rates(on_eval, t)
-        loss = threshold.rates(on_eval, 0.0)[0] - ins
-        rows.append((loss, ins, oos or 0.0))
-        print(f"{draw.source} {draw.shape} #{draw.index}: t={t:.2f} in-scope {ins:.3f} "
-              f"OOS recall {oos:.3f} loss {loss:.4f}", flush=True)  # fmt: skip
-    over = sum(r[0] > threshold.IN_SCOPE_BUDGET + 1e-9 for r in rows)
-    print(
-        f"{len(rows)} draws, dense weight {args.dense_weight}: in-scope acc (at the "
-        f"threshold) {statistics.fmean(r[1] for r in rows):.3f}, OOS recall "
-        f"{statistics.fmean(r[2] for r in rows):.3f}, real in-scope loss "
-        f"{statistics.fmean(r[0] for r in rows):.4f}, {over}/{len(rows)} over budget"
-    )
+        for budget in budgets:
+            t = threshold.choose(folds, max_in_scope_loss=budget).threshold
+            ins, oos = threshold.rates(on_eval, t)
+            loss = threshold.rates(on_eval, 0.0)[0] - ins
+            rows[budget].append((loss, ins, oos or 0.0))
+            print(f"{draw.source} {draw.shape} #{draw.index} budget {budget}: t={t:.2f} "
+                  f"in-scope {ins:.3f} OOS {oos:.3f} loss {loss:.4f}", flush=True)  # fmt: skip
+    for budget, rs in rows.items():
+        over = sum(r[0] > budget + 1e-9 for r in rs)
+        print(
+            f"{len(rs)} draws, dense weight {args.dense_weight}, budget {budget}: in-scope acc "
+            f"(at the threshold) {statistics.fmean(r[1] for r in rs):.3f}, OOS recall "
+            f"{statistics.fmean(r[2] for r in rs):.3f}, real in-scope loss "
+            f"{statistics.fmean(r[0] for r in rs):.4f}, {over}/{len(rs)} over budget"
+        )
     return 0
 
 

@@ -23,7 +23,7 @@ from bot.settings import Settings
 from nlu import benchmarks, threshold
 from nlu.datasets import Example, to_rasa_yaml
 from nlu.fingerprint import model_fingerprint, rasa_config
-from nlu.threshold import Choice, Scored
+from nlu.threshold import IN_SCOPE_BUDGET, Choice, Scored
 from nlu.training import COMPONENT_CODE, MODEL_DATA, TrainingError, nlu_env, train_nlu
 
 PIPELINES = ("ours", "stock")
@@ -69,9 +69,11 @@ def run(
     pipelines: tuple[str, ...] = PIPELINES,
     root: Path | None = None,
     threshold: float | None = None,
+    budget: float = IN_SCOPE_BUDGET,
 ) -> list[Row]:
     """Train (or reuse) and score each pipeline. For ours the fallback threshold is tuned
-    on validation data unless `threshold` fixes it; stock Rasa keeps its own default."""
+    on validation data, giving up at most `budget` of in-scope accuracy there, unless
+    `threshold` fixes it; stock Rasa keeps its own default."""
     rows: list[Row] = []
     for bench in benchmarks.load(name, root):
         with tempfile.TemporaryDirectory(prefix="careline-bench-") as tmp:
@@ -89,8 +91,8 @@ def run(
                 t = None
                 if pipeline == "ours":
                     if threshold is None:
-                        choice = tune(settings, bench, model, Path(tmp))
-                        t, tuning = choice.threshold, asdict(choice)
+                        choice = tune(settings, bench, model, Path(tmp), budget)
+                        t, tuning = choice.threshold, {**asdict(choice), "budget": budget}
                     else:
                         t, tuning = threshold, {"threshold": threshold, "fixed": True}
                 report = _score(settings, bench, pipeline, model, test_file, Path(tmp), t)
@@ -143,7 +145,13 @@ def _as_scored(rows: list[list[Any]]) -> list[Scored]:
     return [Scored(gold == benchmarks.OOS, top == gold, float(conf)) for gold, top, conf in rows]
 
 
-def tune(settings: Settings, bench: benchmarks.Benchmark, model: Path, tmp: Path) -> Choice:
+def tune(
+    settings: Settings,
+    bench: benchmarks.Benchmark,
+    model: Path,
+    tmp: Path,
+    budget: float = IN_SCOPE_BUDGET,
+) -> Choice:
     """Our fallback threshold for `bench`, chosen on validation data only (never test).
 
     With a validation split (CLINC150) the full-train `model` scores it; otherwise models
@@ -152,7 +160,7 @@ def tune(settings: Settings, bench: benchmarks.Benchmark, model: Path, tmp: Path
     if bench.val:
         print(f"[{bench.name}/ours] tuning the threshold on {len(bench.val)} validation "
               "examples ...", file=sys.stderr, flush=True)  # fmt: skip
-        return threshold.choose(_scored(settings, model, bench.val, tmp))
+        return threshold.choose(_scored(settings, model, bench.val, tmp), max_in_scope_loss=budget)
     # With out-of-scope messages to catch: split folds (bench/threshold_study.py chose them
     # over taking both sides from held-out-intent folds); without, one 80/20 split.
     made = (
@@ -160,7 +168,7 @@ def tune(settings: Settings, bench: benchmarks.Benchmark, model: Path, tmp: Path
         if bench.has_oos
         else threshold.folds(bench.train, benchmarks.OOS, n_folds=1, pseudo_oos=False)
     )
-    return threshold.choose(_fold_scores(settings, bench.name, made, tmp))
+    return threshold.choose(_fold_scores(settings, bench.name, made, tmp), max_in_scope_loss=budget)
 
 
 def _fold_scores(

@@ -69,6 +69,14 @@ def test_nlu_eval_reports_accuracy_macro_f1_and_slices(nlu_model: Path, tmp_path
     assert "vi:no-diacritics" in out.stdout and "macro-F1" in out.stdout
 
 
+def test_nlu_eval_refuses_a_budget_that_is_not_a_share() -> None:
+    out = subprocess.run(
+        [CARELINE, "nlu", "eval", "--benchmark", "hint3-sofmattress", "--in-scope-budget", "2"],
+        capture_output=True, text=True, env=_env(), timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2 and "between 0 and 1 (0.01 is one point), not 2.0" in out.stderr
+
+
 def test_run_prints_urls_serves_and_stops_cleanly(nlu_model: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
