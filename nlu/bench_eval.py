@@ -9,6 +9,7 @@ fingerprint of config + training data, so a rerun only scores.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,9 +25,12 @@ from nlu import benchmarks, threshold
 from nlu.datasets import Example, to_rasa_yaml
 from nlu.fingerprint import model_fingerprint, rasa_config
 from nlu.threshold import IN_SCOPE_BUDGET, Choice, Scored
-from nlu.training import COMPONENT_CODE, MODEL_DATA, TrainingError, nlu_env, train_nlu
+from nlu.training import TrainingError, nlu_env, pipeline_fingerprint, train_nlu
 
 PIPELINES = ("ours", "stock")
+# Code that turns a fold model into the cached fold scores: part of their fingerprint.
+SCORING_CODE = ("nlu/runtime/fold_scores.py", "nlu/runtime/evaluate.py", "nlu/runtime/model.py",
+                "nlu/datasets.py")  # fmt: skip
 
 
 @dataclass
@@ -103,8 +107,10 @@ def run(
 def _model(settings: Settings, label: str, pipeline: str, train_file: Path) -> tuple[Path, bool]:
     """The model of `pipeline` trained on `train_file`, from the cache when unchanged."""
     config = _config(settings, pipeline)
-    code = [settings.root / p for p in (*COMPONENT_CODE, *MODEL_DATA)] if pipeline == "ours" else []
-    fp = model_fingerprint(config, [train_file], code, root=settings.root)
+    if pipeline == "ours":
+        fp = pipeline_fingerprint(settings, config, [train_file])
+    else:
+        fp = model_fingerprint(config, [train_file], root=settings.root)
     model = _bench_dir(settings) / f"{label}-{pipeline}-{fp}.tar.gz"
     if model.is_file():
         return model, False
@@ -183,22 +189,27 @@ def _fold_scores(
             path.write_text(to_rasa_yaml(examples), encoding="utf-8")
             pairs.append(path)
     config = _config(settings, "ours")
-    code = [settings.root / p for p in (*COMPONENT_CODE, *MODEL_DATA)]
-    fp = model_fingerprint(config, pairs, code, root=settings.root)
+    fp = pipeline_fingerprint(settings, config, pairs, SCORING_CODE)
     cached = _bench_dir(settings) / f"{name}-tune-{fp}.json"
     if not cached.is_file():
         print(f"[{name}/ours] tuning the threshold: {len(made)} fold models ...",
               file=sys.stderr, flush=True)  # fmt: skip
-        cfg, out = tmp / "tune-config.yml", tmp / "tune-scores.json"
+        cfg = tmp / "tune-config.yml"
         cfg.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+        # Written beside the cache, then renamed: same file system, never half a file.
+        out = cached.with_name(f".{cached.name}.{os.getpid()}.part")
         folds = [arg for i in range(0, len(pairs), 2)
                  for arg in ("--fold", str(pairs[i]), str(pairs[i + 1]))]  # fmt: skip
         cmd = [str(settings.nlu_python), "-m", "nlu.runtime.fold_scores", "--config", str(cfg),
                "--out", str(out), "--workdir", str(tmp / "folds"), *folds]  # fmt: skip
-        proc = subprocess.run(cmd, cwd=settings.root, env=nlu_env(settings), check=False)
+        # stdout carries the results table: the child's progress goes to stderr.
+        proc = subprocess.run(cmd, cwd=settings.root, env=nlu_env(settings),
+                              stdout=sys.stderr, check=False)  # fmt: skip
         if proc.returncode != 0:
-            raise TrainingError(f"threshold tuning failed (exit {proc.returncode}); see above")
-        out.replace(cached)
+            out.unlink(missing_ok=True)
+            raise TrainingError(f"threshold tuning failed (exit {proc.returncode}); its "
+                                "output is above")  # fmt: skip
+        os.replace(out, cached)
     return [s for fold in json.loads(cached.read_text(encoding="utf-8")) for s in _as_scored(fold)]
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from bot.settings import Settings, load_settings
 from nlu.datasets import Example, load_rasa_nlu, stratified_folds, to_rasa_yaml
-from nlu.fingerprint import model_fingerprint, rasa_config
-from nlu.training import COMPONENT_CODE, MODEL_DATA, nlu_env, train_nlu
+from nlu.fingerprint import rasa_config
+from nlu.training import nlu_env, pipeline_fingerprint, train_nlu
 
 
 def _by_language(examples: list[Example]) -> dict[str, list[Example]]:
@@ -40,7 +40,6 @@ def run(settings: Settings, config: dict, k: int) -> dict[str, dict]:
     cache = settings.path(settings.nlu.models) / "cv"
     cache.mkdir(parents=True, exist_ok=True)
     totals: dict[str, list[float]] = {}
-    code = [settings.root / p for p in (*COMPONENT_CODE, *MODEL_DATA)]
     with tempfile.TemporaryDirectory(prefix="careline-cv-") as tmp:
         for i, test in enumerate(folds):
             train = [e for j, f in enumerate(folds) if j != i for e in f]
@@ -53,7 +52,7 @@ def run(settings: Settings, config: dict, k: int) -> dict[str, dict]:
             test_dir.mkdir()
             for lang, exs in _by_language(test).items():
                 (test_dir / f"{lang}.yml").write_text(to_rasa_yaml(exs), encoding="utf-8")
-            fp = model_fingerprint(config, [train_dir], code, root=settings.root)
+            fp = pipeline_fingerprint(settings, config, [train_dir])
             model = cache / f"cv-{fp}.tar.gz"
             if not model.is_file():
                 print(f"fold {i + 1}/{k}: training ...", file=sys.stderr, flush=True)

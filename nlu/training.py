@@ -68,13 +68,24 @@ def nlu_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def pipeline_fingerprint(
+    settings: Settings, config: dict, data: Sequence[Path], code: Sequence[str] = ()
+) -> str:
+    """Fingerprint of a model of our pipeline trained with `config` on `data`: it also covers
+    our component code and the data the model bakes in (MODEL_DATA, hashed as data so
+    data/lexicon's YAML counts), plus any `code` (repo-relative) that shapes a cached result."""
+    return model_fingerprint(
+        config,
+        [*data, *(settings.root / p for p in MODEL_DATA)],
+        [settings.root / p for p in (*COMPONENT_CODE, *code)],
+        root=settings.root,
+    )
+
+
 def project_model(settings: Settings) -> ProjectModel:
     """The model the current config.yml + data/ should produce (trained or not)."""
-    fp = model_fingerprint(
-        rasa_config(settings.config_path),
-        [settings.path(settings.nlu.data), *(settings.root / p for p in MODEL_DATA)],
-        [settings.root / p for p in COMPONENT_CODE],
-        root=settings.root,
+    fp = pipeline_fingerprint(
+        settings, rasa_config(settings.config_path), [settings.path(settings.nlu.data)]
     )
     return ProjectModel(fp, settings.path(settings.nlu.models) / f"{model_name(fp)}.tar.gz")
 

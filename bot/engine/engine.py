@@ -385,15 +385,24 @@ class ConversationEngine:
             await self._reply(
                 conv, msg, "safety", self.content.system("safety", lang), sender="system"
             )
-            await self.db.add_escalation(
-                conv.id,
-                "escalated",
-                actor="bot",
-                severity="critical",
-                queue=conv.queue,
-                reason="; ".join(t.reasons),
-            )
+            if not await self._critical_recorded(conv):  # by a run a crash cut short
+                await self.db.add_escalation(
+                    conv.id,
+                    "escalated",
+                    actor="bot",
+                    severity="critical",
+                    queue=conv.queue,
+                    reason="; ".join(t.reasons),
+                )
         await self._raise_severity(conv, t)
+
+    async def _critical_recorded(self, conv: Any) -> bool:
+        """Is a critical escalation already on record since this handoff began?"""
+        return any(
+            e.kind == "escalated" and e.severity == "critical"
+            and (conv.escalated_at is None or e.created_at >= conv.escalated_at)
+            for e in await self.db.escalations(conv.id)
+        )  # fmt: skip
 
     async def _capture_callback(self, conv: Any, msg: Any) -> bool:
         """After a callback offer, a message with a phone number or email is the request."""
@@ -519,12 +528,14 @@ class ConversationEngine:
         """A conversation's severity only ever goes up."""
         new = max_severity(conv.severity or "low", t.severity)
         if new != conv.severity:
-            conv = await self.db.update_conversation(conv.id, severity=new)
+            # The stored severity last: the steps before it only ever raise (a place in line,
+            # a deadline), and until it is written a re-processed message repeats them all.
             if conv.state == State.WAITING_AGENT:
                 await self.queues.raise_priority(conv.id, new)  # moves up the line
             if conv.state in (State.WAITING_AGENT, State.WITH_AGENT):
                 for listener in self.severity_listeners:
                     await listener(conv.id, new)
+            conv = await self.db.update_conversation(conv.id, severity=new)
         return conv
 
     async def escalate(

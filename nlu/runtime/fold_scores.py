@@ -28,21 +28,27 @@ def train_and_score(
     config: Path, train_file: Path, examples: list[Example], workdir: Path, name: str
 ) -> list[Prediction]:
     """Train `config` on `train_file` in this process, score `examples`, drop the model.
-    Rasa's own output goes to `workdir`/train.log (shown when training fails)."""
+
+    Rasa's printed output (not TensorFlow's native logging) goes to a log that is dropped on
+    success and quoted in the error otherwise: Rasa reports bad data by printing and
+    returning, not by raising."""
     from rasa.model_training import train_nlu
 
-    log = workdir / "train.log"
+    log = workdir / f"{name}.log"
     model = workdir / f"{name}.tar.gz"
-    with open(log, "a", encoding="utf-8") as fh:
-        try:
-            with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-                train_nlu(str(config), str(train_file), str(workdir), fixed_model_name=name)
-        except BaseException:
-            fh.flush()
-            sys.stderr.write(log.read_text(encoding="utf-8", errors="replace")[-3000:])
-            raise
-    if not model.is_file():
-        raise RuntimeError(f"training produced no model (Rasa's output: {log})")
+    try:
+        with (
+            open(log, "w", encoding="utf-8") as fh,
+            contextlib.redirect_stdout(fh),
+            contextlib.redirect_stderr(fh),
+        ):
+            train_nlu(str(config), str(train_file), str(workdir), fixed_model_name=name)
+        if not model.is_file():
+            raise RuntimeError("Rasa produced no model")
+    except Exception as e:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"training on {train_file} failed: {e}\n{tail}") from e
+    log.unlink()
     try:
         return predict(model, examples)
     finally:

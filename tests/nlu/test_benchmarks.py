@@ -8,9 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from bot.settings import Settings
 from nlu import benchmarks
 from nlu.benchmarks import OOS
+from nlu.datasets import Example, to_rasa_yaml
+from nlu.fingerprint import rasa_config
+from nlu.training import nlu_env
 
 
 def test_loaders_read_the_published_splits() -> None:
@@ -54,3 +59,23 @@ def test_eval_trains_on_train_and_scores_test(tmp_path: Path, nlu_model: Path) -
         capture_output=True, text=True, check=True, timeout=600,
     )  # fmt: skip
     assert again.stdout.strip().endswith("| cached |")  # unchanged data: no retraining
+    assert "tuning the threshold:" not in again.stderr  # nor of the fold models
+
+
+@pytest.mark.nlu
+def test_fold_training_that_rasa_skips_fails_saying_why(settings: Settings, tmp_path: Path) -> None:
+    """Rasa reports unusable training data by printing and returning: tuning must stop with
+    Rasa's words, not score a missing model."""
+    empty, val = tmp_path / "train.yml", tmp_path / "val.yml"
+    empty.write_text('version: "3.1"\nnlu: []\n', encoding="utf-8")
+    val.write_text(to_rasa_yaml([Example("hello", "greet", "en", "test")]), encoding="utf-8")
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump(rasa_config(settings.config_path)), encoding="utf-8")
+    out = subprocess.run(
+        [str(settings.nlu_python), "-m", "nlu.runtime.fold_scores", "--config", str(config),
+         "--fold", str(empty), str(val), "--out", str(tmp_path / "scores.json")],
+        capture_output=True, text=True, cwd=settings.root, env=nlu_env(settings), timeout=300,
+    )  # fmt: skip
+    assert out.returncode != 0 and not (tmp_path / "scores.json").exists()
+    assert "Rasa produced no model" in out.stderr
+    assert "doesn't contain valid NLU data" in out.stderr  # Rasa's own reason, quoted

@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 
 from bot.settings import PROJECT_ROOT, load_settings
-from nlu.training import project_model
+from nlu.fingerprint import rasa_config
+from nlu.training import pipeline_fingerprint, project_model
 
 
 def _copy_project(tmp_path: Path) -> Path:
@@ -40,3 +41,17 @@ def test_model_path_is_named_by_fingerprint(settings) -> None:  # type: ignore[n
     m = project_model(settings)
     assert m.path.name == f"nlu-{m.fingerprint}.tar.gz"
     assert m.path.parent == settings.path(settings.nlu.models)
+
+
+def test_every_cached_model_follows_the_abbreviation_lexicon(tmp_path: Path) -> None:
+    """Benchmark, tuning and cross-validation models are cached by `pipeline_fingerprint`:
+    the lexicon is data the model bakes in, so editing it must retrain them all."""
+    cfg = _copy_project(tmp_path)
+    settings = load_settings(cfg, env={})
+    train = tmp_path / "data" / "nlu"
+    config = rasa_config(cfg)
+    before = (pipeline_fingerprint(settings, config, [train]), project_model(settings).fingerprint)
+    lexicon = tmp_path / "data" / "lexicon" / "abbreviations.yml"
+    lexicon.write_text(lexicon.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    after = (pipeline_fingerprint(settings, config, [train]), project_model(settings).fingerprint)
+    assert after[0] != before[0] and after[1] != before[1]
