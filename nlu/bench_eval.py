@@ -182,14 +182,14 @@ def _fold_scores(
 ) -> list[Scored]:
     """Every fold's held-out confidences, from one NLU-runtime process that trains the fold
     models in turn (nlu/runtime/fold_scores.py), or from the cache when nothing changed."""
-    pairs: list[Path] = []
+    files: list[Path] = []
     for k, fold in enumerate(made):
         for part, examples in (("train", fold.train), ("val", fold.val)):
             path = _bench_dir(settings) / f"{name}-tune{k}-{part}.yml"
             path.write_text(to_rasa_yaml(examples), encoding="utf-8")
-            pairs.append(path)
+            files.append(path)
     config = _config(settings, "ours")
-    fp = pipeline_fingerprint(settings, config, pairs, SCORING_CODE)
+    fp = pipeline_fingerprint(settings, config, files, SCORING_CODE)
     cached = _bench_dir(settings) / f"{name}-tune-{fp}.json"
     if not cached.is_file():
         print(f"[{name}/ours] tuning the threshold: {len(made)} fold models ...",
@@ -198,8 +198,8 @@ def _fold_scores(
         cfg.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
         # Written beside the cache, then renamed: same file system, never half a file.
         out = cached.with_name(f".{cached.name}.{os.getpid()}.part")
-        folds = [arg for i in range(0, len(pairs), 2)
-                 for arg in ("--fold", str(pairs[i]), str(pairs[i + 1]))]  # fmt: skip
+        folds = [arg for i in range(0, len(files), 2)  # (train, val) per fold
+                 for arg in ("--fold", str(files[i]), str(files[i + 1]))]  # fmt: skip
         cmd = [str(settings.nlu_python), "-m", "nlu.runtime.fold_scores", "--config", str(cfg),
                "--out", str(out), "--workdir", str(tmp / "folds"), *folds]  # fmt: skip
         # stdout carries the results table: the child's progress goes to stderr.
