@@ -1,0 +1,205 @@
+"""Which in-scope budget meets the issue's bar against stock Rasa? A simulation on the
+threshold study's draws, without any test split.
+
+Why: the fallback threshold is chosen on validation folds under an in-scope budget (the
+share of in-scope accuracy it may give up there; nlu/threshold.py). The default, 1 point,
+was read off the issue's "without losing more than 1 point of in-scope accuracy". But the
+issue's bar compares us with stock Rasa's default pipeline: beat it on overall accuracy and
+on out-of-scope recall, and stay within 1 point of *its* in-scope accuracy. Where our
+classifier is far more accurate than stock's in scope (HINT3 powerplay11: 0.644 against
+0.508), a 1-point budget relative to our own accuracy leaves that headroom unspent. This
+study asks the issue's question on HINT3-shaped tasks cut from CLINC150 and BANKING77
+(`threshold_study.draws`: CLINC150 train/val, BANKING77 train; no test split is read):
+on each draw, train stock Rasa and our pipeline, choose our threshold on split folds under
+each candidate budget, and check the bar on the draw's evaluation set.
+
+Decision rule, fixed before the first run (session 8, committed with this script):
+* candidates 0.01, 0.02, 0.03, 0.05;
+* a draw passes for a budget when, on its evaluation set, ours has higher overall accuracy
+  than stock, higher out-of-scope recall, and in-scope accuracy at least stock's − 0.01;
+* draws run in index order, all six source × shape cells per index; the rule uses every
+  complete index round that finished (at least two rounds, i.e. 12 draws);
+* the default budget becomes the candidate that passes the most draws, ties going to the
+  smaller budget; it changes from 0.01 only if that candidate passes strictly more draws.
+Then HINT3 is run once at the resulting default and reported as it comes out.
+
+    .venv-nlu/bin/python bench/budget_study.py --draws 4 --json /tmp/budget.json
+    .venv-nlu/bin/python bench/budget_study.py --summarize /tmp/budget.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import threshold_study as ts  # also puts the project on sys.path
+
+from nlu import benchmarks, threshold
+from nlu.datasets import Example, to_rasa_yaml
+from nlu.threshold import Scored
+
+BUDGETS = (0.01, 0.02, 0.03, 0.05)
+FALLBACK = "nlu_fallback"
+
+
+@dataclass(frozen=True)
+class Figures:
+    accuracy: float  # in-scope examples right and out-of-scope ones caught, over all
+    in_scope: float
+    oos_recall: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    source: str
+    shape: str
+    draw: int
+    stock: Figures
+    ours: dict[str, Figures]  # by budget
+    thresholds: dict[str, float]
+
+    def passes(self, budget: str) -> bool:
+        o, s = self.ours[budget], self.stock
+        return (
+            o.accuracy > s.accuracy
+            and o.oos_recall > s.oos_recall
+            and o.in_scope >= s.in_scope - 0.01 - 1e-12
+        )
+
+
+def figures(scored: Sequence[Scored], t: float) -> Figures:
+    ins, oos = threshold.rates(scored, t)
+    n_in = sum(not s.oos for s in scored)
+    n_oos = len(scored) - n_in
+    acc = (ins * n_in + (oos or 0.0) * n_oos) / len(scored)
+    return Figures(round(acc, 4), round(ins, 4), round(oos or 0.0, 4))
+
+
+def stock_scores(trainer: ts.Trainer, workdir: Path, draw: ts.Draw) -> list[Scored]:
+    """Stock Rasa trained on the draw; its own FallbackClassifier decides (`nlu_fallback`
+    counts as catching an out-of-scope example, and as wrong for an in-scope one)."""
+    from nlu.runtime.fold_scores import train_and_score
+
+    data = workdir / "stock-train.yml"
+    data.write_text(to_rasa_yaml(draw.train), encoding="utf-8")
+    preds = train_and_score(trainer.stock_config, data, list(draw.evaluation), workdir, "stock")
+    return [
+        Scored(e.intent == ts.OOS, p.top == e.intent or (e.intent == ts.OOS and p.top == FALLBACK),
+               1.0)  # fmt: skip
+        for e, p in zip(draw.evaluation, preds, strict=True)
+    ]
+
+
+def stock_config() -> dict:
+    """`rasa init`'s pipeline, NLU only, as nlu.bench_eval.stock_config reads it (that one
+    runs gateway-side, outside this runtime)."""
+    import rasa
+
+    path = Path(rasa.__file__).parent / "engine/recipes/config_files/default_config.yml"
+    cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    cfg["policies"] = []
+    return cfg
+
+
+def study(draw: ts.Draw, trainer: ts.Trainer, workdir: Path) -> Outcome:
+    folds: list[Scored] = []
+    for fold in threshold.split_folds(draw.train, ts.OOS):
+        folds += trainer.scores(fold.train, fold.val)
+    on_eval = trainer.scores(draw.train, draw.evaluation)
+    ours, picked = {}, {}
+    for b in BUDGETS:
+        t = threshold.choose(folds, max_in_scope_loss=b).threshold
+        ours[str(b)], picked[str(b)] = figures(on_eval, t), t
+    stock = figures(stock_scores(trainer, workdir, draw), 0.0)
+    return Outcome(draw.source, draw.shape, draw.index, stock, ours, picked)
+
+
+def summary(outcomes: Sequence[Outcome]) -> str:
+    rounds = sorted({o.draw for o in outcomes})
+    complete = [r for r in rounds if sum(o.draw == r for o in outcomes) == 2 * len(ts.SHAPES)]
+    used = [o for o in outcomes if o.draw in complete]
+    lines = [
+        f"{len(used)} draws in {len(complete)} complete rounds",
+        "| budget | draws passing | accuracy ours / stock | in-scope ours / stock "
+        "| OOS recall ours / stock |",
+        "|---|---:|---|---|---|",
+    ]
+    if not used:
+        return "\n".join(lines)
+
+    def mean(values: Sequence[float]) -> float:
+        return statistics.fmean(values)
+
+    s_acc = mean([o.stock.accuracy for o in used])
+    s_in = mean([o.stock.in_scope for o in used])
+    s_oos = mean([o.stock.oos_recall for o in used])
+    passing = {}
+    for b in map(str, BUDGETS):
+        passing[b] = sum(o.passes(b) for o in used)
+        lines.append(
+            f"| {b} | {passing[b]}/{len(used)} "
+            f"| {mean([o.ours[b].accuracy for o in used]):.3f} / {s_acc:.3f} "
+            f"| {mean([o.ours[b].in_scope for o in used]):.3f} / {s_in:.3f} "
+            f"| {mean([o.ours[b].oos_recall for o in used]):.3f} / {s_oos:.3f} |"
+        )
+    best = max(passing.values())
+    winner = next(b for b in map(str, BUDGETS) if passing[b] == best)
+    default = str(threshold.IN_SCOPE_BUDGET)
+    verdict = winner if passing[winner] > passing.get(default, -1) else default
+    lines.append(f"rule: the default budget becomes {verdict}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--draws", type=int, default=4, help="index rounds (six draws each)")
+    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--root", type=Path, default=benchmarks.DEFAULT_ROOT)
+    p.add_argument("--json", type=Path, help="write every outcome here as it finishes")
+    p.add_argument("--summarize", type=Path, help="only print the tables of an earlier --json")
+    args = p.parse_args(argv)
+    if args.summarize:
+        raw = json.loads(args.summarize.read_text())
+        print(summary([_outcome(o) for o in raw]))
+        return 0
+    logging.disable(logging.WARNING)
+    all_draws = sorted(ts.draws(args.root, args.draws, args.start), key=lambda d: d.index)
+    outcomes: list[Outcome] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="careline-budget-study-") as tmp:
+        trainer = ts.Trainer(Path(tmp))
+        stock = Path(tmp) / "stock.yml"
+        stock.write_text(yaml.safe_dump(stock_config()))
+        trainer.stock_config = stock  # type: ignore[attr-defined]
+        for n, draw in enumerate(all_draws, 1):
+            o = study(draw, trainer, Path(tmp))
+            outcomes.append(o)
+            print(f"[{time.monotonic() - started:6.0f} s] {n}/{len(all_draws)} {draw.source} "
+                  f"{draw.shape} #{draw.index}: stock {o.stock}; ours "
+                  + ", ".join(f"{b}: {f} {'PASS' if o.passes(b) else 'fail'}"
+                              for b, f in o.ours.items()), flush=True)  # fmt: skip
+            if args.json:
+                args.json.write_text(json.dumps([asdict(x) for x in outcomes], indent=1))
+    print(summary(outcomes))
+    return 0
+
+
+def _outcome(raw: dict) -> Outcome:
+    return Outcome(raw["source"], raw["shape"], raw["draw"], Figures(**raw["stock"]),
+                   {b: Figures(**f) for b, f in raw["ours"].items()},
+                   raw["thresholds"])  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
