@@ -24,6 +24,7 @@ Decision rule, fixed before the first run (session 8, committed with this script
 Then HINT3 is run once at the resulting default and reported as it comes out.
 
     .venv-nlu/bin/python bench/budget_study.py --draws 4 --json /tmp/budget.json
+    (run it again with the same --json to go on where it stopped)
     .venv-nlu/bin/python bench/budget_study.py --summarize /tmp/budget.json
 """
 
@@ -176,7 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.disable(logging.WARNING)
     all_draws = sorted(ts.draws(args.root, args.draws, args.start), key=lambda d: d.index)
+    # A stock model takes minutes per draw, so a run may span sessions: with --json, draws
+    # already in the file are kept and skipped (draws are seeded, so they are the same).
     outcomes: list[Outcome] = []
+    if args.json and args.json.is_file():
+        outcomes = [_outcome(o) for o in json.loads(args.json.read_text())]
+        done = {(o.source, o.shape, o.draw) for o in outcomes}
+        all_draws = [d for d in all_draws if (d.source, d.shape, d.index) not in done]
+        print(f"{len(done)} draws from {args.json}, {len(all_draws)} to go", flush=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="careline-budget-study-") as tmp:
         trainer = ts.Trainer(Path(tmp))
@@ -191,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"{b}: {f} {'PASS' if o.passes(b) else 'fail'}"
                               for b, f in o.ours.items()), flush=True)  # fmt: skip
             if args.json:
-                args.json.write_text(json.dumps([asdict(x) for x in outcomes], indent=1))
+                part = args.json.with_name(args.json.name + ".part")
+                part.write_text(json.dumps([asdict(x) for x in outcomes], indent=1))
+                part.replace(args.json)  # a kill mid-write keeps the last whole file
     print(summary(outcomes))
     return 0
 
