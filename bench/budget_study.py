@@ -26,6 +26,8 @@ Then HINT3 is run once at the resulting default and reported as it comes out.
     .venv-nlu/bin/python bench/budget_study.py --draws 4 --json /tmp/budget.json
     (run it again with the same --json to go on where it stopped)
     .venv-nlu/bin/python bench/budget_study.py --summarize /tmp/budget.json
+    # two processes on two cores (each: ... --threads 1 --shard K/2 --json /tmp/bK.json):
+    .venv-nlu/bin/python bench/budget_study.py --summarize /tmp/b0.json /tmp/b1.json
 """
 
 from __future__ import annotations
@@ -169,14 +171,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--root", type=Path, default=benchmarks.DEFAULT_ROOT)
     p.add_argument("--json", type=Path, help="write every outcome here as it finishes")
-    p.add_argument("--summarize", type=Path, help="only print the tables of an earlier --json")
+    p.add_argument(
+        "--summarize",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="only print the tables of earlier --json files (shards merged)",
+    )
+    p.add_argument(
+        "--shard",
+        default="0/1",
+        metavar="K/N",
+        help="run every N-th draw from the K-th, so N processes (each with its "
+        "own --json) share a run",
+    )
+    p.add_argument("--threads", type=int, default=0,
+                   help="TensorFlow threads per process (0: its default; 1 suits two shards "
+                   "on two cores)")  # fmt: skip
     args = p.parse_args(argv)
     if args.summarize:
-        raw = json.loads(args.summarize.read_text())
-        print(summary([_outcome(o) for o in raw]))
+        print(summary(_merged(args.summarize)))
         return 0
     logging.disable(logging.WARNING)
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    k, n_shards = (int(x) for x in args.shard.split("/"))
     all_draws = sorted(ts.draws(args.root, args.draws, args.start), key=lambda d: d.index)
+    all_draws = all_draws[k::n_shards]
     # A stock model takes minutes per draw, so a run may span sessions: with --json, draws
     # already in the file are kept and skipped (draws are seeded, so they are the same).
     outcomes: list[Outcome] = []
@@ -204,6 +228,16 @@ def main(argv: list[str] | None = None) -> int:
                 part.replace(args.json)  # a kill mid-write keeps the last whole file
     print(summary(outcomes))
     return 0
+
+
+def _merged(files: Sequence[Path]) -> list[Outcome]:
+    """Outcomes of several shard files, one per draw."""
+    by_draw: dict[tuple[str, str, int], Outcome] = {}
+    for f in files:
+        for raw in json.loads(f.read_text()):
+            o = _outcome(raw)
+            by_draw.setdefault((o.source, o.shape, o.draw), o)
+    return list(by_draw.values())
 
 
 def _outcome(raw: dict) -> Outcome:

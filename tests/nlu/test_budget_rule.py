@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import budget_study as bs
@@ -48,3 +52,14 @@ def test_only_complete_rounds_count() -> None:
     partial = [outcome(1, "sofmattress", "clinc150", b2=fail, b3=fail, b5=fail)]
     text = bs.summary(done + partial)
     assert text.startswith("6 draws in 1 complete rounds")
+
+
+def test_shards_merge_into_one_outcome_per_draw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = rounds(1)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps([asdict(o) for o in whole[0::2]]))
+    b.write_text(json.dumps([asdict(o) for o in whole[1::2] + whole[:1]]))  # one overlap
+    assert bs.main(["--summarize", str(a), str(b)]) == 0
+    assert capsys.readouterr().out.startswith("6 draws in 1 complete rounds")
