@@ -129,40 +129,55 @@ def study(draw: ts.Draw, trainer: ts.Trainer, workdir: Path) -> Outcome:
     return Outcome(draw.source, draw.shape, draw.index, stock, ours, picked)
 
 
+MIN_ROUNDS = 2  # the rule's minimum: 12 draws
+
+
 def summary(outcomes: Sequence[Outcome]) -> str:
+    """Pass counts and means per budget over complete rounds, the rule's verdict once there
+    are enough of them, and the draws of unfinished rounds apart (the rule ignores them)."""
     rounds = sorted({o.draw for o in outcomes})
     complete = [r for r in rounds if sum(o.draw == r for o in outcomes) == 2 * len(ts.SHAPES)]
     used = [o for o in outcomes if o.draw in complete]
-    lines = [
-        f"{len(used)} draws in {len(complete)} complete rounds",
+    rest = [o for o in outcomes if o.draw not in complete]
+    lines = [f"{len(used)} draws in {len(complete)} complete rounds"]
+    passing = _table(used, lines)
+    if len(complete) < MIN_ROUNDS:
+        lines.append(f"rule: needs {MIN_ROUNDS} complete rounds, no verdict yet")
+    else:
+        best = max(passing.values())
+        winner = next(b for b in map(str, BUDGETS) if passing[b] == best)
+        default = str(threshold.IN_SCOPE_BUDGET)
+        verdict = winner if passing[winner] > passing.get(default, -1) else default
+        lines.append(f"rule: the default budget becomes {verdict}")
+    if rest:
+        lines.append(f"{len(rest)} draws of unfinished rounds (not used by the rule)")
+        _table(rest, lines)
+    return "\n".join(lines)
+
+
+def _table(outcomes: Sequence[Outcome], lines: list[str]) -> dict[str, int]:
+    """Append the per-budget table of `outcomes` to `lines`; return the pass counts."""
+    if not outcomes:
+        return {}
+    lines += [
         "| budget | draws passing | accuracy ours / stock | in-scope ours / stock "
         "| OOS recall ours / stock |",
         "|---|---:|---|---|---|",
     ]
-    if not used:
-        return "\n".join(lines)
-
-    def mean(values: Sequence[float]) -> float:
-        return statistics.fmean(values)
-
-    s_acc = mean([o.stock.accuracy for o in used])
-    s_in = mean([o.stock.in_scope for o in used])
-    s_oos = mean([o.stock.oos_recall for o in used])
+    mean = statistics.fmean
+    s_acc = mean(o.stock.accuracy for o in outcomes)
+    s_in = mean(o.stock.in_scope for o in outcomes)
+    s_oos = mean(o.stock.oos_recall for o in outcomes)
     passing = {}
     for b in map(str, BUDGETS):
-        passing[b] = sum(o.passes(b) for o in used)
+        passing[b] = sum(o.passes(b) for o in outcomes)
         lines.append(
-            f"| {b} | {passing[b]}/{len(used)} "
-            f"| {mean([o.ours[b].accuracy for o in used]):.3f} / {s_acc:.3f} "
-            f"| {mean([o.ours[b].in_scope for o in used]):.3f} / {s_in:.3f} "
-            f"| {mean([o.ours[b].oos_recall for o in used]):.3f} / {s_oos:.3f} |"
+            f"| {b} | {passing[b]}/{len(outcomes)} "
+            f"| {mean(o.ours[b].accuracy for o in outcomes):.3f} / {s_acc:.3f} "
+            f"| {mean(o.ours[b].in_scope for o in outcomes):.3f} / {s_in:.3f} "
+            f"| {mean(o.ours[b].oos_recall for o in outcomes):.3f} / {s_oos:.3f} |"
         )
-    best = max(passing.values())
-    winner = next(b for b in map(str, BUDGETS) if passing[b] == best)
-    default = str(threshold.IN_SCOPE_BUDGET)
-    verdict = winner if passing[winner] > passing.get(default, -1) else default
-    lines.append(f"rule: the default budget becomes {verdict}")
-    return "\n".join(lines)
+    return passing
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,10 @@ def test_only_complete_rounds_count() -> None:
     partial = [outcome(1, "sofmattress", "clinc150", b2=fail, b3=fail, b5=fail)]
     text = bs.summary(done + partial)
     assert text.startswith("6 draws in 1 complete rounds")
+    assert "no verdict yet" in text  # the rule needs two rounds
+    assert "1 draws of unfinished rounds (not used by the rule)" in text
+    # the unfinished draw fails 0.02-0.05, yet the rule's table counts only round 0
+    assert "| 0.02 | 6/6 |" in text and "| 0.02 | 0/1 |" in text
 
 
 def test_shards_merge_into_one_outcome_per_draw(
