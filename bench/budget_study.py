@@ -50,10 +50,10 @@ import threshold_study as ts  # also puts the project on sys.path
 
 from nlu import benchmarks, threshold
 from nlu.datasets import to_rasa_yaml
+from nlu.runtime.evaluate import FALLBACK_INTENT
 from nlu.threshold import Scored
 
 BUDGETS = (0.01, 0.02, 0.03, 0.05)
-FALLBACK = "nlu_fallback"
 
 
 @dataclass(frozen=True)
@@ -89,19 +89,19 @@ def figures(scored: Sequence[Scored], t: float) -> Figures:
     return Figures(round(acc, 4), round(ins, 4), round(oos or 0.0, 4))
 
 
-def stock_scores(trainer: ts.Trainer, workdir: Path, draw: ts.Draw) -> list[Scored]:
+def stock_scores(config: Path, workdir: Path, draw: ts.Draw) -> list[Scored]:
     """Stock Rasa trained on the draw; its own FallbackClassifier decides (`nlu_fallback`
     counts as catching an out-of-scope example, and as wrong for an in-scope one)."""
     from nlu.runtime.fold_scores import train_and_score
 
     data = workdir / "stock-train.yml"
     data.write_text(to_rasa_yaml(draw.train), encoding="utf-8")
-    preds = train_and_score(trainer.stock_config, data, list(draw.evaluation), workdir, "stock")
+    preds = train_and_score(config, data, list(draw.evaluation), workdir, "stock")
     out = []
     for e, p in zip(draw.evaluation, preds, strict=True):
         oos = e.intent == ts.OOS
         said = p.intent  # what stock answered, its fallback included
-        out.append(Scored(oos, said == e.intent or (oos and said == FALLBACK), 1.0))
+        out.append(Scored(oos, said == e.intent or (oos and said == FALLBACK_INTENT), 1.0))
     return out
 
 
@@ -116,7 +116,7 @@ def stock_config() -> dict:
     return cfg
 
 
-def study(draw: ts.Draw, trainer: ts.Trainer, workdir: Path) -> Outcome:
+def study(draw: ts.Draw, trainer: ts.Trainer, stock: Path, workdir: Path) -> Outcome:
     folds: list[Scored] = []
     for fold in threshold.split_folds(draw.train, ts.OOS):
         folds += trainer.scores(fold.train, fold.val)
@@ -125,8 +125,8 @@ def study(draw: ts.Draw, trainer: ts.Trainer, workdir: Path) -> Outcome:
     for b in BUDGETS:
         t = threshold.choose(folds, max_in_scope_loss=b).threshold
         ours[str(b)], picked[str(b)] = figures(on_eval, t), t
-    stock = figures(stock_scores(trainer, workdir, draw), 0.0)
-    return Outcome(draw.source, draw.shape, draw.index, stock, ours, picked)
+    theirs = figures(stock_scores(stock, workdir, draw), 0.0)
+    return Outcome(draw.source, draw.shape, draw.index, theirs, ours, picked)
 
 
 MIN_ROUNDS = 2  # the rule's minimum: 12 draws
@@ -229,9 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         trainer = ts.Trainer(Path(tmp))
         stock = Path(tmp) / "stock.yml"
         stock.write_text(yaml.safe_dump(stock_config()))
-        trainer.stock_config = stock  # type: ignore[attr-defined]
         for n, draw in enumerate(all_draws, 1):
-            o = study(draw, trainer, Path(tmp))
+            o = study(draw, trainer, stock, Path(tmp))
             outcomes.append(o)
             print(f"[{time.monotonic() - started:6.0f} s] {n}/{len(all_draws)} {draw.source} "
                   f"{draw.shape} #{draw.index}: stock {o.stock}; ours "
