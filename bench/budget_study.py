@@ -200,6 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run every N-th draw from the K-th, so N processes (each with its "
         "own --json) share a run",
     )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        metavar="SOURCE:SHAPE:INDEX",
+        help="run just these draws (e.g. banking77:powerplay11:1), so an idle core can "
+        "take another shard's last draw; --summarize keeps one outcome per draw",
+    )
     p.add_argument("--threads", type=int, default=0,
                    help="TensorFlow threads per process (0: its default; 1 suits two shards "
                    "on two cores)")  # fmt: skip
@@ -216,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     k, n_shards = (int(x) for x in args.shard.split("/"))
     all_draws = sorted(ts.draws(args.root, args.draws, args.start), key=lambda d: d.index)
     all_draws = all_draws[k::n_shards]
+    if args.only:
+        wanted = {tuple(w.split(":")) for w in args.only}
+        all_draws = [d for d in all_draws if (d.source, d.shape, str(d.index)) in wanted]
+        if len(all_draws) != len(wanted):
+            p.error(f"--only: no such draw among --draws {args.draws} (shard {args.shard}) "
+                    f"in {' '.join(sorted(args.only))}")  # fmt: skip
     # A stock model takes minutes per draw, so a run may span sessions: with --json, draws
     # already in the file are kept and skipped (draws are seeded, so they are the same).
     outcomes: list[Outcome] = []
