@@ -146,7 +146,7 @@ def summary(outcomes: Sequence[Outcome]) -> str:
     else:
         best = max(passing.values())
         winner = next(b for b in map(str, BUDGETS) if passing[b] == best)
-        default = str(threshold.IN_SCOPE_BUDGET)
+        default = str(ts.STUDY_BUDGET)  # the rule moves from the 1-point default it ran under
         verdict = winner if passing[winner] > passing.get(default, -1) else default
         lines.append(f"rule: the default budget becomes {verdict}")
     if rest:

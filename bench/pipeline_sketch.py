@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=4, help="per source and shape")
     p.add_argument("--start", type=int, default=0, help="index of the first draw")
     p.add_argument("--dense-weight", type=float, default=0.0, help="0: no token vectors")
-    p.add_argument("--budgets", default=str(threshold.IN_SCOPE_BUDGET),
+    p.add_argument("--budgets", default=str(ts.STUDY_BUDGET),
                    help="comma-separated in-scope budgets to choose the threshold under "
                    "(what each costs and catches, on the same draws)")  # fmt: skip
     p.add_argument("--root", type=Path, default=benchmarks.DEFAULT_ROOT)

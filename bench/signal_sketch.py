@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         m = Views(draw.train, embed)
         for name, probs in m.signals(draw.evaluation).items():
             on_eval = scored(draw.evaluation, probs, m.labels)
-            t = threshold.choose(folds[name]).threshold
+            t = threshold.choose(folds[name], max_in_scope_loss=ts.STUDY_BUDGET).threshold
             ins, oos = threshold.rates(on_eval, t)
             ins_0 = threshold.rates(on_eval, 0.0)[0]
             rows.setdefault(name, []).append((ins_0 - ins, ins, oos or 0.0, ins_0))

@@ -63,6 +63,11 @@ from nlu.datasets import Example, to_rasa_yaml  # noqa: E402
 from nlu.fingerprint import rasa_config  # noqa: E402
 from nlu.threshold import Fold, Scored  # noqa: E402
 
+# The in-scope budget this study (and the sketches built on it) stated its rules at: the
+# default when they ran. budget_study.py later moved the default to 0.02; pinning this
+# keeps their documented figures reproducible.
+STUDY_BUDGET = 0.01
+
 OOS = benchmarks.OOS
 # (intents, training examples per intent): the three HINT3 v2 train splits, rounded
 # (sofmattress 328 examples / 21 intents, curekart 599 / 28, powerplay11 471 / 57).
@@ -192,7 +197,7 @@ def study(draw: Draw, trainer: Trainer, schemes: str = "AB") -> list[Outcome]:
         scored: list[Scored] = []
         for fold in make(draw.train):
             scored += trainer.scores(fold.train, fold.val)
-        choice = threshold.choose(scored)
+        choice = threshold.choose(scored, max_in_scope_loss=STUDY_BUDGET)
         predicted, _, _ = _loss(scored, choice.threshold)
         actual, ins, oos = _loss(on_eval, choice.threshold)
         out.append(Outcome(draw.source, draw.shape, draw.index, scheme, choice.threshold,
@@ -217,7 +222,7 @@ def summary(outcomes: Sequence[Outcome]) -> str:
         def mean(f: Callable[[Outcome], float], os_: list[Outcome] = os_) -> float:
             return statistics.fmean(f(o) for o in os_)
 
-        over = sum(o.actual_loss > threshold.IN_SCOPE_BUDGET + 1e-9 for o in os_)
+        over = sum(o.actual_loss > STUDY_BUDGET + 1e-9 for o in os_)
         lines.append(
             f"| {source} | {shape} | {scheme} | {len(os_)} | {mean(lambda o: o.threshold):.3f} "
             f"| {mean(lambda o: o.predicted_loss):.4f} | {mean(lambda o: o.actual_loss):.4f} "
@@ -232,10 +237,10 @@ def verdict(outcomes: Sequence[Outcome]) -> str:
     if {o.scheme for o in outcomes} != {"A", "B"}:
         return "(one scheme only: no verdict)"
     loss = {s: statistics.fmean(o.actual_loss for o in outcomes if o.scheme == s) for s in "AB"}
-    switch = loss["A"] > threshold.IN_SCOPE_BUDGET and loss["B"] < loss["A"]
+    switch = loss["A"] > STUDY_BUDGET and loss["B"] < loss["A"]
     return (
         f"mean actual in-scope loss: A {loss['A']:.4f}, B {loss['B']:.4f} "
-        f"(budget {threshold.IN_SCOPE_BUDGET}) -> {'switch to B' if switch else 'keep A'}"
+        f"(budget {STUDY_BUDGET}) -> {'switch to B' if switch else 'keep A'}"
     )
 
 

@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: tuned on validation data, never the test split)")  # fmt: skip
     e.add_argument("--in-scope-budget", type=float, default=IN_SCOPE_BUDGET,
                    help="with --benchmark: the share of validation in-scope accuracy the tuned "
-                   "threshold may give up (default %(default)s, one point); a product choice: "
+                   "threshold may give up (default %(default)s, two points); a product choice: "
                    "docs/BENCHMARKS.md shows what each budget costs and catches")  # fmt: skip
     e.set_defaults(func=cmd_nlu_eval)
 

@@ -29,8 +29,12 @@ from dataclasses import dataclass
 from nlu.datasets import Example, stratified_folds
 
 GRID = [round(i / 100, 2) for i in range(0, 96)]
-# At most this much validation in-scope accuracy may be given up to the fallback.
-IN_SCOPE_BUDGET = 0.01
+# At most this much validation in-scope accuracy may be given up to the fallback. Two points,
+# not the 1 read off the wording: bench/budget_study.py checked the actual
+# bar (beat stock Rasa on accuracy and out-of-scope recall, in-scope within 1 point of
+# stock's) on draws cut from CLINC150/BANKING77 train data, and under its pre-registered
+# rule 0.02 passed the most draws (docs/BENCHMARKS.md, "Which budget meets the bar").
+IN_SCOPE_BUDGET = 0.02
 # Intents with fewer training examples are never validated on: holding some out would leave
 # the intent (nearly) untrained in that fold.
 MIN_TO_VALIDATE = 5
