@@ -15,6 +15,7 @@ from nlu import benchmarks
 from nlu.benchmarks import OOS
 from nlu.datasets import Example, to_rasa_yaml
 from nlu.fingerprint import rasa_config
+from nlu.threshold import IN_SCOPE_BUDGET
 from nlu.training import nlu_env
 
 
@@ -51,7 +52,7 @@ def test_eval_trains_on_train_and_scores_test(tmp_path: Path, nlu_model: Path) -
     r = row["report"]
     assert r["n"] == 397 and 0.0 < r["accuracy"] <= 1.0
     assert 0.0 <= r["oos_recall"] <= 1.0 and 0.0 < r["in_scope_accuracy"] <= 1.0
-    assert row["tuning"]["budget"] == 0.01 and 0.0 <= row["tuning"]["threshold"] < 1.0
+    assert row["tuning"]["budget"] == IN_SCOPE_BUDGET and 0.0 <= row["tuning"]["threshold"] < 1.0
     assert "| hint3-sofmattress | ours |" in out.stdout
     again = subprocess.run(
         [str(Path(sys.executable).parent / "careline"), "nlu", "eval",
