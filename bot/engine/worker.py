@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from bot.engine.engine import ConversationEngine
 from bot.live.locks import LockTimeout
-from bot.live.streams import GROUP, Streams
+from bot.live.streams import GROUP, Streams, read_group
 from bot.live.tasks import stop_loop_and_tasks
 
 log = logging.getLogger("careline.worker")
@@ -64,12 +64,11 @@ class InboxWorker:
                 if loop.time() >= next_sweep:
                     await self._sweep()
                     next_sweep = loop.time() + self.sweep_every_s
-                resp = await self.redis.xreadgroup(
-                    GROUP, self.consumer, {self.streams.keys.inbox: ">"}, count=32, block=1000
-                )
-                for _stream, entries in resp or []:
-                    for eid, fields in entries:
-                        await self._spawn(eid, fields)
+                inbox = self.streams.keys.inbox
+                for eid, fields in await read_group(
+                    self.redis, inbox, GROUP, self.consumer, count=32, block_ms=1000
+                ):
+                    await self._spawn(eid, fields)
             except asyncio.CancelledError:
                 raise
             except Exception:

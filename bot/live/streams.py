@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -22,6 +23,26 @@ from redis.exceptions import ResponseError
 from bot.live.keys import Keys
 
 GROUP = "engine"
+
+# The embedded stand-in (fakeredis 2.40) answers a blocking XREADGROUP at once when nothing
+# is waiting instead of blocking. Every consumer loop then spun, holding a core while idle
+# under `make run`, and under load it starved the rest of the process (a shutdown that did
+# not finish). Real Redis answers empty only once the block time is up.
+EARLY_EMPTY_PAUSE_S = 0.05
+
+
+async def read_group(
+    redis: aioredis.Redis, stream: str, group: str, consumer: str, *, count: int, block_ms: int
+) -> list[tuple[str, dict[str, str]]]:
+    """New entries for `consumer`, waiting up to `block_ms` for some. An empty answer that
+    comes back early is followed by a short pause, so the caller's loop never spins."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    resp = await redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
+    entries = [(str(eid), fields) for _stream, batch in resp or [] for eid, fields in batch]
+    if not entries and loop.time() - started < block_ms / 2000:
+        await asyncio.sleep(min(EARLY_EMPTY_PAUSE_S, block_ms / 1000))
+    return entries
 
 
 class Streams:

@@ -54,6 +54,7 @@ from bot.channels.telegram.metrics import (
 )
 from bot.channels.telegram.split import split_text
 from bot.live.locks import LockTimeout, redis_lock
+from bot.live.streams import read_group
 from bot.live.tasks import stop_loop_and_tasks
 from bot.settings import TelegramOutboxSettings
 from bot.store.models import utcnow
@@ -167,12 +168,10 @@ class TelegramSender:
                 if now >= next_sweep:
                     await self._sweep()
                     next_sweep = now + self.cfg.sweep_every_s
-                resp = await self.redis.xreadgroup(
-                    GROUP, self.consumer, {self.stream: ">"}, count=32, block=block_ms
-                )
-                for _stream, entries in resp or []:
-                    for eid, fields in entries:
-                        await self._spawn(eid, fields.get("conversation_id", ""))
+                for eid, fields in await read_group(
+                    self.redis, self.stream, GROUP, self.consumer, count=32, block_ms=block_ms
+                ):
+                    await self._spawn(eid, fields.get("conversation_id", ""))
             except asyncio.CancelledError:
                 raise
             except Exception:
