@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.live.redis_conn import connect
-from bot.live.streams import read_group
+from bot.live.streams import EARLY_EMPTY_PAUSE_S, read_group
 
 WINDOW_S = 0.5
 BLOCK_MS = 1000
@@ -56,8 +56,8 @@ async def test_an_empty_stream_is_waited_on_not_polled_in_a_busy_loop(
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    # a loop that waits makes at most one read per pause (50 ms); a busy one makes thousands
-    assert reads <= WINDOW_S / 0.05 + 2, reads
+    # a loop that waits makes at most one read per pause; a busy one makes thousands
+    assert reads <= WINDOW_S / EARLY_EMPTY_PAUSE_S + 2, reads
     await client.delete(stream)
 
 
