@@ -29,6 +29,7 @@ from bot.channels.telegram.channel import TelegramChannel, start_telegram
 from bot.channels.widget import WidgetChannel
 from bot.engine.content import Content
 from bot.engine.engine import ConversationEngine
+from bot.engine.safety_check import SafetyCheckTimer
 from bot.engine.worker import InboxWorker
 from bot.live.hub import Hub
 from bot.live.keys import Keys
@@ -155,6 +156,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         sweep_older_than_s=2 * s.engine.claim_idle_s,
     )
     worker_task = asyncio.create_task(gw.worker.run(), name="inbox-worker")
+    safety_timer = SafetyCheckTimer(gw.engine.safety_checks, gw.engine.safety_question_timeout)
+    safety_task = asyncio.create_task(safety_timer.run(), name="safety-question-timer")
     sweep_task = asyncio.create_task(gw.surveys.run(), name="survey-sweeper")
     try:
         gw.telegram = await start_telegram(  # Telegram channel (issue 5)
@@ -166,6 +169,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await gw.telegram.stop()
         watcher.stop()
         await sla_task
+        safety_timer.stop()
+        await safety_task
         await gw.desk.close()
         gw.surveys.stop()
         await asyncio.wait([sweep_task], timeout=5)

@@ -243,6 +243,10 @@ def cmd_triage(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
         triage = Triage.from_settings(settings)
+        if args.corpus or args.tune:
+            return _triage_corpus(settings, triage, args)
+        if (args.jsonl or args.text) and not args.lexicon_only:
+            return _triage_live(settings, triage, args)
         if args.eval:
             intents = None
             if args.with_intents:
@@ -273,9 +277,101 @@ def cmd_triage(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `careline triage ... | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (JsonlError, LexiconError, OSError) as e:
+    except (JsonlError, LexiconError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+
+
+def _triage_live(settings: Settings, triage: Any, args: argparse.Namespace) -> int:
+    """The gateway's verdict: each text (with its `history`) parsed by the NLU service, then
+    triaged the way the engine does (handoff.corpus_eval.conversation_verdict)."""
+    from handoff.evaluate import iter_jsonl, open_input
+
+    if args.jsonl:
+        with open_input(args.jsonl) as f:
+            objs = [obj for _, obj in iter_jsonl(f, str(args.jsonl))]
+    else:
+        objs = [{"text": t, "misses": args.misses} for t in args.text]
+    for obj in objs:
+        history = obj.get("history") or []
+        if not isinstance(history, list) or not all(isinstance(h, str) for h in history):
+            raise ValueError(f'"history" must be a list of strings: {obj!r:.80}')
+    url = args.url or settings.nlu.url
+    for obj, result in zip(objs, asyncio.run(_live_verdicts(settings, triage, objs, url)),
+                           strict=True):  # fmt: skip
+        print(json.dumps({"text": obj["text"], **result.as_dict()}, ensure_ascii=False),
+              flush=True)  # fmt: skip
+    return 0
+
+
+async def _live_verdicts(
+    settings: Settings, triage: Any, objs: list[dict], url: str | None
+) -> list[Any]:
+    from handoff.corpus_eval import Turn, conversation_verdict
+    from nlu.client import NLUClient
+
+    service = None
+    if url is None:
+        from nlu.process import NLUServiceProcess
+        from nlu.training import ensure_project_model
+
+        model = await asyncio.to_thread(ensure_project_model, settings)
+        service = NLUServiceProcess(settings, model, port=0)
+        print(f"starting a local NLU service ({model.name}) ...", file=sys.stderr)
+        url = await service.start()
+    n = settings.triage.model.context_messages
+    out = []
+    try:
+        async with NLUClient.from_settings(settings, base_url=url) as client:
+            for obj in objs:
+                texts = [*(obj.get("history") or []), obj["text"]]
+                turns = []
+                for i, text in enumerate(texts):
+                    r = await client.parse(text, context=texts[max(0, i - n) : i] if n else ())
+                    turns.append(Turn(text, r.intent, r.confidence, r.severity))
+                out.append(conversation_verdict(triage, turns, int(obj.get("misses") or 0)))
+    finally:
+        if service is not None:
+            await service.stop()
+    return out
+
+
+def _triage_corpus(settings: Settings, triage: Any, args: argparse.Namespace) -> int:
+    """--corpus: blind and leave-one-writer-out figures; --tune: thresholds from the folds."""
+    import tempfile
+
+    from handoff.corpus_eval import load_rows, score, tune
+    from nlu.training import triage_fold_scores
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = triage_fold_scores(
+            settings, Path(tmp) / "folds.jsonl", blind=not args.tune, lowo=True
+        )
+        rows = load_rows(path)
+    if args.tune:
+        print("choosing thresholds on the leave-one-writer-out folds ...", file=sys.stderr)
+        report = tune(triage, rows)
+    else:
+        lowo = [r for r in rows if r["fold"].startswith("lowo")]
+        blind = [r for r in rows if r["fold"] == "blind"]
+        report = {
+            "blind": {
+                "careline": score(triage, blind)[0],
+                "lexicon_and_intent": score(triage, blind, use_model=False)[0],
+                "lexicon_alone": score(triage, blind, use_model=False, use_intent=False)[0],
+                "missed_critical": score(triage, blind)[1],
+            },
+            "leave_one_writer_out": {
+                "careline": score(triage, lowo)[0],
+                "lexicon_alone": score(triage, lowo, use_model=False, use_intent=False)[0],
+            },
+        }
+    text = json.dumps(report, ensure_ascii=False, indent=2)
+    if isinstance(args.json, str):
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.json}", file=sys.stderr)
+    print(text)
+    return 0
 
 
 # -- surveys (logic in surveys/commands.py) --------------------------------------------------
@@ -382,10 +478,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="--eval: which part of the labelled set (default: all)")  # fmt: skip
     tr.add_argument("--with-intents", type=Path, help='--eval: {"text", "intent", '
                     '"confidence"} lines giving the NLU reading (default: text only)')  # fmt: skip
-    tr.add_argument("--json", action="store_true", help="--eval: print the report as JSON")
+    tr.add_argument("--json", nargs="?", const=True, default=None, metavar="FILE",
+                    help="--eval: print the report as JSON; --corpus/--tune: also write it "
+                    "to FILE")  # fmt: skip
     tr.add_argument("--intent", help="TEXT: the NLU intent to combine with the text")
     tr.add_argument("--confidence", type=float, default=0.0, help="TEXT: its confidence")
     tr.add_argument("--misses", type=int, default=0, help="TEXT: bot misses in a row so far")
+    tr.add_argument("--url", help="TEXT/--jsonl: NLU service URL (default: NLU_URL, else a "
+                    "local service on the project model)")  # fmt: skip
+    tr.add_argument("--lexicon-only", action="store_true", help="TEXT/--jsonl: no NLU "
+                    "service: the lexicon and --intent alone (no learned model)")  # fmt: skip
+    src.add_argument("--corpus", action="store_true", help="score the triage corpus: blind "
+                     "writers, leave-one-writer-out, the lexicon alone beside")  # fmt: skip
+    src.add_argument("--tune", action="store_true", help="choose careline.triage.model's "
+                     "thresholds on the writer folds (never the blind split)")  # fmt: skip
     tr.set_defaults(func=cmd_triage)
 
     agents_cli.add_parser(sub, cmd_agents)

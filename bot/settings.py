@@ -162,6 +162,30 @@ _TRIAGE_INTENT_SEVERITY: dict[str, Severity] = {
 }
 
 
+class SeverityModelSettings(_Section):
+    """How triage reads the learned severity model's scores (chosen on validation folds of
+    the triage corpus: `careline triage tune`, docs/BENCHMARKS.md)."""
+
+    # P(critical) from which the model alone makes a message critical ...
+    critical_at: float = Field(default=0.5, gt=0, le=1)
+    # ... when the lexicon read its hazard words as an idiom, a negation or a question
+    critical_explained_at: float = Field(default=0.9, gt=0, le=1)
+    # P(critical) from which (below critical_at) the bot asks the quick safety question
+    ask_at: float = Field(default=0.25, gt=0, le=1)
+    # a non-critical severity or a queue of the model counts from this score
+    severity_min: float = Field(default=0.4, ge=0, le=1)
+    queue_min: float = Field(default=0.4, ge=0, le=1)
+    # seconds the customer has to answer the safety question before it goes to safety
+    ask_timeout_s: float = Field(default=120, gt=0, le=3600)
+    context_messages: int = Field(default=3, ge=0, le=4)  # earlier messages read together
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeverityModelSettings:
+        if self.ask_at > self.critical_at:
+            raise ValueError(f"ask_at ({self.ask_at}) must not exceed critical_at")
+        return self
+
+
 class TriageSettings(_Section):
     """Severity triage (handoff/): queues, intent routing and thresholds.
 
@@ -192,6 +216,7 @@ class TriageSettings(_Section):
     caps_ratio: float = Field(default=0.8, gt=0, le=1)  # share of upper-case letters
     repeat_window: int = Field(default=3, ge=0)  # earlier messages checked for a repeat
     raise_cap: Literal["normal", "high"] = "high"  # frustration never raises above this
+    model: SeverityModelSettings = Field(default_factory=SeverityModelSettings)
 
     @model_validator(mode="after")
     def _queues_exist(self) -> TriageSettings:

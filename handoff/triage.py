@@ -8,9 +8,13 @@
 
 A missed hazard is the worst error this product can make, so the hazard lexicon alone can
 make a message critical, whatever the NLU intent says; the NLU can add criticality (a hazard
-intent), never remove it. Idioms ("cháy hàng" = sold out), negations ("không có khói") and
-questions are recognised explicitly and named in the reasons, so an agent can see why a
-message that looks alarming was not paged.
+intent, or the learned severity model reading a symptom no lexicon entry names), never remove
+it. Between "surely a hazard" and "no sign of one" the model's score leaves a band where the
+evidence is real but not decisive: the result is then `ask` (the bot gives the first safety
+step and asks one quick question). Every verdict names the signals that decided it.
+Idioms ("cháy hàng" = sold out), negations ("không có khói") and questions are recognised
+explicitly and named in the reasons, so an agent can see why a message that looks alarming
+was not paged.
 
 Pure and synchronous: the lexicon is compiled once (`Triage.from_settings`), `classify` does
 no I/O. Severity only ever rises within one call; keeping a conversation's severity from
@@ -28,6 +32,7 @@ from nlu.vi.text import fold
 
 if TYPE_CHECKING:
     from bot.settings import Settings, TriageSettings
+    from nlu.client import SeverityReading
 
 SEVERITIES: tuple[str, ...] = ("critical", "high", "normal", "low")  # most severe first
 _RANK = {s: len(SEVERITIES) - i for i, s in enumerate(SEVERITIES)}  # low=1 … critical=4
@@ -71,6 +76,7 @@ class TriageResult:
     reasons: tuple[str, ...]
     intent: str | None
     confidence: float
+    ask: bool = False  # possible hazard, not decisive: ask the quick safety question
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +85,7 @@ class TriageResult:
             "reasons": list(self.reasons),
             "intent": self.intent,
             "confidence": self.confidence,
+            "ask": self.ask,
         }
 
 
@@ -118,17 +125,27 @@ class Triage:
         confidence: float = 0.0,
         history: Sequence[str] = (),
         misses: int = 0,
+        model: SeverityReading | None = None,
     ) -> TriageResult:
         """Triage one customer message.
 
         `intent`/`confidence`: the NLU's reading, if any. `history`: the customer's earlier
         messages in this conversation, oldest first (used for the topic of a message that has
         none, and to notice a repeated message). `misses`: how many of the bot's answers in a
-        row did not help.
+        row did not help. `model`: the learned severity verdict from the NLU service (it read
+        this message with the earlier ones), if any.
         """
         reading = self.lexicon.read(text)
         signals = self._hazard_signals(reading)
-        signals += self._intent_signals(reading, intent, confidence)
+        ask_reason = None
+        if model is None:
+            signals += self._intent_signals(reading, intent, confidence)
+        else:
+            # The model learned severity from labelled messages; the intent -> severity map
+            # (hazard intents included) is a hand-written proxy for it, and on the writer
+            # folds it only added false alarms. The intent still routes (see _queue).
+            found, ask_reason = self._model_signals(reading, model)
+            signals += found
         signals += [
             _Signal(sig.severity, sig.queue, f"{sig.label}: '{q}'") for sig, q in reading.signals
         ]
@@ -137,8 +154,11 @@ class Triage:
         if severity != "critical":
             severity = self._raise(severity, text, reading, history, misses, reasons)
         reasons += reading.explained
-        queue = self._queue(severity, signals, reading, intent, confidence, history)
-        return TriageResult(severity, queue, tuple(reasons), intent, confidence)
+        queue = self._queue(severity, signals, reading, intent, confidence, history, model)
+        ask = severity != "critical" and ask_reason is not None
+        if ask:
+            reasons.append(ask_reason)
+        return TriageResult(severity, queue, tuple(reasons), intent, confidence, ask)
 
     # -- evidence --------------------------------------------------------------------------
 
@@ -157,6 +177,38 @@ class Triage:
             for m, frame in reading.questions
         ]
         return out
+
+    def _model_signals(
+        self, reading: Reading, model: SeverityReading
+    ) -> tuple[list[_Signal], str | None]:
+        """The learned model's evidence, and why to ask the safety question (or None).
+
+        Where the lexicon explained the hazard words away (an idiom, a negation, a question),
+        the model must be surer: those words are exactly what it may over-read."""
+        cfg = self.config.model
+        p = model.critical
+        explained = not reading.hazards and bool(reading.explained or reading.questions)
+        needed = cfg.critical_explained_at if explained else cfg.critical_at
+        label = f"severity model: critical {p:.2f}"
+        if p >= needed:
+            return [_Signal("critical", self.config.safety_queue, label)], None
+        out: list[_Signal] = []
+        rest = {k: v for k, v in model.severity_scores.items() if k != "critical"}
+        total = sum(rest.values())
+        if total > 0:
+            best = max(rest, key=lambda k: rest[k])
+            share = rest[best] / total
+            if share >= cfg.severity_min and best != "low":
+                queue = max(model.queue_scores, key=lambda k: model.queue_scores[k], default=None)
+                if queue == self.config.safety_queue or (
+                    queue and model.queue_scores[queue] < cfg.queue_min
+                ):
+                    queue = None
+                out.append(_Signal(best, queue, f"severity model: {best} {share:.2f}"))
+        ask = None
+        if p >= cfg.ask_at and not explained:
+            ask = f"{label}: possible hazard, safety question asked"
+        return out, ask
 
     def _intent_signals(
         self, reading: Reading, intent: str | None, confidence: float
@@ -233,9 +285,11 @@ class Triage:
         intent: str | None,
         confidence: float,
         history: Sequence[str],
+        model: SeverityReading | None = None,
     ) -> str:
         """Critical: safety. Else the queue of the strongest evidence that names one, then
-        the NLU intent, then topic words of this message, then of the earlier ones."""
+        the severity model's queue, then the NLU intent, then topic words of this message,
+        then of the earlier ones."""
         cfg = self.config
         if severity == "critical":
             return cfg.safety_queue
@@ -243,6 +297,10 @@ class Triage:
         for s in ranked:
             if s.queue and severity_rank(s.severity) > severity_rank("low"):
                 return s.queue
+        if model is not None and model.queue_scores:
+            best = max(model.queue_scores, key=lambda k: model.queue_scores[k])
+            if best in cfg.queues and model.queue_scores[best] >= cfg.model.queue_min:
+                return best
         confident = bool(intent) and confidence >= cfg.intent_min_confidence
         if confident and intent in cfg.intent_queue and intent not in self._hazard_intents:
             return cfg.intent_queue[intent]

@@ -20,7 +20,18 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class Utterance(NamedTuple):
+    """A text to parse with the customer's earlier messages (oldest first): the severity
+    model reads them together, the intent classifier reads `text` alone."""
+
+    text: str
+    context: tuple[str, ...] = ()
+
+
+ParseInput = str | Utterance
 
 
 class Overloaded(Exception):
@@ -33,7 +44,7 @@ class Overloaded(Exception):
 
 @dataclass
 class _Item:
-    text: str
+    text: ParseInput
     future: asyncio.Future[dict[str, Any]]
 
 
@@ -55,7 +66,7 @@ class BatchStats:
 class MicroBatcher:
     def __init__(
         self,
-        parse_many: Callable[[list[str]], list[dict[str, Any]]],
+        parse_many: Callable[[list[ParseInput]], list[dict[str, Any]]],
         executor: Executor | None = None,
         *,
         max_batch: int = 64,
@@ -106,14 +117,14 @@ class MicroBatcher:
     def waiting(self) -> int:
         return self._queue.qsize()
 
-    async def submit(self, text: str) -> dict[str, Any]:
+    async def submit(self, text: ParseInput) -> dict[str, Any]:
         """Queue one text and wait for its parse (the hot path: no gather)."""
         self._admit(1)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(text, future))
         return await future
 
-    async def submit_many(self, texts: list[str]) -> list[dict[str, Any]]:
+    async def submit_many(self, texts: list[ParseInput]) -> list[dict[str, Any]]:
         """Queue texts (all or none) and wait for their parses, in order."""
         self._admit(len(texts))
         loop = asyncio.get_running_loop()

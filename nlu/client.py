@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,38 @@ class IntentScore:
 
 
 @dataclass(frozen=True)
+class SeverityReading:
+    """The NLU service's learned severity verdict (`careline.severity/queue/scores`)."""
+
+    severity: str
+    queue: str
+    severity_scores: dict[str, float]
+    queue_scores: dict[str, float]
+
+    @property
+    def critical(self) -> float:
+        """How likely the message (with its context) reports danger, 0-1."""
+        return self.severity_scores.get("critical", 0.0)
+
+    @classmethod
+    def from_json(cls, extra: Any) -> SeverityReading | None:
+        """None when absent (stock Rasa, an older model) or malformed: triage then runs on
+        the lexicon and the intent alone, as it always could."""
+        if not isinstance(extra, dict) or not isinstance(extra.get("scores"), dict):
+            return None
+        try:
+            scores = extra["scores"]
+            return cls(
+                str(extra["severity"]),
+                str(extra["queue"]),
+                {str(k): float(v) for k, v in scores["severity"].items()},
+                {str(k): float(v) for k, v in scores["queue"].items()},
+            )
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
 class ParseResult:
     """The parts of Rasa's parse JSON the gateway uses, plus the raw dict for the rest."""
 
@@ -64,6 +97,11 @@ class ParseResult:
         """Language detected by our service (absent when talking to stock Rasa)."""
         extra = self.raw.get("careline")
         return extra.get("language") if isinstance(extra, dict) else None
+
+    @property
+    def severity(self) -> SeverityReading | None:
+        """The learned severity verdict (our service only)."""
+        return SeverityReading.from_json(self.raw.get("careline"))
 
     @classmethod
     def from_json(cls, data: Any) -> ParseResult:
@@ -159,11 +197,18 @@ class NLUClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def parse(self, text: str, message_id: str | None = None) -> ParseResult:
-        """Parse one message. Raises NLUUnavailable or NLURejected, never anything else."""
+    async def parse(
+        self, text: str, message_id: str | None = None, context: Sequence[str] = ()
+    ) -> ParseResult:
+        """Parse one message. Raises NLUUnavailable or NLURejected, never anything else.
+
+        `context`: the customer's earlier messages, oldest first, which our service's severity
+        model reads with this one (a stock Rasa server ignores the field)."""
         body: dict[str, Any] = {"text": text}
         if message_id is not None:
             body["message_id"] = message_id
+        if context:
+            body["context"] = list(context)
         data = await self._call("POST", "/model/parse", body)
         return ParseResult.from_json(data)
 

@@ -44,7 +44,7 @@ def model_fingerprint(
     h = hashlib.sha256()
     h.update(RECIPE_VERSION.encode())
     h.update(json.dumps(config, sort_keys=True, ensure_ascii=False).encode())
-    for f in _files(data_paths, ("*.yml", "*.yaml", "*.txt", "*.json")):
+    for f in _files(data_paths, ("*.yml", "*.yaml", "*.txt", "*.json", "*.jsonl")):
         h.update(str(f.relative_to(root) if f.is_relative_to(root) else f).encode())
         h.update(f.read_bytes())
     for f in _files(code_paths, ("*.py",)):

@@ -31,7 +31,10 @@ LEXICON_DATA = "data/lexicon"
 # Names the exact vectors (wheel and SHA-256) that scripts/fetch-embeddings.sh installed:
 # part of the fingerprint so other vectors retrain.
 EMBEDDINGS_SOURCE = "var/embeddings/wordllama-l2-supercat-256/SOURCE"
-MODEL_DATA = (LEXICON_DATA, EMBEDDINGS_SOURCE)  # data besides data/nlu that a model bakes in
+# The triage corpus the severity component learns from (its blind split is not here).
+TRIAGE_CORPUS = ("data/triage/corpus/train", "data/triage/labelled.jsonl")
+# data besides data/nlu that a model bakes in
+MODEL_DATA = (LEXICON_DATA, EMBEDDINGS_SOURCE, *TRIAGE_CORPUS)
 
 
 class TrainingError(RuntimeError):
@@ -175,6 +178,34 @@ def ensure_project_model(settings: Settings, *, force: bool = False, quiet: bool
         )
 
 
+TRIAGE_BLIND = "data/triage/corpus/blind"  # writers in no training fold; scored, never tuned on
+
+
+def triage_fold_scores(settings: Settings, out: Path, *, blind: bool, lowo: bool) -> Path:
+    """Out-of-sample severity scores of the triage corpus (nlu.runtime.severity_folds) as
+    JSONL in `out`, each row with the project model's intent for its text."""
+    ensure_nlu_runtime(settings)
+    model = ensure_project_model(settings, quiet=True)
+    python = settings.path(settings.nlu.venv) / "bin" / "python"
+    cmd = [
+        str(python), "-m", "nlu.runtime.severity_folds",
+        "--train", *(str(settings.root / p) for p in TRIAGE_CORPUS),
+        "--model", str(model),
+    ]  # fmt: skip
+    if blind:
+        cmd += ["--blind", str(settings.root / TRIAGE_BLIND)]
+    if not lowo:
+        cmd.append("--no-lowo")
+    with open(out, "w", encoding="utf-8") as fh:
+        proc = subprocess.run(
+            cmd, cwd=settings.root, env=nlu_env(settings), stdout=fh, stderr=sys.stderr,
+            check=False,
+        )  # fmt: skip
+    if proc.returncode != 0:
+        raise TrainingError(f"severity fold scoring failed (exit {proc.returncode}); see above")
+    return out
+
+
 def prune_models(settings: Settings, keep: int = 3) -> list[Path]:
     """Delete all but the newest `keep` models; returns what was removed."""
     models = sorted(
@@ -197,4 +228,5 @@ __all__ = [
     "project_model",
     "prune_models",
     "train_nlu",
+    "triage_fold_scores",
 ]

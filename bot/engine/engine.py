@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 
 from bot.channels.outbound import Outbound
 from bot.engine.content import Content
+from bot.engine.safety_check import NO, YES, SafetyChecks, answer_of
 from bot.engine.states import State, check_transition
 from bot.live.locks import redis_lock
 from bot.live.streams import Streams
@@ -33,7 +34,7 @@ from bot.settings import Settings
 from handoff.contact import find_contact
 from handoff.queues import AgentQueues
 from handoff.triage import Triage, TriageResult, max_severity
-from nlu.client import NLUClient, NLURejected, NLUUnavailable
+from nlu.client import NLUClient, NLURejected, NLUUnavailable, SeverityReading
 from nlu.vi.text import detect_language
 from surveys.answers import is_survey_payload
 
@@ -106,6 +107,7 @@ class Understanding:
     confidence: float
     options: tuple[str, ...]  # other plausible intents, best first
     language: str | None
+    severity: SeverityReading | None = None  # the learned severity verdict, if served
 
 
 class ConversationEngine:
@@ -133,6 +135,7 @@ class ConversationEngine:
         self.triage = triage
         self.queues = queues
         self.outbound = outbound or Outbound(redis, streams.keys)
+        self.safety_checks = SafetyChecks(redis, streams.keys, settings.triage.model.ask_timeout_s)
         # Called after every escalation (the help desk starts SLA timers, alerts consoles and
         # assigns agents); the engine itself knows nothing about agents.
         self.escalation_listeners: list[Callable[[Escalated], Awaitable[None]]] = []
@@ -269,8 +272,15 @@ class ConversationEngine:
             await self.streams.signal(conv.id, {"typing": {"who": "bot", "on": False}})
 
     async def _bot_turn(self, conv: Any, msg: Any) -> None:
+        check = await self.safety_checks.pending(conv.id)
+        if check is not None and check.message_id != msg.id:
+            said = answer_of(msg.text, (msg.payload or {}).get("quick_reply"))
+            if said is not None:
+                await self._safety_answer(conv, msg, said)
+                return
+        context = await self._context(conv, msg)
         try:
-            u = await self._understand(msg)
+            u = await self._understand(msg, context)
         except NLURejected as e:
             # Our request was refused (e.g. longer than the service accepts): retrying cannot
             # help, so treat it as not understood instead of leaving the message stuck.
@@ -290,11 +300,29 @@ class ConversationEngine:
         if lang != conv.language:
             conv = await self.db.update_conversation(conv.id, language=lang)
         misses = int(await self.redis.hget(self._bot_key(conv.id), "misses") or 0)
-        t = self.triage.classify(msg.text, intent=u.intent, confidence=u.confidence, misses=misses)
+        t = self.triage.classify(
+            msg.text,
+            intent=u.intent,
+            confidence=u.confidence,
+            misses=misses,
+            history=context,
+            model=u.severity,
+        )
         conv = await self._raise_severity(conv, t)
         if t.severity == "critical":
+            if check is not None:
+                await self.safety_checks.close(conv.id)
             await self._hazard(conv, msg, u, t, lang)
             return
+        if t.ask and check is None:
+            await self._ask_safety(conv, msg, u, t, lang)
+            return
+        await self._answer(conv, msg, u, t, lang)
+
+    async def _answer(
+        self, conv: Any, msg: Any, u: Understanding, t: TriageResult, lang: str
+    ) -> None:
+        """The ordinary turn: an FAQ answer (and its escalation, if it has one), or a miss."""
         info = self.content.intents.get(u.intent or "")
         if info is not None and u.confidence >= self.cfg.answer_threshold:
             await self.redis.hset(self._bot_key(conv.id), "misses", 0)
@@ -331,13 +359,23 @@ class ConversationEngine:
                 conv, msg, "fallback", self.content.system("fallback", lang), quick_replies=(human,)
             )
 
-    async def _understand(self, msg: Any) -> Understanding:
+    async def _context(self, conv: Any, msg: Any) -> tuple[str, ...]:
+        """The customer's last few messages before this one, oldest first: triage reads a
+        hazard told over several messages as one (careline.triage.model.context_messages)."""
+        n = self.settings.triage.model.context_messages
+        if n == 0:
+            return ()
+        recent = await self.db.transcript(conv.id, limit=4 * n + 4, include_notes=False)
+        earlier = [m.text for m in recent if m.sender == "customer" and m.id < msg.id and m.text]
+        return tuple(earlier[-n:])
+
+    async def _understand(self, msg: Any, context: tuple[str, ...] = ()) -> Understanding:
         """Quick-reply payloads are trusted choices; free text goes to the NLU."""
         chosen = ((msg.payload or {}).get("quick_reply") or "").removeprefix("intent:")
         if chosen and chosen in self.content.intents:
             return Understanding(chosen, 1.0, (), detect_language(msg.text))
         started = time.monotonic()
-        result = await self.nlu.parse(msg.text, message_id=str(msg.id))
+        result = await self.nlu.parse(msg.text, message_id=str(msg.id), context=context)
         NLU_SECONDS.observe(time.monotonic() - started)
         options = tuple(
             r.name
@@ -347,7 +385,7 @@ class ConversationEngine:
             and r.confidence >= self.cfg.clarify_min_confidence
         )
         lang = result.language or detect_language(msg.text)
-        return Understanding(result.intent, result.confidence, options, lang)
+        return Understanding(result.intent, result.confidence, options, lang, result.severity)
 
     # -- actions ------------------------------------------------------------------------
 
@@ -370,6 +408,82 @@ class ConversationEngine:
             confidence=u.confidence,
         )
         await self.escalate(conv, msg, "; ".join(t.reasons) or "hazard", lang, t)
+
+    async def _ask_safety(
+        self, conv: Any, msg: Any, u: Understanding, t: TriageResult, lang: str
+    ) -> None:
+        """A possible hazard: the first safety step now, and one yes/no question."""
+        reason = "; ".join(t.reasons)
+        await self.db.add_escalation(
+            conv.id, "safety_question", actor="bot", reason=reason, queue="safety",
+            severity=conv.severity, note="asked",
+        )  # fmt: skip
+        buttons = (
+            QuickReply(self.content.system("safety_check_yes", lang), YES),
+            QuickReply(self.content.system("safety_check_no", lang), NO),
+        )
+        await self._reply(
+            conv, msg, "safety_check", self.content.system("safety_check", lang),
+            quick_replies=buttons, intent=u.intent, confidence=u.confidence,
+        )  # fmt: skip
+        await self.safety_checks.open(conv.id, msg.id, u.intent, u.confidence, reason)
+        log.info("safety question asked: %s", reason, extra={"conversation_id": conv.id})
+
+    async def _safety_answer(self, conv: Any, msg: Any, yes: bool) -> None:
+        """The customer answered the safety question."""
+        check = await self.safety_checks.pending(conv.id)
+        await self.safety_checks.close(conv.id)
+        lang = conv.language
+        if yes:
+            why = "the customer answered yes to the safety question"
+            await self._safety_escalate(conv, msg, why, check.reason if check else "")
+            return
+        await self.db.add_escalation(
+            conv.id, "safety_question", actor="customer", queue="safety",
+            severity=conv.severity, note="answered no",
+        )  # fmt: skip
+        await self._reply(
+            conv, msg, "safety_clear", self.content.system("safety_check_clear", lang)
+        )
+        if check is not None and check.intent in self.content.intents:
+            # "no continues normally": answer what the customer asked in the first place
+            u = Understanding(check.intent, check.confidence, (), lang)
+            t = self.triage.classify(msg.text)
+            await self._answer(conv, msg, u, t, lang)
+
+    async def safety_question_timeout(self, conversation_id: str) -> None:
+        """No answer in time: treat the possible hazard as a real one (the timer calls this)."""
+        async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
+            check = await self.safety_checks.pending(conversation_id)
+            conv = await self.db.get_conversation(conversation_id)
+            await self.safety_checks.close(conversation_id)
+            if check is None or conv is None or conv.state != State.BOT:
+                return
+            msg = next(
+                (
+                    m
+                    for m in await self.db.transcript(conv.id, limit=50)
+                    if m.id == check.message_id
+                ),
+                None,
+            )
+            if msg is None:
+                return
+            secs = int(self.settings.triage.model.ask_timeout_s)
+            why = f"no answer to the safety question within {secs} s"
+            await self._safety_escalate(conv, msg, why, check.reason)
+
+    async def _safety_escalate(self, conv: Any, msg: Any, why: str, asked: str) -> None:
+        lang = conv.language
+        reasons = tuple(r for r in (why, f"asked because: {asked}" if asked else "") if r)
+        t = TriageResult("critical", self.settings.triage.safety_queue, reasons, None, 0.0)
+        await self.db.add_escalation(
+            conv.id, "safety_question", actor="bot", queue="safety", severity="critical",
+            reason=asked or None, note=why,
+        )  # fmt: skip
+        conv = await self._raise_severity(conv, t)
+        await self._reply(conv, msg, "safety", self.content.system("safety", lang))
+        await self.escalate(conv, msg, why, lang, t)
 
     async def _triage_waiting(self, conv: Any, msg: Any) -> None:
         """While a person is coming, a message can still reveal danger: say what to do now.

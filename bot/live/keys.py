@@ -32,6 +32,10 @@ class Keys:
     def bot_state(self, conversation_id: str) -> str:
         return f"{self.prefix}:conv:{conversation_id}:bot"
 
+    def safety_checks(self) -> str:
+        """Sorted set: conversations with an unanswered safety question, by deadline."""
+        return f"{self.prefix}:safety_checks"
+
     def conversation_lock(self, conversation_id: str) -> str:
         return f"{self.prefix}:conv:{conversation_id}:lock"
 

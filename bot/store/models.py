@@ -100,6 +100,7 @@ class EscalationKind(StrEnum):
     RESOLVED = "resolved"
     SLA_BREACH = "sla_breach"
     CALLBACK_REQUESTED = "callback_requested"
+    SAFETY_QUESTION = "safety_question"  # a possible hazard: the bot asked; note = outcome
 
 
 def _ts(*, nullable: bool) -> Any:

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -33,6 +34,9 @@ from rasa.shared.nlu.constants import (
     PREDICTED_CONFIDENCE_KEY,
     TEXT,
 )
+
+from nlu.batching import ParseInput
+from nlu.runtime.severity_model import CONTEXT_KEY
 
 log = logging.getLogger("careline.nlu.model")
 
@@ -66,9 +70,17 @@ class NLUModel:
         assert processor is not None
         return NLUPlan.of(processor.graph_runner, processor.model_metadata.nlu_target)
 
-    def parse_many(self, texts: list[str]) -> list[dict[str, Any]]:
-        """Parse several texts in one pass through the graph (blocking: run off the loop)."""
-        messages = [UserMessage(t) for t in texts]
+    def parse_many(self, texts: Sequence[ParseInput]) -> list[dict[str, Any]]:
+        """Parse several texts in one pass through the graph (blocking: run off the loop).
+
+        An `Utterance`'s earlier messages travel as message metadata, where the severity
+        component reads them (CONTEXT_KEY); every other component sees the text alone."""
+        messages = [
+            UserMessage(t)
+            if isinstance(t, str)
+            else UserMessage(t.text, metadata={CONTEXT_KEY: list(t.context)})
+            for t in texts
+        ]
         tracker = DialogueStateTracker.from_events("careline", [])
         parsed_messages = self._plan.run(
             {PLACEHOLDER_MESSAGE: messages, PLACEHOLDER_TRACKER: tracker}

@@ -29,8 +29,10 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from nlu.batching import MicroBatcher, Overloaded
+from nlu.batching import MicroBatcher, Overloaded, ParseInput, Utterance
 from nlu.runtime.http_server import HttpServer, Limits, Request, Response, Router
+from nlu.runtime.severity_model import MAX_CONTEXT
+from nlu.runtime.severity_model import OUTPUT_KEY as SEVERITY_OUTPUT
 from nlu.vi.text import detect_language
 
 log = logging.getLogger("careline.nlu.service")
@@ -149,12 +151,12 @@ class Handlers:
         if isinstance(problem, Response):
             REQUESTS.labels(str(problem.status)).inc()
             return problem
-        text, message_id = problem
+        text, message_id, context = problem
         started = time.monotonic()
         assert state.batcher is not None
         QUEUED.set(state.batcher.waiting + 1)
         try:
-            result = await state.batcher.submit(text)
+            result = await state.batcher.submit(Utterance(text, context) if context else text)
         except Overloaded as e:
             return _overloaded(e, 1)
         _annotate(state, text, result)
@@ -164,7 +166,9 @@ class Handlers:
         return _json(result)
 
     async def parse_batch(self, request: Request) -> Response:
-        """POST {"texts": [...]} -> {"results": [...]}: several parses in one round trip."""
+        """POST {"texts": [...]} -> {"results": [...]}: several parses in one round trip.
+
+        An item is a text, or {"text": ..., "context": [...]} like a single parse's body."""
         state = self.state
         if state.model is None:
             REQUESTS.labels("503").inc()
@@ -177,19 +181,29 @@ class Handlers:
             return error(400, "BadRequest", 'body must be {"texts": ["...", ...]} (non-empty)')
         if len(texts) > MAX_BATCH_TEXTS:
             return error(413, "TooManyTexts", f"at most {MAX_BATCH_TEXTS} texts per request")
-        for i, text in enumerate(texts):
+        items: list[ParseInput] = []
+        for i, item in enumerate(texts):
+            if isinstance(item, dict):
+                context = _context_problem(item.get("context"), state.max_text_chars)
+                if isinstance(context, tuple):
+                    status, reason, message = context
+                    return error(status, reason, f"texts[{i}]: {message}")
+                text = item.get("text")
+            else:
+                text, context = item, []
             problem = _text_problem(text, state.max_text_chars)
             if problem:
                 status, reason, message = problem
                 return error(status, reason, f"texts[{i}]: {message}")
+            items.append(Utterance(text, tuple(context)) if context else text)
         assert state.batcher is not None
-        QUEUED.set(state.batcher.waiting + len(texts))
+        QUEUED.set(state.batcher.waiting + len(items))
         try:
-            results = await state.batcher.submit_many(texts)
+            results = await state.batcher.submit_many(items)
         except Overloaded as e:
-            return _overloaded(e, len(texts))
-        for text, result in zip(texts, results, strict=True):
-            _annotate(state, text, result)
+            return _overloaded(e, len(items))
+        for item, result in zip(items, results, strict=True):
+            _annotate(state, item if isinstance(item, str) else item.text, result)
         REQUESTS_OK.inc()
         return _json({"results": results})
 
@@ -238,7 +252,11 @@ class Handlers:
 def _annotate(state: State, text: str, result: dict) -> None:
     """Our additions live under one key so a Rasa-only client is not confused by them."""
     assert state.model is not None
-    result["careline"] = {"language": detect_language(text), "model": state.model.fingerprint}
+    result["careline"] = {
+        "language": detect_language(text),
+        "model": state.model.fingerprint,
+        **(result.pop(SEVERITY_OUTPUT, None) or {}),
+    }
 
 
 def _overloaded(e: Overloaded, n: int) -> Response:
@@ -263,7 +281,23 @@ def _read_text(raw: bytes, max_chars: int) -> Any:
     message_id = body.get("message_id")
     if message_id is not None and not isinstance(message_id, str):
         return error(400, "BadRequest", "field 'message_id' must be a string")
-    return text, message_id
+    context = _context_problem(body.get("context"), max_chars)
+    if isinstance(context, tuple):
+        return error(*context)
+    return text, message_id, tuple(context)
+
+
+def _context_problem(context: Any, max_chars: int) -> list[str] | tuple[int, str, str]:
+    """The optional `context` (earlier customer messages, oldest first) or what is wrong."""
+    if context is None:
+        return []
+    if not isinstance(context, list) or len(context) > MAX_CONTEXT:
+        return 400, "BadRequest", f"field 'context' must be a list of at most {MAX_CONTEXT} texts"
+    for i, earlier in enumerate(context):
+        problem = _text_problem(earlier, max_chars)
+        if problem:
+            return problem[0], problem[1], f"context[{i}]: {problem[2]}"
+    return context
 
 
 def _json_body(raw: bytes) -> Any:
