@@ -61,6 +61,7 @@ class Frame:
     right_gap: int
     final: bool
     unless: WordSet
+    fear: bool = False  # "sợ nổ", "afraid it will explode": worry now, worth asking about
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class Reading:
 
     hazards: tuple[Mention, ...] = ()  # active: critical
     questions: tuple[tuple[Mention, str], ...] = ()  # (mention, frame quote): safety question
+    fears: tuple[str, ...] = ()  # quotes of questions asked in fear: the bot asks back
     explained: tuple[str, ...] = ()  # human-readable: idioms and negations that were ignored
     signals: tuple[tuple[Signal, str], ...] = ()  # (signal, quote), first hit per signal
     frustration: tuple[str, ...] = ()  # quotes
@@ -162,6 +164,7 @@ class Lexicon:
         covered = {i for h in hits for i in range(h.start, h.end)}
         active: list[Mention] = []
         questions: list[tuple[Mention, str]] = []
+        fears: list[str] = []
         for mention in _merge(text, tokens, hits):
             negators = _negators(mention, [self._negator(tokens, h, covered) for h in mention.hits])
             if all(n is not None for n in negators):
@@ -170,14 +173,18 @@ class Lexicon:
                     f"negated, not a hazard: '{quote(text, tokens, first, mention.end)}'"
                 )
                 continue
-            frame = self._question_frame(tokens, mention)
-            if frame is not None:
-                questions.append((mention, quote(text, tokens, *frame)))
+            found = self._question_frame(tokens, mention)
+            if found is not None:
+                frame, span = found
+                questions.append((mention, quote(text, tokens, *span)))
+                if frame.fear:
+                    fears.append(quote(text, tokens, *span))
             else:
                 active.append(mention)
         return Reading(
             hazards=tuple(active),
             questions=tuple(questions),
+            fears=tuple(fears),
             explained=tuple(explained),
             signals=self._signals(text, tokens, strict, idioms),
             frustration=tuple(
@@ -249,7 +256,9 @@ class Lexicon:
                 return None
         return None
 
-    def _question_frame(self, tokens: Sequence[Token], m: Mention) -> tuple[int, int] | None:
+    def _question_frame(
+        self, tokens: Sequence[Token], m: Mention
+    ) -> tuple[Frame, tuple[int, int]] | None:
         """Token span of a question frame around the mention, if it is only asked about.
 
         Not when an incident marker is inside the mention or touches it ("nổ rồi", "vừa bị
@@ -267,7 +276,7 @@ class Lexicon:
                 continue
             span = _frame_span(frame, tokens, m, clause, self.particles)
             if span is not None:
-                return span
+                return frame, span
         return None
 
     def _signals(
@@ -450,6 +459,7 @@ def _frame(spec: Any, gap: int, needs: frozenset[str]) -> Frame:
         right_gap=right_gap,
         final=final,
         unless=WordSet(_strings(spec.get("unless"), f"questions {text!r}.unless")),
+        fear=bool(spec.get("fear", False)),
     )
 
 

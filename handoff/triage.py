@@ -155,6 +155,8 @@ class Triage:
             severity = self._raise(severity, text, reading, history, misses, reasons)
         reasons += reading.explained
         queue = self._queue(severity, signals, reading, intent, confidence, history, model)
+        if ask_reason is None and reading.fears:
+            ask_reason = f"worried about a hazard: '{reading.fears[0]}': safety question asked"
         ask = severity != "critical" and ask_reason is not None
         if ask:
             reasons.append(ask_reason)
