@@ -217,6 +217,11 @@ class TriageSettings(_Section):
     repeat_window: int = Field(default=3, ge=0)  # earlier messages checked for a repeat
     raise_cap: Literal["normal", "high"] = "high"  # frustration never raises above this
     model: SeverityModelSettings = Field(default_factory=SeverityModelSettings)
+    # Intents whose intent_severity still counts beside the learned model: explicit requests
+    # (a person, a complaint about staff) that the corpus labels do not cover.
+    intent_severity_with_model: list[str] = Field(
+        default_factory=lambda: ["request_human", "complain_staff"]
+    )
 
     @model_validator(mode="after")
     def _queues_exist(self) -> TriageSettings:

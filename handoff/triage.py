@@ -143,7 +143,10 @@ class Triage:
         else:
             # The model learned severity from labelled messages; the intent -> severity map
             # (hazard intents included) is a hand-written proxy for it, and on the writer
-            # folds it only added false alarms. The intent still routes (see _queue).
+            # folds it only added false alarms. The intent still routes (see _queue), and
+            # explicit requests the corpus does not label keep their severity.
+            if intent in self.config.intent_severity_with_model:
+                signals += self._intent_signals(reading, intent, confidence)
             found, ask_reason = self._model_signals(reading, model)
             signals += found
         signals += [

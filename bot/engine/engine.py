@@ -445,7 +445,11 @@ class ConversationEngine:
         await self._reply(
             conv, msg, "safety_clear", self.content.system("safety_check_clear", lang)
         )
-        if check is not None and check.intent in self.content.intents:
+        safety = self.settings.triage.safety_queue
+        hazard_intent = check is not None and (
+            self.settings.triage.intent_queue.get(check.intent or "") == safety
+        )
+        if check is not None and check.intent in self.content.intents and not hazard_intent:
             # "no continues normally": answer what the customer asked in the first place
             u = Understanding(check.intent, check.confidence, (), lang)
             t = self.triage.classify(msg.text)

@@ -1,0 +1,103 @@
+"""Ask when unsure, end to end through the widget channel, the engine and the real NLU
+service: a possible hazard gets the first safety step and a yes/no question; yes, or no
+answer in time, sends the chat to the safety queue; no lets it go on."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.channels.widget_client import WidgetClient, wait_for
+from bot.engine.safety_check import NO, YES, answer_of
+from tests.support import BACKENDS, RunningGateway, backend_settings, running_gateway
+
+WORRIED = "sạc mà sợ nổ quá"
+
+
+@pytest.fixture(params=BACKENDS)
+async def quick_gateway(request, tmp_path, nlu_url: str) -> AsyncIterator[RunningGateway]:  # type: ignore[no-untyped-def]
+    """A gateway whose safety question times out after 1 s."""
+    async with backend_settings(request.param, tmp_path) as s:
+        model = s.triage.model.model_copy(update={"ask_timeout_s": 1.0})
+        s = s.model_copy(update={"triage": s.triage.model_copy(update={"model": model})})
+        async with running_gateway(s, nlu_url) as g:
+            yield g
+
+
+async def _asked(c: WidgetClient) -> dict:
+    await c.connect()
+    await c.say(WORRIED)
+    reply = await c.bot_reply()
+    assert "phồng" in reply["text"] and "ngừng sạc" in reply["text"], reply["text"]
+    assert [q["payload"] for q in reply["quick_replies"]] == [YES, NO]
+    return reply
+
+
+async def test_yes_sends_the_chat_to_safety_at_once(quick_gateway: RunningGateway) -> None:
+    db, c = quick_gateway.gw.db, WidgetClient(quick_gateway.ws_url)
+    try:
+        await _asked(c)
+        await c.say("Có", payload=YES)
+        safety = await c.bot_reply()
+        assert "114" in safety["text"]  # the emergency numbers, first
+        await wait_for(lambda: _state(db, c.conversation_id, "WAITING_AGENT"))
+        conv = await db.get_conversation(c.conversation_id)
+        assert (conv.severity, conv.queue) == ("critical", "safety")
+        esc = [e for e in await db.escalations(conv.id) if e.kind == "escalated"]
+        assert "answered yes to the safety question" in esc[-1].reason
+        assert "sợ nổ" in esc[-1].reason  # why it was asked, for the agent
+    finally:
+        await c.close()
+
+
+async def test_no_lets_the_conversation_go_on(quick_gateway: RunningGateway) -> None:
+    db, c = quick_gateway.gw.db, WidgetClient(quick_gateway.ws_url)
+    try:
+        await _asked(c)
+        await c.say("không", payload=None)  # typed, not the button
+        clear = await c.bot_reply()
+        assert "Cảm ơn" in clear["text"]
+        await wait_for(lambda: _processed(db, c.conversation_id))
+        conv = await db.get_conversation(c.conversation_id)
+        assert conv.state == "BOT" and conv.severity != "critical"
+        notes = [e.note for e in await db.escalations(conv.id) if e.kind == "safety_question"]
+        assert notes == ["asked", "answered no"]
+        # the timeout no longer applies: nothing escalates after it would have fired
+        await c.say("cảm ơn shop")
+        await c.bot_reply()
+        conv = await db.get_conversation(c.conversation_id)
+        assert conv.state == "BOT"
+    finally:
+        await c.close()
+
+
+async def test_no_answer_in_time_goes_to_safety(quick_gateway: RunningGateway) -> None:
+    db, c = quick_gateway.gw.db, WidgetClient(quick_gateway.ws_url)
+    try:
+        await _asked(c)
+        await wait_for(lambda: _state(db, c.conversation_id, "WAITING_AGENT"), timeout=15)
+        conv = await db.get_conversation(c.conversation_id)
+        assert (conv.severity, conv.queue) == ("critical", "safety")
+        esc = [e for e in await db.escalations(conv.id) if e.kind == "escalated"]
+        assert len(esc) == 1 and "no answer to the safety question within 1 s" in esc[0].reason
+    finally:
+        await c.close()
+
+
+def test_typed_answers() -> None:
+    assert answer_of("Có", None) is True
+    assert answer_of("co a", None) is True
+    assert answer_of("yes it is swollen", None) is True
+    assert answer_of("ko", None) is False
+    assert answer_of("No, it's fine", None) is False
+    assert answer_of("cho mình hỏi giá iphone 15 bao nhiêu vậy shop ơi", None) is None
+    assert answer_of("", YES) is True and answer_of("", NO) is False
+
+
+async def _state(db, conversation_id: str, state: str) -> bool:  # type: ignore[no-untyped-def]
+    return (await db.get_conversation(conversation_id)).state == state
+
+
+async def _processed(db, conversation_id: str) -> bool:  # type: ignore[no-untyped-def]
+    return not await db.unprocessed_customer_messages(conversation_id=conversation_id)
