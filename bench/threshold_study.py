@@ -60,7 +60,7 @@ os.environ.setdefault("RASA_MAX_CACHE_SIZE", "0")  # as nlu.training.nlu_env, fo
 
 from nlu import benchmarks, threshold  # noqa: E402
 from nlu.datasets import Example, to_rasa_yaml  # noqa: E402
-from nlu.fingerprint import rasa_config  # noqa: E402
+from nlu.fingerprint import intent_config, rasa_config  # noqa: E402
 from nlu.threshold import Fold, Scored  # noqa: E402
 
 # The in-scope budget this study (and the sketches built on it) stated its rules at: the
@@ -157,7 +157,7 @@ class Trainer:
 
         self.workdir = workdir
         self.config = workdir / "config.yml"
-        self.config.write_text(yaml.safe_dump(rasa_config(config)))
+        self.config.write_text(yaml.safe_dump(intent_config(rasa_config(config))))
         self.trained = 0
 
     def scores(self, train: Sequence[Example], examples: Sequence[Example]) -> list[Scored]:

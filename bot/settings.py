@@ -271,6 +271,13 @@ class OpeningHours(_Section):
         return self
 
 
+class QueueStaffing(_Section):
+    """Who can answer a queue, and when: what a customer in danger is told follows this."""
+
+    hours: Literal["opening_hours", "always"] = "opening_hours"  # "always": staffed 24/7
+    hotline: str | None = None  # a phone line that answers for this queue around the clock
+
+
 class HandoffSettings(_Section):
     """Human handoff: first-response SLAs, presence, opening hours (handoff/)."""
 
@@ -282,6 +289,8 @@ class HandoffSettings(_Section):
     opening_hours: OpeningHours = OpeningHours()
     # Re-tell waiting customers their place when it changes (as a live status, not a message).
     position_updates: bool = True
+    # Per queue (queues not listed: opening_hours, no hotline).
+    staffing: dict[str, QueueStaffing] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _all_severities(self) -> HandoffSettings:
@@ -387,6 +396,13 @@ class Settings(_Section):
     surveys: SurveySettings = SurveySettings()
     kpi_targets: KpiTargets = KpiTargets()
     telegram: TelegramSettings = TelegramSettings()  # issue 5
+
+    @model_validator(mode="after")
+    def _staffed_queues_exist(self) -> Settings:
+        unknown = sorted(set(self.handoff.staffing) - set(self.triage.queues))
+        if unknown:
+            raise ValueError(f"handoff.staffing: {unknown} are not in triage.queues")
+        return self
 
     # Not from the file: where the file lives, so relative paths resolve against the project.
     root: Path = Field(default=PROJECT_ROOT, exclude=True)

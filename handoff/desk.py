@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.auth.accounts import Accounts, Principal
-from bot.engine.engine import ConversationEngine, Escalated, NotWithAgent
+from bot.engine.engine import Availability, ConversationEngine, Escalated, NotWithAgent
 from bot.engine.states import State
 from bot.metrics import AGENT_MESSAGES, SLA_BREACHES
 from bot.settings import Settings
@@ -78,6 +78,7 @@ class HelpDesk:
         self.engine.escalation_listeners.append(self.on_escalated)
         self.engine.severity_listeners.append(self.on_severity_raised)
         self.engine.callback_listeners.append(self.on_callback)
+        self.engine.availability = self.availability
 
     @property
     def db(self) -> Any:
@@ -113,6 +114,19 @@ class HelpDesk:
             await self.engine.offer_callback(
                 e.conversation_id, closed=closed, hours=describe(hours)
             )
+
+    async def availability(self, queue: str) -> Availability:
+        """Who can answer `queue` now: an agent online in its hours ("joining"), else its
+        around-the-clock phone line ("hotline"), else an honest callback ("callback")."""
+        staffing = self.settings.handoff.staffing.get(queue)
+        hours = self.settings.handoff.opening_hours
+        staffed_now = (staffing is not None and staffing.hours == "always") or is_open(hours)
+        online = any(a.status == "online" and queue in a.skills for a in await self.queues.agents())
+        if staffed_now and online:
+            return Availability("joining", None, describe(hours))
+        if staffing is not None and staffing.hotline:
+            return Availability("hotline", staffing.hotline, describe(hours))
+        return Availability("callback", None, describe(hours))
 
     async def on_severity_raised(self, conversation_id: str, severity: str) -> None:
         await self.sla.tighten(conversation_id, severity)

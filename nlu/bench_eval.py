@@ -23,7 +23,7 @@ import yaml
 from bot.settings import Settings
 from nlu import benchmarks, threshold
 from nlu.datasets import Example, to_rasa_yaml
-from nlu.fingerprint import model_fingerprint, rasa_config
+from nlu.fingerprint import intent_config, model_fingerprint, rasa_config
 from nlu.threshold import IN_SCOPE_BUDGET, Choice, Scored
 from nlu.training import TrainingError, nlu_env, pipeline_fingerprint, train_nlu
 
@@ -58,7 +58,9 @@ def stock_config(settings: Settings) -> dict[str, Any]:
 
 
 def _config(settings: Settings, pipeline: str) -> dict[str, Any]:
-    return rasa_config(settings.config_path) if pipeline == "ours" else stock_config(settings)
+    if pipeline == "ours":
+        return intent_config(rasa_config(settings.config_path))
+    return stock_config(settings)
 
 
 def _bench_dir(settings: Settings) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bot.settings import Settings, load_settings
 from nlu.datasets import Example, load_rasa_nlu, stratified_folds, to_rasa_yaml
-from nlu.fingerprint import rasa_config
+from nlu.fingerprint import intent_config, rasa_config
 from nlu.training import nlu_env, pipeline_fingerprint, train_nlu
 
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, help="a config.yml to compare (default: the project's)")
     args = p.parse_args(argv)
     settings = load_settings(None)
-    config = rasa_config(args.config or settings.config_path)
+    config = intent_config(rasa_config(args.config or settings.config_path))
     result = run(settings, config, args.folds)
     print(f"{'slice':<20}{'n':>6}{'accuracy':>10}")
     for name, r in result.items():

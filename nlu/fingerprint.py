@@ -27,6 +27,16 @@ def rasa_config(config_path: Path) -> dict:
     return {k: v for k, v in raw.items() if k != OUR_KEY}
 
 
+SEVERITY_COMPONENT = "nlu.runtime.components.severity.SeverityClassifier"
+
+
+def intent_config(config: dict) -> dict:
+    """The Rasa config without the severity component: what intent benchmarks and
+    cross-validation train (they score intents only; the severity model has its own folds)."""
+    pipeline = [c for c in config.get("pipeline") or [] if c.get("name") != SEVERITY_COMPONENT]
+    return {**config, "pipeline": pipeline}
+
+
 def _files(paths: Iterable[Path], patterns: tuple[str, ...]) -> list[Path]:
     out: list[Path] = []
     for p in paths:

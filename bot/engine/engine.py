@@ -92,6 +92,15 @@ class NotWithAgent(Exception):
 
 
 @dataclass(frozen=True)
+class Availability:
+    """Who can answer a queue right now (the help desk knows; the engine only asks)."""
+
+    kind: str  # "joining" (an agent is online) | "hotline" (a 24/7 phone line) | "callback"
+    hotline: str | None
+    hours: str  # opening hours, as shown to customers
+
+
+@dataclass(frozen=True)
 class Escalated:
     conversation_id: str
     queue: str
@@ -143,6 +152,10 @@ class ConversationEngine:
         self.severity_listeners: list[Callable[[str, str], Awaitable[None]]] = []
         # Called when a waiting customer leaves contact details for a callback.
         self.callback_listeners: list[Callable[[str, str], Awaitable[None]]] = []
+
+        # Set by the help desk: who can answer a queue now, so a safety answer promises only
+        # what will happen. None (no desk): the honest callback promise.
+        self.availability: Callable[[str], Awaitable[Availability]] | None = None
 
         # Surveys hook (issue 8): set by the app; None closes conversations without a survey.
         self.surveys: SurveyFlow | None = None
@@ -403,11 +416,25 @@ class ConversationEngine:
             conv,
             msg,
             "safety",
-            hazard_answer or self.content.system("safety", lang),
+            await self._with_promise(hazard_answer or self.content.system("safety", lang), lang),
             intent=u.intent,
             confidence=u.confidence,
         )
         await self.escalate(conv, msg, "; ".join(t.reasons) or "hazard", lang, t)
+
+    async def _with_promise(self, safety_text: str, lang: str) -> str:
+        """The safety answer ends with what will happen next, as the staffing of the safety
+        queue and the agents online make it true: a specialist joining now, the 24/7 safety
+        line to call now, or an honest callback."""
+        queue = self.settings.triage.safety_queue
+        found = await self.availability(queue) if self.availability else None
+        kind = found.kind if found else "callback"
+        hours = found.hours if found else ""
+        promise = self.content.system(
+            f"safety_promise_{kind}", lang, safety_hotline=(found.hotline or "") if found else "",
+            hours=hours,
+        )  # fmt: skip
+        return f"{safety_text}\n{promise}"
 
     async def _ask_safety(
         self, conv: Any, msg: Any, u: Understanding, t: TriageResult, lang: str
@@ -486,7 +513,8 @@ class ConversationEngine:
             reason=asked or None, note=why,
         )  # fmt: skip
         conv = await self._raise_severity(conv, t)
-        await self._reply(conv, msg, "safety", self.content.system("safety", lang))
+        text = await self._with_promise(self.content.system("safety", lang), lang)
+        await self._reply(conv, msg, "safety", text)
         await self.escalate(conv, msg, why, lang, t)
 
     async def _triage_waiting(self, conv: Any, msg: Any) -> None:
@@ -494,15 +522,14 @@ class ConversationEngine:
         After a callback offer, it may carry the contact details we asked for."""
         if conv.state == State.WAITING_AGENT and await self._capture_callback(conv, msg):
             return
-        t = self.triage.classify(msg.text)
+        t = await self._triage_with_model(conv, msg)
         if t.severity == "critical" and conv.severity != "critical":
             # Safety words first, then the record, then the severity: the stored severity
             # stays below critical until the last step, so a crash anywhere in between is
             # finished when this message is processed again (the reply is idempotent).
             lang = detect_language(msg.text, default=conv.language) or conv.language
-            await self._reply(
-                conv, msg, "safety", self.content.system("safety", lang), sender="system"
-            )
+            text = await self._with_promise(self.content.system("safety", lang), lang)
+            await self._reply(conv, msg, "safety", text, sender="system")
             if not await self._critical_recorded(conv):  # by a run a crash cut short
                 await self.db.add_escalation(
                     conv.id,
@@ -513,6 +540,17 @@ class ConversationEngine:
                     reason="; ".join(t.reasons),
                 )
         await self._raise_severity(conv, t)
+
+    async def _triage_with_model(self, conv: Any, msg: Any) -> TriageResult:
+        """Triage a message the bot does not answer (a person is coming or is there): the
+        learned model still reads it with its context, so a symptom told while waiting is
+        caught; without the NLU service, the lexicon alone decides."""
+        context = await self._context(conv, msg)
+        try:
+            result = await self.nlu.parse(msg.text, message_id=str(msg.id), context=context)
+        except (NLUUnavailable, NLURejected):
+            return self.triage.classify(msg.text, history=context)
+        return self.triage.classify(msg.text, history=context, model=result.severity)
 
     async def _critical_recorded(self, conv: Any) -> bool:
         """Is a critical escalation already on record since this handoff began?"""

@@ -25,6 +25,7 @@ import itertools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -48,32 +49,54 @@ def window_text(text: str, context: Sequence[str] = ()) -> str:
 
 
 def _terms(text: str, lexicon: Lexicon) -> list[str]:
+    """The message's terms, char n-grams included (for inspection; rows use _term_ids)."""
     words = [w.norm for w in normalized_words(text, lexicon)]
     folded = [fold(w) for w in words]
     out = ["w:" + w for w in folded]
     out += ["b:" + a + "_" + b for a, b in itertools.pairwise(folded)]
     out += ["d:" + w for w in words if has_diacritics(w)]
     for w in folded:
-        padded = f" {w} "
-        for n in range(2, 6):
-            out += ["c:" + padded[i : i + n] for i in range(max(1, len(padded) - n + 1))]
+        out += _char_grams(w)
     return out
 
 
-def _hash(terms: list[str]) -> np.ndarray:
+def _char_grams(word: str) -> list[str]:
+    padded = f" {word} "
+    return [
+        "c:" + padded[i : i + n] for n in range(2, 6) for i in range(max(1, len(padded) - n + 1))
+    ]
+
+
+@lru_cache(maxsize=1 << 17)
+def _id(term: str) -> int:
     from sklearn.utils import murmurhash3_32
 
-    return np.fromiter(
-        (murmurhash3_32(t, positive=True) % N_FEATURES for t in terms), dtype=np.int64
-    )
+    return int(murmurhash3_32(term, positive=True)) % N_FEATURES
+
+
+@lru_cache(maxsize=1 << 16)
+def _word_ids(folded_word: str) -> np.ndarray:
+    """Hashed ids of a word's own terms and char n-grams: chat reuses a small vocabulary, so
+    each word is hashed once per process, not once per message."""
+    return np.array([_id("w:" + folded_word), *map(_id, _char_grams(folded_word))], np.int64)
+
+
+def _term_ids(text: str, lexicon: Lexicon) -> np.ndarray:
+    words = [w.norm for w in normalized_words(text, lexicon)]
+    folded = [fold(w) for w in words]
+    parts = [_word_ids(w) for w in folded]
+    extra = ["b:" + a + "_" + b for a, b in itertools.pairwise(folded)]
+    extra += ["d:" + w for w in words if has_diacritics(w)]
+    parts.append(np.fromiter(map(_id, extra), np.int64, len(extra)))
+    return np.concatenate(parts)
 
 
 def term_counts(texts: Iterable[str], lexicon: Lexicon) -> scipy.sparse.csr_matrix:
-    """Raw hashed term counts, one row per text."""
+    """Hashed term counts, one row per text."""
     indptr = [0]
     cols: list[np.ndarray] = []
     for t in texts:
-        idx = np.unique(_hash(_terms(t, lexicon)), return_counts=True)
+        idx = np.unique(_term_ids(t, lexicon), return_counts=True)
         cols.append(np.vstack(idx))
         indptr.append(indptr[-1] + idx[0].size)
     if cols:
