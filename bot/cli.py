@@ -284,32 +284,17 @@ def cmd_triage(args: argparse.Namespace) -> int:
 
 def _triage_live(settings: Settings, triage: Any, args: argparse.Namespace) -> int:
     """The gateway's verdict: each text (with its `history`) parsed by the NLU service, then
-    triaged the way the engine does (handoff.corpus_eval.conversation_verdict)."""
-    from handoff.evaluate import iter_jsonl, open_input
-
-    if args.jsonl:
-        with open_input(args.jsonl) as f:
-            objs = [obj for _, obj in iter_jsonl(f, str(args.jsonl))]
-    else:
-        objs = [{"text": t, "misses": args.misses} for t in args.text]
-    for obj in objs:
-        history = obj.get("history") or []
-        if not isinstance(history, list) or not all(isinstance(h, str) for h in history):
-            raise ValueError(f'"history" must be a list of strings: {obj!r:.80}')
-    url = args.url or settings.nlu.url
-    for obj, result in zip(objs, asyncio.run(_live_verdicts(settings, triage, objs, url)),
-                           strict=True):  # fmt: skip
-        print(json.dumps({"text": obj["text"], **result.as_dict()}, ensure_ascii=False),
-              flush=True)  # fmt: skip
-    return 0
+    triaged the way the engine does (handoff.corpus_eval.conversation_verdict). Streams:
+    each line is printed as soon as it is triaged, and a malformed line stops the run."""
+    return asyncio.run(_live_verdicts(settings, triage, args))
 
 
-async def _live_verdicts(
-    settings: Settings, triage: Any, objs: list[dict], url: str | None
-) -> list[Any]:
+async def _live_verdicts(settings: Settings, triage: Any, args: argparse.Namespace) -> int:
     from handoff.corpus_eval import Turn, conversation_verdict
+    from handoff.evaluate import iter_jsonl, open_input
     from nlu.client import NLUClient
 
+    url = args.url or settings.nlu.url
     service = None
     if url is None:
         from nlu.process import NLUServiceProcess
@@ -320,20 +305,33 @@ async def _live_verdicts(
         print(f"starting a local NLU service ({model.name}) ...", file=sys.stderr)
         url = await service.start()
     n = settings.triage.model.context_messages
-    out = []
     try:
         async with NLUClient.from_settings(settings, base_url=url) as client:
-            for obj in objs:
-                texts = [*(obj.get("history") or []), obj["text"]]
-                turns = []
-                for i, text in enumerate(texts):
-                    r = await client.parse(text, context=texts[max(0, i - n) : i] if n else ())
-                    turns.append(Turn(text, r.intent, r.confidence, r.severity))
-                out.append(conversation_verdict(triage, turns, int(obj.get("misses") or 0)))
+            with contextlib.ExitStack() as stack:
+                if args.jsonl:
+                    f = stack.enter_context(open_input(args.jsonl))
+                    objs = (obj for _, obj in iter_jsonl(f, str(args.jsonl)))
+                else:
+                    objs = iter({"text": t, "misses": args.misses} for t in args.text)
+                for obj in objs:
+                    history = obj.get("history") or []
+                    if not isinstance(history, list) or not all(
+                        isinstance(h, str) for h in history
+                    ):
+                        raise ValueError(f'"history" must be a list of strings: {obj!r:.80}')
+                    texts = [*history, obj["text"]]
+                    turns = []
+                    for i, text in enumerate(texts):
+                        context = texts[max(0, i - n) : i] if n else ()
+                        r = await client.parse(text, context=context)
+                        turns.append(Turn(text, r.intent, r.confidence, r.severity))
+                    v = conversation_verdict(triage, turns, int(obj.get("misses") or 0))
+                    print(json.dumps({"text": obj["text"], **v.as_dict()}, ensure_ascii=False),
+                          flush=True)  # fmt: skip
     finally:
         if service is not None:
             await service.stop()
-    return out
+    return 0
 
 
 def _triage_corpus(settings: Settings, triage: Any, args: argparse.Namespace) -> int:

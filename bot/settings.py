@@ -167,7 +167,7 @@ class SeverityModelSettings(_Section):
     the triage corpus: `careline triage tune`, docs/BENCHMARKS.md)."""
 
     # P(critical) from which the model alone makes a message critical ...
-    critical_at: float = Field(default=0.5, gt=0, le=1)
+    critical_at: float = Field(default=0.4, gt=0, le=1)
     # ... when the lexicon read its hazard words as an idiom, a negation or a question
     critical_explained_at: float = Field(default=0.9, gt=0, le=1)
     # P(critical) from which (below critical_at) the bot asks the quick safety question
@@ -217,8 +217,8 @@ class TriageSettings(_Section):
     repeat_window: int = Field(default=3, ge=0)  # earlier messages checked for a repeat
     raise_cap: Literal["normal", "high"] = "high"  # frustration never raises above this
     model: SeverityModelSettings = Field(default_factory=SeverityModelSettings)
-    # Intents whose intent_severity still counts beside the learned model: explicit requests
-    # (a person, a complaint about staff) that the corpus labels do not cover.
+    # Intents whose intent_severity decides instead of the learned model's non-critical
+    # reading: explicit requests (a person, a complaint about staff).
     intent_severity_with_model: list[str] = Field(
         default_factory=lambda: ["request_human", "complain_staff"]
     )

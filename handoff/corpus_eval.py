@@ -188,7 +188,7 @@ __all__ = [
 # -- choosing the thresholds on the leave-one-writer-out rows ------------------------------
 
 DECISIVE_PRECISION = 0.9  # a score that pages the safety team at once must be this sure
-RECALL_TARGET = 0.99  # pooled, a point above the product bar (0.98), so the bar holds blind
+PRECISION_FLOOR = 0.87  # the product bar (0.85) plus two points, so it holds blind
 WRITER_RECALL_TARGET = 0.95  # every writer's own critical recall
 _CRITICAL_AT = (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
 _ASK_AT = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
@@ -205,11 +205,12 @@ def _with(triage: Triage, **model: float) -> Triage:
 def tune(triage: Triage, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Thresholds for careline.triage.model, chosen on `lowo` rows only.
 
-    Critical recall first: among the (critical_at, ask_at) pairs whose pooled recall reaches
-    RECALL_TARGET and every writer's WRITER_RECALL_TARGET, and whose direct verdicts (paged at
-    once, no question) are right at DECISIVE_PRECISION, the one with the best precision (ties:
-    better severity accuracy, then fewer questions asked). Then severity_min and queue_min
-    for the best severity + queue accuracy at that pair."""
+    Critical recall first, as a missed hazard is the worst error: among the
+    (critical_at, ask_at) pairs whose precision reaches PRECISION_FLOOR, every writer's
+    recall WRITER_RECALL_TARGET, and whose direct verdicts (paged at once, no question) are
+    right at DECISIVE_PRECISION, the one with the best pooled recall (ties: better
+    precision, better severity accuracy, fewer questions asked). Then severity_min and
+    queue_min for the best severity + queue accuracy at that pair."""
     rows = [r for r in rows if str(r.get("fold", "")).startswith("lowo")]
     if not rows:
         raise ValueError("no leave-one-writer-out rows to tune on")
@@ -218,21 +219,20 @@ def tune(triage: Triage, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         for a in (x for x in _ASK_AT if x <= c):
             figures, _ = score(_with(triage, critical_at=c, ask_at=a), rows)
             writers = [w["critical_recall"] for w in figures["by_writer"].values()]
-            if figures["critical_recall"] < RECALL_TARGET or min(writers) < WRITER_RECALL_TARGET:
+            if figures["critical_precision"] < PRECISION_FLOOR:
+                continue
+            if min(writers) < WRITER_RECALL_TARGET:
                 continue
             if (figures["direct_precision"] or 0.0) < DECISIVE_PRECISION:
                 continue
             key = (
-                figures["critical_precision"],
-                figures["severity_accuracy"],
-                -figures["asked"],
-                a,
-                c,
-            )
+                figures["critical_recall"], figures["critical_precision"],
+                figures["severity_accuracy"], -figures["asked"], a, c,
+            )  # fmt: skip
             if best is None or key > best[0]:
                 best = (key, {"critical_at": c, "ask_at": a})
     if best is None:
-        raise ValueError(f"no threshold pair reaches critical recall {RECALL_TARGET}")
+        raise ValueError(f"no threshold pair keeps precision {PRECISION_FLOOR} on the folds")
     chosen = dict(best[1])
     top: tuple[float, ...] | None = None
     for sm in _SHARES:

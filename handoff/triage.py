@@ -143,11 +143,14 @@ class Triage:
         else:
             # The model learned severity from labelled messages; the intent -> severity map
             # (hazard intents included) is a hand-written proxy for it, and on the writer
-            # folds it only added false alarms. The intent still routes (see _queue), and
-            # explicit requests the corpus does not label keep their severity.
-            if intent in self.config.intent_severity_with_model:
-                signals += self._intent_signals(reading, intent, confidence)
+            # folds it only added false alarms. The intent still routes (see _queue). An
+            # explicit request (a person, a complaint about staff) keeps the severity the
+            # product gives it instead of the model's non-critical reading; the lexicon's own
+            # signals (a manager, the press, a lawyer) still raise it.
             found, ask_reason = self._model_signals(reading, model)
+            requested = self._intent_signals(reading, intent, confidence)
+            if requested and intent in self.config.intent_severity_with_model:
+                found = [s for s in found if s.severity == "critical"] + requested
             signals += found
         signals += [
             _Signal(sig.severity, sig.queue, f"{sig.label}: '{q}'") for sig, q in reading.signals

@@ -168,6 +168,7 @@ def test_result_as_dict(triage: Triage) -> None:
         "reasons": list(r.reasons),
         "intent": "hazard_explosion",
         "confidence": 0.97,
+        "ask": False,
     }
     assert "intent hazard_explosion (0.97)" in d["reasons"]
     json.dumps(d)

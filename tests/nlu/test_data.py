@@ -88,6 +88,7 @@ def test_responses_cover_every_answerable_intent_in_both_languages(settings: Set
         "queue_wait": {"minutes"},
         "agent_joined": {"agent"},  # the name of the person who took over
         "callback_saved": {"contact"},  # the phone or e-mail the customer left
+        "safety_promise_hotline": {"safety_hotline"},  # the safety queue's 24/7 line
     }
     for intent in INTENTS | {"_system"}:
         assert intent in responses, f"no response for {intent}"

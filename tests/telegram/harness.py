@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +187,7 @@ async def telegram_gateway(
     nlu_url: str,
     monkeypatch: pytest.MonkeyPatch,
     mode: str = "webhook",
+    adjust: Callable[[Settings], Settings] | None = None,
     **outbox: Any,
 ) -> AsyncIterator[Harness]:
     fake = await FakeBotAPI().start()
@@ -195,7 +196,9 @@ async def telegram_gateway(
     try:
         async with (
             backend_settings(backend, tmp_path) as s,
-            running_gateway(telegram_settings(s, fake.url, mode, **outbox), nlu_url) as g,
+            running_gateway(
+                (adjust or (lambda x: x))(telegram_settings(s, fake.url, mode, **outbox)), nlu_url
+            ) as g,
             aiohttp.ClientSession() as http,
         ):
             await wait_for(lambda: g.gw.telegram.ready.is_set(), timeout=15)
