@@ -26,7 +26,12 @@ from nlu.fingerprint import model_fingerprint, model_name, rasa_config
 
 # Code whose behaviour is baked into a trained model (custom graph components and the text
 # normalisation they call). Part of the fingerprint so editing it retrains.
-COMPONENT_CODE = ("nlu/runtime/components", "nlu/runtime/batched_diet.py", "nlu/vi")
+COMPONENT_CODE = (
+    "nlu/runtime/components",
+    "nlu/runtime/batched_diet.py",
+    "nlu/runtime/severity_model.py",
+    "nlu/vi",
+)
 LEXICON_DATA = "data/lexicon"
 # Names the exact vectors (wheel and SHA-256) that scripts/fetch-embeddings.sh installed:
 # part of the fingerprint so other vectors retrain.
