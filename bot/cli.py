@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,10 @@ def cmd_nlu_eval(args: argparse.Namespace) -> int:
 # -- parse ---------------------------------------------------------------------------------
 
 
-async def _parse(settings: Settings, texts: Sequence[str], url: str | None) -> list[dict]:
+@contextlib.asynccontextmanager
+async def _nlu_client(settings: Settings, url: str | None) -> AsyncIterator[Any]:
+    """A client of the NLU service at `url`, or of a local one on the project model (trained
+    if needed) that lives as long as the client."""
     from nlu.client import NLUClient
 
     service = None
@@ -109,10 +112,15 @@ async def _parse(settings: Settings, texts: Sequence[str], url: str | None) -> l
         url = await service.start()
     try:
         async with NLUClient.from_settings(settings, base_url=url) as client:
-            return [(await client.parse(t)).raw for t in texts]
+            yield client
     finally:
         if service is not None:
             await service.stop()
+
+
+async def _parse(settings: Settings, texts: Sequence[str], url: str | None) -> list[dict]:
+    async with _nlu_client(settings, url) as client:
+        return [(await client.parse(t)).raw for t in texts]
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -292,45 +300,28 @@ def _triage_live(settings: Settings, triage: Any, args: argparse.Namespace) -> i
 async def _live_verdicts(settings: Settings, triage: Any, args: argparse.Namespace) -> int:
     from handoff.corpus_eval import Turn, conversation_verdict
     from handoff.evaluate import iter_jsonl, open_input
-    from nlu.client import NLUClient
 
-    url = args.url or settings.nlu.url
-    service = None
-    if url is None:
-        from nlu.process import NLUServiceProcess
-        from nlu.training import ensure_project_model
-
-        model = await asyncio.to_thread(ensure_project_model, settings)
-        service = NLUServiceProcess(settings, model, port=0)
-        print(f"starting a local NLU service ({model.name}) ...", file=sys.stderr)
-        url = await service.start()
     n = settings.triage.model.context_messages
-    try:
-        async with NLUClient.from_settings(settings, base_url=url) as client:
-            with contextlib.ExitStack() as stack:
-                if args.jsonl:
-                    f = stack.enter_context(open_input(args.jsonl))
-                    objs = (obj for _, obj in iter_jsonl(f, str(args.jsonl)))
-                else:
-                    objs = iter({"text": t, "misses": args.misses} for t in args.text)
-                for obj in objs:
-                    history = obj.get("history") or []
-                    if not isinstance(history, list) or not all(
-                        isinstance(h, str) for h in history
-                    ):
-                        raise ValueError(f'"history" must be a list of strings: {obj!r:.80}')
-                    texts = [*history, obj["text"]]
-                    turns = []
-                    for i, text in enumerate(texts):
-                        context = texts[max(0, i - n) : i] if n else ()
-                        r = await client.parse(text, context=context)
-                        turns.append(Turn(text, r.intent, r.confidence, r.severity))
-                    v = conversation_verdict(triage, turns, int(obj.get("misses") or 0))
-                    print(json.dumps({"text": obj["text"], **v.as_dict()}, ensure_ascii=False),
-                          flush=True)  # fmt: skip
-    finally:
-        if service is not None:
-            await service.stop()
+    async with _nlu_client(settings, args.url or settings.nlu.url) as client:
+        with contextlib.ExitStack() as stack:
+            if args.jsonl:
+                f = stack.enter_context(open_input(args.jsonl))
+                objs = (obj for _, obj in iter_jsonl(f, str(args.jsonl)))
+            else:
+                objs = iter({"text": t, "misses": args.misses} for t in args.text)
+            for obj in objs:
+                history = obj.get("history") or []
+                if not isinstance(history, list) or not all(isinstance(h, str) for h in history):
+                    raise ValueError(f'"history" must be a list of strings: {obj!r:.80}')
+                texts = [*history, obj["text"]]
+                turns = []
+                for i, text in enumerate(texts):
+                    context = texts[max(0, i - n) : i] if n else ()
+                    r = await client.parse(text, context=context)
+                    turns.append(Turn(text, r.intent, r.confidence, r.severity))
+                v = conversation_verdict(triage, turns, int(obj.get("misses") or 0))
+                print(json.dumps({"text": obj["text"], **v.as_dict()}, ensure_ascii=False),
+                      flush=True)  # fmt: skip
     return 0
 
 
