@@ -22,8 +22,12 @@ run: env nlu-env
 	$(VENV)/bin/careline train
 	$(VENV)/bin/careline run
 
+# The suite must leave the checkout as it found it (tests write to temporary folders only).
 test: env nlu-env services browser lint
-	$(VENV)/bin/pytest
+	@before="$$(scripts/checkout-state.sh)"; $(VENV)/bin/pytest; rc=$$?; \
+	  if [ "$$before" != "$$(scripts/checkout-state.sh)" ]; then \
+	    echo "ERROR: the test run changed files in the checkout:" >&2; git status --short >&2; exit 1; \
+	  fi; exit $$rc
 
 lint: env
 	$(VENV)/bin/ruff check .

@@ -35,7 +35,7 @@ from bot.live.hub import Hub
 from bot.live.keys import Keys
 from bot.live.redis_conn import RedisHandle, connect
 from bot.live.streams import Streams
-from bot.security import TokenSigner, load_secret_key
+from bot.security import TokenSigner, load_secret_key, require_shared_redis
 from bot.settings import Settings
 from bot.store.db import Database
 from handoff import agent_ws, canned_api, console_api
@@ -84,6 +84,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     s = gw.settings
     gw.db = await asyncio.to_thread(Database.from_settings, s)  # may create the SQLite dir
     await gw.db.migrate()
+    require_shared_redis(s)
     gw.redis = connect(s.redis.url, max_connections=s.redis.max_connections)
     client = gw.redis.client
     keys = Keys(s.redis.prefix)

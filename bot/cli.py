@@ -139,10 +139,12 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
 
     from bot.app import GATEWAY, create_app
     from bot.logs import setup_logging
+    from bot.security import require_shared_redis
     from nlu.process import NLUServiceProcess
     from nlu.training import ensure_project_model
 
     setup_logging(args.log_level)
+    require_shared_redis(settings)  # before any training or service start
     if settings.telegram.mode != "off":  # Telegram (issue 5): fail fast on missing secrets
         from bot.channels.telegram.credentials import TelegramCredentials
 

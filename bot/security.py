@@ -25,6 +25,16 @@ def production_mode(env: dict[str, str] | None = None) -> bool:
     return (env or os.environ).get("CARELINE_ENV", "").lower() == "production"
 
 
+def require_shared_redis(settings: Settings, env: dict[str, str] | None = None) -> None:
+    """In production, replicas must share one Redis: the in-process stand-in would split
+    queues, sessions and locks between them, so starting on it is refused."""
+    if production_mode(env) and not settings.redis.url:
+        raise SettingsError(
+            "REDIS_URL is required when CARELINE_ENV=production (careline.redis.url is null, "
+            "and the in-process stand-in cannot be shared by replicas)"
+        )
+
+
 def load_secret_key(settings: Settings, env: dict[str, str] | None = None) -> bytes:
     env = dict(os.environ) if env is None else env
     value = env.get("CARELINE_SECRET_KEY")

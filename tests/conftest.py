@@ -27,23 +27,36 @@ from tests.support import (
     running_gateway,
 )
 
+_BAD_SKIPS = pytest.StashKey[list[str]]()
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
-    bad = [
-        r
-        for r in terminalreporter.stats.get("skipped", [])
-        if "optional" not in getattr(r, "keywords", {})
-    ]
-    if bad:
-        terminalreporter.section("skipped tests that are not optional", red=True)
-        for r in bad:
-            terminalreporter.write_line(f"{r.nodeid}: {r.longrepr[-1] if r.longrepr else ''}")
-        config._careline_bad_skips = len(bad)
+
+def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
+    config.stash[_BAD_SKIPS] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    """Count every skip of a test not marked optional, as it happens: the exit status is
+    decided in pytest_sessionfinish, which runs before the terminal summary."""
+    outcome = yield
+    report = outcome.get_result()
+    expected = hasattr(report, "wasxfail") or item.get_closest_marker("optional") is not None
+    if report.skipped and not expected:
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else ""
+        item.config.stash[_BAD_SKIPS].append(f"{item.nodeid}: {reason}")
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
-    if getattr(session.config, "_careline_bad_skips", 0) and exitstatus == 0:
+    if session.config.stash.get(_BAD_SKIPS, []) and exitstatus == 0:
         session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    bad = config.stash.get(_BAD_SKIPS, [])
+    if bad:
+        terminalreporter.section("skipped tests that are not optional", red=True)
+        for line in bad:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@ gateway. Fixtures that use them live in tests/conftest.py."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -108,3 +110,15 @@ async def running_gateway(
         yield RunningGateway(url, app, settings)
     finally:
         await runner.cleanup()
+
+
+def screenshot_dir() -> Path:
+    """Where browser tests save their screenshots: a temporary folder, so a test run leaves
+    the checkout as it was; docs/screenshots only when CARELINE_REFRESH_SCREENSHOTS=1 (to
+    refresh the pictures in the docs on purpose)."""
+    if os.environ.get("CARELINE_REFRESH_SCREENSHOTS") == "1":
+        path = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+    else:
+        path = Path(tempfile.gettempdir()) / "careline-screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

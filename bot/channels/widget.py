@@ -42,6 +42,15 @@ def clean_text(text: str) -> str:
     return nfc(_CONTROL.sub("", text)).strip()
 
 
+def _encodable(text: str) -> bool:
+    """Can `text` be stored as UTF-8? (False for lone surrogates such as "\ud800".)"""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class FrameError(Exception):
     def __init__(self, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -165,6 +174,7 @@ class WidgetSession:
             await _send(self.ws, frame)
 
     async def _frame(self, data: str) -> None:
+        frame: Any = None
         try:
             if len(data.encode("utf-8", "replace")) > self.ch.cfg.max_frame_bytes:
                 raise FrameError(
@@ -186,11 +196,17 @@ class WidgetSession:
             await self._error(e)
         except Exception:
             log.exception("widget frame failed", extra={"conversation_id": self.conversation_id})
+            # The id lets the widget retry that very message (same id: stored at most once).
+            cid = frame.get("client_msg_id") if isinstance(frame, dict) else None
+            extra = (
+                {"client_msg_id": cid} if isinstance(cid, str) and CLIENT_MSG_ID.match(cid) else {}
+            )
             await self._error(
                 FrameError(
                     "internal",
                     "something went wrong on our side; "
                     "your message was not saved, please send it again",
+                    **extra,
                 )
             )
 
@@ -317,6 +333,11 @@ class WidgetSession:
         text = frame.get("text")
         if not isinstance(text, str):
             raise FrameError("bad_request", "text must be a string", client_msg_id=cid)
+        if not _encodable(text) or (payload is not None and not _encodable(payload)):
+            # "\ud800" in JSON decodes to a lone surrogate, which no store can encode
+            raise FrameError(
+                "bad_request", "text is not valid Unicode (a lone surrogate)", client_msg_id=cid
+            )
         limit = self.ch.cfg.max_text_chars
         if len(text) > limit:
             raise FrameError(

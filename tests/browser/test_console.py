@@ -23,12 +23,17 @@ from bot.settings import OpeningHours
 from handoff.canned import CannedInput, CannedResponses
 from tests.browser import browser_fixtures
 from tests.browser.test_widget import ensure_open, open_page, type_and_send
-from tests.support import BACKENDS, RunningGateway, backend_settings, running_gateway
+from tests.support import (
+    BACKENDS,
+    RunningGateway,
+    backend_settings,
+    running_gateway,
+    screenshot_dir,
+)
 
 browser = browser_fixtures.browser  # the fixture, made visible to this module
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SHOTS = PROJECT_ROOT / "docs" / "screenshots"
 PASSWORD = "console test password 1"
 TIMEOUT_MS = 30_000
 HAZARD = "máy bị phồng pin, nóng ran và bốc khói"  # critical: safety queue
@@ -218,9 +223,10 @@ async def test_escalation_claim_chat_and_resolve(browser: Any, console: Console)
         await card.locator("text=Why it came to a person").wait_for()
         assert "safety" in (await card.text_content() or "")
 
-        SHOTS.mkdir(parents=True, exist_ok=True)
         await agent_page.mouse.move(0, 0)
-        await agent_page.screenshot(path=str(SHOTS / "console.png"), animations="disabled")
+        await agent_page.screenshot(
+            path=str(screenshot_dir() / "console.png"), animations="disabled"
+        )
 
         # Resolve (two clicks: it ends the agent's part) → the customer is asked the survey.
         await agent_page.click("#resolve")
@@ -461,7 +467,7 @@ async def test_supervisor_sees_breaches_live_and_reassigns(browser: Any, console
         assert await CannedResponses(console.g.gw.db).search("battery") == []
 
         await page.mouse.move(0, 0)
-        await page.screenshot(path=str(SHOTS / "supervisor.png"), animations="disabled")
+        await page.screenshot(path=str(screenshot_dir() / "supervisor.png"), animations="disabled")
         assert not page.errors, page.errors  # type: ignore[attr-defined]
     finally:
         for a in (first, second):

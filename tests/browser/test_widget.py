@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.browser import browser_fixtures
+from tests.support import screenshot_dir
 
 browser = browser_fixtures.browser  # the fixture, made visible to this module
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = PROJECT_ROOT / "docs" / "screenshots" / "widget.png"
 REPLY_TIMEOUT_MS = 30_000
 
 # Playwright's CSS selectors pierce open shadow roots.
@@ -124,9 +124,8 @@ async def test_faq_answer_then_history_after_reload(browser: Any, gateway_url: s
         ]
         assert bot_bubbles.count(nfc(warranty[0][2])) == 1
 
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         await page.mouse.move(0, 0)
-        await page.screenshot(path=str(SCREENSHOT), animations="disabled")
+        await page.screenshot(path=str(screenshot_dir() / "widget.png"), animations="disabled")
         assert not errors, errors
     finally:
         await context.close()

@@ -10,11 +10,10 @@ from bot.store.models import utcnow
 from surveys.demo import fill, insert_rows
 from tests.browser import browser_fixtures
 from tests.handoff.conftest import PASSWORD, add_account
-from tests.support import backend_settings, running_gateway
+from tests.support import backend_settings, running_gateway, screenshot_dir
 
 browser = browser_fixtures.browser  # the session's headless Chromium
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "dashboard.png"
 HOSTILE_AGENT = '<img src=x onerror="window.__pwned=1">'
 
 
@@ -71,8 +70,7 @@ async def test_dashboard_in_a_real_browser(browser: Any, tmp_path: Path, nlu_url
             assert await page.locator("#trend rect.volume").count() == len(api["trend"])
             assert await page.locator("#trend polyline.csat-line").count() == 1
             await page.wait_for_timeout(300)  # let fonts settle for the screenshot
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(SCREENSHOT), full_page=True)
+            await page.screenshot(path=str(screenshot_dir() / "dashboard.png"), full_page=True)
 
             # The hostile agent id is an option's text, never markup.
             options = await page.locator("select[name=agent] option").all_text_contents()
