@@ -34,6 +34,7 @@ class CircuitBreaker:
         self._consecutive = 0
         self._opened_at: float | None = None
         self._probe_in_flight = False
+        self._probe_started = 0.0
 
     @property
     def state(self) -> BreakerState:
@@ -50,14 +51,24 @@ class CircuitBreaker:
         return max(0.0, self.reset_s - (self._clock() - self._opened_at))
 
     def allow(self) -> bool:
-        """May a call go out now? In half-open state only one probe at a time may."""
+        """May a call go out now? In half-open state only one probe at a time may; a probe
+        that never reported back (its caller vanished) gives way after `reset_s`."""
         state = self.state
         if state is BreakerState.CLOSED:
             return True
-        if state is BreakerState.HALF_OPEN and not self._probe_in_flight:
+        if state is not BreakerState.HALF_OPEN:
+            return False
+        stale = self._clock() - self._probe_started >= self.reset_s
+        if not self._probe_in_flight or stale:
             self._probe_in_flight = True
+            self._probe_started = self._clock()
             return True
         return False
+
+    def abandon(self) -> None:
+        """The call `allow` let out ended without an outcome (cancelled): if it was the
+        probe, the next call may probe instead; the circuit stays as it was."""
+        self._probe_in_flight = False
 
     def record_success(self) -> None:
         self._consecutive = 0

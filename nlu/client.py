@@ -230,6 +230,9 @@ class NLUClient:
         while True:
             try:
                 result = await self._once(method, path, body)
+            except asyncio.CancelledError:
+                self.breaker.abandon()  # a cancelled probe must not hold the circuit open
+                raise
             except NLURejected:
                 self.breaker.record_success()  # it answered: the service itself is fine
                 raise

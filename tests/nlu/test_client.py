@@ -195,3 +195,42 @@ async def test_open_breaker_sends_nothing_to_the_service() -> None:
             assert calls == 2  # the open circuit kept every call off the network
     finally:
         await runner.cleanup()
+
+
+def test_a_probe_that_never_reports_back_gives_way() -> None:
+    clock = FakeClock()
+    b = CircuitBreaker(failures=1, reset_s=10, clock=clock)
+    b.record_failure()
+    clock.now = 10.0
+    assert b.allow()  # the probe goes out ... and its caller is cancelled: no outcome
+    assert not b.allow()
+    b.abandon()
+    assert b.allow()  # another call may probe at once
+    clock.now = 25.0  # and a probe lost without even abandon() gives way after reset_s
+    assert b.allow()
+
+
+async def test_a_cancelled_probe_does_not_keep_the_circuit_open() -> None:
+    release = asyncio.Event()
+
+    async def hanging_then_fine(request: web.Request) -> web.Response:
+        if not release.is_set():
+            await asyncio.sleep(30)
+        return web.json_response({"text": "x", "intent": {"name": "greet", "confidence": 0.9}})
+
+    runner, url = await _fake_nlu(hanging_then_fine)
+    try:
+        breaker = CircuitBreaker(failures=1, reset_s=0.2)
+        async with NLUClient(url, retries=0, timeout_s=20, breaker=breaker) as c:
+            breaker.record_failure()  # open
+            await asyncio.sleep(0.25)  # half-open: the next call is the probe
+            probe = asyncio.create_task(c.parse("x"))
+            await asyncio.sleep(0.1)
+            probe.cancel()  # e.g. the customer's turn was cancelled at shutdown
+            with pytest.raises(asyncio.CancelledError):
+                await probe
+            release.set()
+            result = await c.parse("x")  # not "circuit open" forever
+            assert result.intent == "greet" and c.breaker_state is BreakerState.CLOSED
+    finally:
+        await runner.cleanup()
