@@ -291,6 +291,9 @@ class HandoffSettings(_Section):
     position_updates: bool = True
     # Per queue (queues not listed: opening_hours, no hotline).
     staffing: dict[str, QueueStaffing] = Field(default_factory=dict)
+    # How often each replica checks Redis against SQL (queues, holds, SLA clocks) and puts
+    # back what was lost; also at startup.
+    reconcile_every_s: float = Field(default=10.0, ge=0.5, le=3600)
 
     @model_validator(mode="after")
     def _all_severities(self) -> HandoffSettings:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from bot.settings import Settings
 from handoff.feed import ConsoleFeed
 from handoff.hours import describe, is_open
 from handoff.queues import AgentQueues, ClaimResult
+from handoff.reconcile import Reconciler
 from handoff.sla import DueTimer, SlaTimers
 from handoff.triage import SEVERITIES
 
@@ -53,6 +55,8 @@ class HelpDesk:
 
     def __post_init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
+        self.reconciler = Reconciler(self.engine.db, self.queues, self.sla)
+        self._next_reconcile = 0.0
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -70,7 +74,12 @@ class HelpDesk:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def tick(self) -> None:
-        """Periodic: assign waiting chats to agents with room (covers interrupted steps)."""
+        """Periodic: put back from SQL what Redis lost (every `reconcile_every_s`), then
+        assign waiting chats to agents with room (covers interrupted steps)."""
+        now = time.monotonic()
+        if now >= self._next_reconcile:
+            self._next_reconcile = now + self.settings.handoff.reconcile_every_s
+            await self.reconciler.run_once()
         await self.auto_assign()
 
     def attach(self) -> None:

@@ -207,6 +207,24 @@ return {'ok', C, q, d[3], ''}
 """
 
 
+# ARGV[5..] = id, queue, severity, rank, reasons, language, channel, enqueued_at (ms), agent
+# or ''. Puts back a chat Redis lost, as SQL has it: in line at its original place, or held
+# by its agent. A chat Redis still knows is left alone, so replicas may all run it.
+_RESTORE = """
+local C, Q, A = ARGV[5], ARGV[6], ARGV[13]
+local k = chat_key(C)
+if redis.call('EXISTS', k) == 1 then return 'present' end
+redis.call('HSET', k, 'queue', Q, 'severity', ARGV[7], 'rank', ARGV[8], 'reasons', ARGV[9],
+  'language', ARGV[10], 'channel', ARGV[11], 'enqueued_at', ARGV[12])
+if A ~= '' then
+  attach(C, A)
+  return 'assigned'
+end
+wait_in(C, Q)
+return 'restored'
+"""
+
+
 @dataclass(frozen=True)
 class ClaimResult:
     """The outcome of a claim or transfer: ok, or the one reason it was refused."""
@@ -273,6 +291,7 @@ class AgentQueues:
         self.clock = clock
         scripts = {
             "upsert": _UPSERT,
+            "restore": _RESTORE,
             "remove": _REMOVE,
             "position": _POSITION,
             "claim": _CLAIM,
@@ -347,6 +366,39 @@ class AgentQueues:
                 "enqueue",
             )
         )  # fmt: skip
+
+    async def restore(
+        self,
+        conversation_id: str,
+        queue: str,
+        severity: str,
+        *,
+        enqueued_at: float,
+        agent_id: str | None = None,
+        reasons: Sequence[str] = (),
+        language: str | None = None,
+        channel: str | None = None,
+    ) -> str:
+        """Put back a chat Redis no longer has (waiting at its original place, or held by
+        `agent_id`). "present" when Redis still had it: nothing changes."""
+        self._check_queue(queue)
+        return str(
+            await self._run(
+                "restore", conversation_id, queue, severity, severity_rank(severity),
+                json.dumps(list(reasons), ensure_ascii=False), language or "", channel or "",
+                int(enqueued_at * 1000), agent_id or "",
+            )
+        )  # fmt: skip
+
+    async def known(self, conversation_ids: Sequence[str]) -> set[str]:
+        """Which of these chats Redis has (waiting or held)."""
+        if not conversation_ids:
+            return set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for c in conversation_ids:
+                pipe.exists(self.chat_key(c))
+            found = await pipe.execute()
+        return {c for c, n in zip(conversation_ids, found, strict=True) if n}
 
     async def raise_priority(self, conversation_id: str, severity: str) -> bool:
         """Raise a waiting chat's severity in its queue (never lowers it). True if it moved."""

@@ -94,6 +94,22 @@ class SlaTimers:
             *_, score = await pipe.execute()
         return float(score) if score is not None else deadline
 
+    async def restore(
+        self, conversation_id: str, severity: str, queue: str, started: float
+    ) -> float | None:
+        """Put back a clock Redis lost, from when the escalation really started (so the
+        deadline is the original one, possibly already past: then it fires). A clock that
+        still runs is kept. Returns the deadline."""
+        deadline = started + self.deadlines_s.get(severity, self.deadlines_s["normal"])
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self._timers, {conversation_id: deadline}, nx=True)
+            pipe.hsetnx(self._meta(conversation_id), "severity", severity)
+            pipe.hsetnx(self._meta(conversation_id), "queue", queue)
+            pipe.hsetnx(self._meta(conversation_id), "started", str(started))
+            pipe.zscore(self._timers, conversation_id)
+            *_, score = await pipe.execute()
+        return float(score) if score is not None else None
+
     async def tighten(self, conversation_id: str, severity: str) -> None:
         """The severity rose while waiting: the stricter deadline applies (never a later one)."""
         started = await self.redis.hget(self._meta(conversation_id), "started")

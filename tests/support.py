@@ -3,7 +3,9 @@ gateway. Fixtures that use them live in tests/conftest.py."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -122,3 +124,55 @@ def screenshot_dir() -> Path:
         path = Path(tempfile.gettempdir()) / "careline-screenshots"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+class OwnRedis:
+    """A redis-server of the test's own (never the shared one), without persistence, so a
+    restart loses everything, as a real one configured that way would."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(self.url)
+        try:
+            for _ in range(100):
+                try:
+                    if await client.ping():
+                        return
+                except Exception:
+                    await asyncio.sleep(0.05)
+            raise RuntimeError(f"own redis-server on port {self.port} did not come up")
+        finally:
+            await client.aclose()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    async def restart(self) -> None:
+        self.stop()
+        await self.start()
+
+
+@asynccontextmanager
+async def own_redis() -> AsyncIterator[OwnRedis]:
+    from nlu.process import free_port
+
+    server = OwnRedis(free_port())
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

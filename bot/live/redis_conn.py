@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 @dataclass
@@ -35,12 +38,17 @@ def connect(url: str | None, *, max_connections: int = 200) -> RedisHandle:
     if url:
         # A blocking pool: under a burst, a caller waits for a free connection instead of
         # failing with "too many connections" (redis-py's default pool raises at 100).
+        # After a Redis restart or failover every pooled connection is dead; one retry on a
+        # fresh connection spares each caller the first failure. (Commands sent twice are
+        # safe here: stream entries and Lua steps are idempotent for their consumers.)
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
             timeout=10,
             decode_responses=True,
             health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
+            retry_on_error=[RedisConnectionError],
         )
         client = aioredis.Redis(connection_pool=pool)
         return RedisHandle(client, embedded=False, url=_mask(url))

@@ -31,6 +31,15 @@ GROUP = "engine"
 EARLY_EMPTY_PAUSE_S = 0.05
 
 
+async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:
+    """Create the consumer group (and the stream) unless it exists."""
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as e:
+        if "BUSYGROUP" not in str(e):
+            raise
+
+
 async def read_group(
     redis: aioredis.Redis, stream: str, group: str, consumer: str, *, count: int, block_ms: int
 ) -> list[tuple[str, dict[str, str]]]:
@@ -38,7 +47,16 @@ async def read_group(
     comes back early is followed by a short pause, so the caller's loop never spins."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    resp = await redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
+    try:
+        resp = await redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
+    except ResponseError as e:
+        if "NOGROUP" not in str(e):
+            raise
+        # Redis lost the group (a restart without persistence, FLUSHALL, a failover): make it
+        # again and go on. Entries redelivered from the start are harmless: every consumer's
+        # work is idempotent, and SQL says what is already done.
+        await ensure_group(redis, stream, group)
+        return []
     entries = [(str(eid), fields) for _stream, batch in resp or [] for eid, fields in batch]
     if not entries and loop.time() - started < block_ms / 2000:
         await asyncio.sleep(min(EARLY_EMPTY_PAUSE_S, block_ms / 1000))
@@ -90,11 +108,7 @@ class Streams:
     # -- the engine's inbox --------------------------------------------------------------
 
     async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(self.keys.inbox, GROUP, id="0", mkstream=True)
-        except ResponseError as e:
-            if "BUSYGROUP" not in str(e):
-                raise
+        await ensure_group(self.redis, self.keys.inbox, GROUP)
 
     async def enqueue(self, conversation_id: str, message_id: int) -> None:
         await self.redis.xadd(self.keys.inbox, {"c": conversation_id, "m": str(message_id)})

@@ -31,7 +31,6 @@ from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import (
     BadRequest,
@@ -54,7 +53,7 @@ from bot.channels.telegram.metrics import (
 )
 from bot.channels.telegram.split import split_text
 from bot.live.locks import LockTimeout, redis_lock
-from bot.live.streams import read_group
+from bot.live.streams import ensure_group, read_group
 from bot.live.tasks import stop_loop_and_tasks
 from bot.settings import TelegramOutboxSettings
 from bot.store.models import utcnow
@@ -183,11 +182,7 @@ class TelegramSender:
         await stop_loop_and_tasks(loop_task, self._tasks)
 
     async def _ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
-        except ResponseError as e:
-            if "BUSYGROUP" not in str(e):
-                raise
+        await ensure_group(self.redis, self.stream, GROUP)
 
     async def _spawn(self, eid: str, conversation_id: str) -> None:
         await self._slots.acquire()
