@@ -1,7 +1,11 @@
-"""Login throttling: a fixed window of failed attempts per username and per client address.
+"""Login throttling: a fixed window of attempts per username and per client address.
 
 Per username stops guessing one account's password; per address stops spraying many
-accounts from one place. Successful logins clear the username's counter.
+accounts from one place. The check and the count are one atomic step (a Lua script) taken
+before the password is verified, so parallel guesses cannot all slip past the limit: each
+is counted, and the ones past it are refused without touching the hash. A good password
+takes its own attempt back (colleagues behind one NAT are not locked out), but never more:
+a counter never goes below zero and never outlives its window.
 """
 
 from __future__ import annotations
@@ -9,6 +13,31 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from bot.live.keys import Keys
+
+# KEYS = user counter, address counter; ARGV = user limit, address limit, window (s).
+# Returns 0 (counted, go on) or the seconds until another attempt is allowed.
+_ATTEMPT = """
+local u = tonumber(redis.call('GET', KEYS[1]) or '0')
+local a = tonumber(redis.call('GET', KEYS[2]) or '0')
+if u >= tonumber(ARGV[1]) or a >= tonumber(ARGV[2]) then
+  local wait = 1
+  for _, k in ipairs(KEYS) do wait = math.max(wait, redis.call('TTL', k)) end
+  return wait
+end
+for _, k in ipairs(KEYS) do
+  redis.call('INCR', k)
+  if redis.call('TTL', k) < 0 then redis.call('EXPIRE', k, ARGV[3]) end
+end
+return 0
+"""
+
+# KEYS = user counter, address counter.
+_SUCCEEDED = """
+redis.call('DEL', KEYS[1])
+local a = tonumber(redis.call('GET', KEYS[2]) or '0')
+if a > 0 then redis.call('DECR', KEYS[2]) end
+return 1
+"""
 
 
 class LoginThrottle:
@@ -26,6 +55,8 @@ class LoginThrottle:
         self.max_per_user = max_per_user
         self.max_per_ip = max_per_ip
         self.window_s = window_s
+        self._attempt = redis.register_script(_ATTEMPT)
+        self._succeeded = redis.register_script(_SUCCEEDED)
 
     def _user(self, username: str) -> str:
         return f"{self.keys.prefix}:login-fail:u:{username[:64]}"
@@ -33,32 +64,17 @@ class LoginThrottle:
     def _ip(self, ip: str) -> str:
         return f"{self.keys.prefix}:login-fail:ip:{ip}"
 
-    async def blocked_for(self, username: str, ip: str) -> int:
-        """Seconds until another attempt is allowed; 0 when allowed now."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(self._user(username))
-            pipe.ttl(self._user(username))
-            pipe.get(self._ip(ip))
-            pipe.ttl(self._ip(ip))
-            user_n, user_ttl, ip_n, ip_ttl = await pipe.execute()
-        wait = 0
-        if int(user_n or 0) >= self.max_per_user:
-            wait = max(wait, int(user_ttl), 1)
-        if int(ip_n or 0) >= self.max_per_ip:
-            wait = max(wait, int(ip_ttl), 1)
-        return wait
-
-    async def failed(self, username: str, ip: str) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in (self._user(username), self._ip(ip)):
-                pipe.incr(key)
-                pipe.expire(key, self.window_s, nx=True)
-            await pipe.execute()
+    async def attempt(self, username: str, ip: str) -> int:
+        """Count one login attempt, atomically with the check: 0 when it may go on (the
+        password is then verified), else the seconds until one is allowed again."""
+        return int(
+            await self._attempt(
+                keys=[self._user(username), self._ip(ip)],
+                args=[self.max_per_user, self.max_per_ip, self.window_s],
+            )
+        )
 
     async def succeeded(self, username: str, ip: str) -> None:
         """A good password: the username's window starts over, and the address gets back
-        the attempt counted for it (colleagues behind one NAT are not locked out)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.delete(self._user(username))
-            pipe.decr(self._ip(ip))
-            await pipe.execute()
+        the attempt counted for it."""
+        await self._succeeded(keys=[self._user(username), self._ip(ip)])

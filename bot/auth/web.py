@@ -159,7 +159,9 @@ async def login(request: web.Request) -> web.Response:
         return json_error(400, "bad_request", "username and password are required")
     ip = request.remote or "?"
     key = username.strip().lower()[:64]
-    wait = await auth.throttle.blocked_for(key, ip)
+    # Counted and checked in one atomic step before the (slow) hash check, so parallel
+    # guesses cannot all slip past the limit; a success takes its attempt back.
+    wait = await auth.throttle.attempt(key, ip)
     if wait:
         LOGINS.labels("throttled").inc()
         return json_error(
@@ -168,14 +170,13 @@ async def login(request: web.Request) -> web.Response:
             f"too many failed logins; try again in {wait} s",
             **{"Retry-After": str(wait)},
         )
-    # Counted before the (slow) check, so parallel guesses cannot all slip past the limit;
-    # a success takes its attempt back.
-    await auth.throttle.failed(key, ip)
     account = await auth.accounts.by_username(username)
     ok = await verify_password_async(account.password_hash if account else DUMMY_HASH, password)
     if account is None or not ok or account.disabled:
         LOGINS.labels("failed").inc()
-        log.warning("failed login for %r from %s", key, ip)
+        # Never the typed username: people type their password there by mistake.
+        who = f"account {account.id}" if account else "an unknown username"
+        log.warning("failed login for %s from %s", who, ip)
         return json_error(401, "bad_credentials", "wrong username or password")
     await auth.throttle.succeeded(key, ip)
     session = await auth.sessions.create(account.id)

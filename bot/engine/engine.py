@@ -372,6 +372,16 @@ class ConversationEngine:
                 conv, msg, "fallback", self.content.system("fallback", lang), quick_replies=(human,)
             )
 
+    async def _offered(self, conversation_id: str, payload: str) -> bool:
+        """Did one of the bot's recent messages in this conversation offer `payload`?"""
+        recent = await self.db.transcript(conversation_id, limit=30, include_notes=False)
+        return any(
+            q.get("payload") == payload
+            for m in recent
+            if m.sender in ("bot", "system")
+            for q in (m.payload or {}).get("quick_replies") or []
+        )
+
     async def _context(self, conv: Any, msg: Any) -> tuple[str, ...]:
         """The customer's last few messages before this one, oldest first: triage reads a
         hazard told over several messages as one (careline.triage.model.context_messages)."""
@@ -383,9 +393,14 @@ class ConversationEngine:
         return tuple(earlier[-n:])
 
     async def _understand(self, msg: Any, context: tuple[str, ...] = ()) -> Understanding:
-        """Quick-reply payloads are trusted choices; free text goes to the NLU."""
-        chosen = ((msg.payload or {}).get("quick_reply") or "").removeprefix("intent:")
-        if chosen and chosen in self.content.intents:
+        """A quick-reply payload the bot offered in this conversation is a trusted choice
+        (asking for a person always is); anything else, a forged payload included, is read
+        as text by the NLU, so a visitor cannot pick a severity by naming an intent."""
+        payload = (msg.payload or {}).get("quick_reply") or ""
+        chosen = payload.removeprefix("intent:")
+        if chosen in self.content.intents and (
+            chosen == HUMAN_INTENT or await self._offered(msg.conversation_id, payload)
+        ):
             return Understanding(chosen, 1.0, (), detect_language(msg.text))
         started = time.monotonic()
         result = await self.nlu.parse(msg.text, message_id=str(msg.id), context=context)

@@ -1,17 +1,33 @@
 """A per-conversation Redis lock, so one engine worker (on any replica) handles a
-conversation at a time and its messages are answered in order."""
+conversation at a time and its messages are answered in order.
+
+The TTL frees the lock when its holder dies (kill -9); while the holder lives, a small task
+renews it every third of the TTL, so a turn that takes longer than the TTL (a slow NLU call,
+a database failover) is never joined by a second worker. Should the lock be lost anyway (the
+holder was frozen past the TTL and someone else took it), the holder's task is cancelled:
+its steps are idempotent, and the work is finished by whoever holds the lock now.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 
+log = logging.getLogger("careline.locks")
+
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
 
@@ -20,11 +36,15 @@ class LockTimeout(TimeoutError):
     pass
 
 
+class LockLost(RuntimeError):
+    """The lock expired under its holder and was taken by another."""
+
+
 @asynccontextmanager
 async def redis_lock(
     redis: aioredis.Redis, key: str, *, ttl_ms: int = 10_000, wait_s: float = 30.0
 ) -> AsyncIterator[None]:
-    """Hold `key` exclusively. The TTL frees it if the holder dies (kill -9)."""
+    """Hold `key` exclusively, renewing it while held."""
     token = secrets.token_hex(8)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
@@ -32,7 +52,37 @@ async def redis_lock(
         if loop.time() > deadline:
             raise LockTimeout(f"{key} is busy")
         await asyncio.sleep(0.02)
+    holder = asyncio.current_task()
+    lost = asyncio.Event()
+    renewer = asyncio.create_task(_renew(redis, key, token, ttl_ms, holder, lost))
     try:
         yield
+    except asyncio.CancelledError:
+        if lost.is_set() and holder is not None and holder.uncancel() == 0:
+            raise LockLost(f"{key} was lost while held; its new holder finishes") from None
+        raise
     finally:
-        await redis.eval(_RELEASE, 1, key, token)
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+        if not lost.is_set():
+            await redis.eval(_RELEASE, 1, key, token)
+
+
+async def _renew(
+    redis: aioredis.Redis, key: str, token: str, ttl_ms: int,
+    holder: asyncio.Task | None, lost: asyncio.Event,
+) -> None:  # fmt: skip
+    while True:
+        await asyncio.sleep(ttl_ms / 3000)
+        try:
+            still_ours = await redis.eval(_RENEW, 1, key, token, ttl_ms)
+        except Exception:  # Redis unreachable for a moment: try again next round
+            log.warning("could not renew lock %s; retrying", key)
+            continue
+        if not still_ours:
+            log.error("lock %s was lost while held; stopping its holder", key)
+            lost.set()
+            if holder is not None:
+                holder.cancel()
+            return

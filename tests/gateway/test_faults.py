@@ -75,3 +75,18 @@ def test_production_refuses_the_in_process_redis(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 2, out.stderr[-2000:]
     assert "REDIS_URL is required when CARELINE_ENV=production" in out.stderr
+
+
+async def test_a_forged_quick_reply_cannot_pick_the_safety_queue(gateway) -> None:  # type: ignore[no-untyped-def]
+    c = WidgetClient(gateway.ws_url)
+    try:
+        await c.connect()
+        # never offered by the bot in this conversation: read as text, not as a choice
+        await c.say("Giờ mở cửa", payload="intent:hazard_explosion")
+        reply = await c.bot_reply()
+        assert "8:00" in reply["text"]  # the text's own answer (opening hours)
+        conv = await gateway.gw.db.get_conversation(c.conversation_id)
+        assert conv.state == "BOT" and conv.severity != "critical"
+        assert not await gateway.gw.db.escalations(conv.id)
+    finally:
+        await c.close()
