@@ -75,4 +75,6 @@ class TokenSigner:
         visitor, mac = token.split(".")
         if not _VISITOR_RE.match(visitor):
             return None
-        return visitor if hmac.compare_digest(mac, self._mac(visitor)) else None
+        # bytes: compare_digest refuses str with non-ASCII characters
+        given = mac.encode("utf-8", "surrogateescape")
+        return visitor if hmac.compare_digest(given, self._mac(visitor).encode()) else None

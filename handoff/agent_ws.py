@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -143,6 +144,8 @@ class AgentSocket:
             return
         if len(self.watched) >= MAX_WATCHED:
             raise DeskError(429, "too_many", f"watch at most {MAX_WATCHED} chats at once")
+        if after is not None and not (isinstance(after, str) and _EVENT_ID.match(after)):
+            raise DeskError(400, "bad_request", "after must be an event id such as 1700000000000-0")
         await self.desk.may_view(self.who, cid)
         q = await self.hub.subscribe(cid)  # before reading the cursor: no gap
         if isinstance(after, str) and after:
@@ -198,6 +201,9 @@ class AgentSocket:
                 self.cursors[cid] = eid
             if len(events) < 500:
                 return
+
+
+_EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")  # a Redis stream id
 
 
 def _cid(frame: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -62,7 +62,13 @@ class Scope:
                 raise ScopeError(f"filter '{name}' is longer than {MAX_FILTER_CHARS} characters")
             if value:
                 chosen[name] = value
-        return cls(start, end, tz, **chosen)
+        scope = cls(start, end, tz, **chosen)
+        try:  # checked here, before any response starts: an export must not fail midway
+            lo, hi = scope.bounds()
+            lo.astimezone(UTC), hi.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise ScopeError(f"the dates {start} to {end} are out of range") from None
+        return scope
 
     def bounds(self) -> tuple[datetime, datetime]:
         zone = ZoneInfo(self.tz)

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.auth.web import require_role
+from bot.auth.web import principal_of, require_role
 from surveys.export import FORMATS, csv_chunks, write_xlsx
 from surveys.reports import Scope, ScopeError, filter_options, survey_report
 
@@ -100,7 +100,7 @@ async def export_file(request: web.Request) -> web.StreamResponse:
             content_type="application/json",
         )
     name = f"surveys_{scope.start}_{scope.end}.{fmt}"
-    who = getattr(request.get("principal"), "username", "?")
+    who = principal_of(request).username
     log.info("survey export %s by %s: %s", fmt, who, scope.as_dict())
     if fmt == "csv":
         resp = web.StreamResponse(

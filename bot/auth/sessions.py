@@ -27,7 +27,10 @@ class Session:
     created: float = 0.0  # epoch seconds
 
     def csrf_ok(self, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(self.csrf, token or "")
+        # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+        return bool(token) and hmac.compare_digest(
+            self.csrf.encode(), (token or "").encode("utf-8", "surrogateescape")
+        )
 
 
 class Sessions:
