@@ -135,7 +135,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
     sla_task = asyncio.create_task(watcher.run(), name="sla-watcher")
     gw.surveys = await attach_surveys(gw.engine, s, gw.db)
-    signer = TokenSigner(secret, "widget-visitor")
+    signer = TokenSigner(secret, "widget-visitor", max_age_s=s.widget.visitor_token_days * 86400)
     gw.widget = WidgetChannel(
         settings=s,
         engine=gw.engine,

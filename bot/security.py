@@ -14,11 +14,14 @@ import hmac
 import os
 import re
 import secrets
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.settings import Settings, SettingsError
 
 _VISITOR_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_ISSUED_RE = re.compile(r"^[0-9a-f]{1,12}$")
 
 
 def production_mode(env: dict[str, str] | None = None) -> bool:
@@ -54,27 +57,37 @@ def load_secret_key(settings: Settings, env: dict[str, str] | None = None) -> by
 
 
 class TokenSigner:
-    """`<visitor-id>.<mac>` tokens: unforgeable without the key, verifiable by any replica."""
+    """`<visitor-id>.<issued>.<mac>` tokens: unforgeable without the key, verifiable by any
+    replica, and valid for `max_age_s` after they were issued. The widget gets a fresh token
+    at every hello, so a returning visitor keeps their identity while an abandoned (or
+    stolen) token runs out."""
 
-    def __init__(self, key: bytes, purpose: str) -> None:
+    def __init__(self, key: bytes, purpose: str, *, max_age_s: float = 180 * 86400,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self._key = hashlib.sha256(key + b"|" + purpose.encode()).digest()
+        self.max_age_s = max_age_s
+        self._clock = clock
 
     def _mac(self, value: str) -> str:
         digest = hmac.new(self._key, value.encode(), hashlib.sha256).digest()[:18]
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
-    def issue(self) -> tuple[str, str]:
-        """A new (visitor_id, token)."""
-        visitor = secrets.token_urlsafe(18)
-        return visitor, f"{visitor}.{self._mac(visitor)}"
+    def issue(self, visitor: str | None = None) -> tuple[str, str]:
+        """(visitor_id, token): a new visitor, or a fresh token for a known one."""
+        visitor = visitor or secrets.token_urlsafe(18)
+        issued = format(int(self._clock()), "x")
+        return visitor, f"{visitor}.{issued}.{self._mac(f'{visitor}.{issued}')}"
 
     def verify(self, token: object) -> str | None:
-        """The visitor id in a valid token, else None (never raises on junk)."""
-        if not isinstance(token, str) or token.count(".") != 1 or len(token) > 200:
+        """The visitor id in a valid, unexpired token, else None (never raises on junk)."""
+        if not isinstance(token, str) or token.count(".") != 2 or len(token) > 200:
             return None
-        visitor, mac = token.split(".")
-        if not _VISITOR_RE.match(visitor):
+        visitor, issued, mac = token.split(".")
+        if not _VISITOR_RE.match(visitor) or not _ISSUED_RE.match(issued):
             return None
         # bytes: compare_digest refuses str with non-ASCII characters
         given = mac.encode("utf-8", "surrogateescape")
-        return visitor if hmac.compare_digest(given, self._mac(visitor).encode()) else None
+        if not hmac.compare_digest(given, self._mac(f"{visitor}.{issued}").encode()):
+            return None
+        age = self._clock() - int(issued, 16)
+        return visitor if -300 <= age <= self.max_age_s else None

@@ -109,6 +109,7 @@ class WidgetSettings(_Section):
     burst_per_connection: int = Field(default=8, ge=1)
     rate_per_ip_per_minute: int = Field(default=120, ge=1)
     max_connections_per_ip: int = Field(default=20, ge=1)
+    visitor_token_days: float = Field(default=180, gt=0, le=3650)  # unused this long: new visitor
 
 
 class EngineSettings(_Section):

@@ -33,6 +33,8 @@ log = logging.getLogger("careline.widget")
 
 CHANNEL = "widget"
 CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+# A page says hello once per connection (again only to switch language); more is a flood.
+MAX_HELLOS_PER_CONNECTION = 5
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # keeps \t and \n
 CLIENT_TYPES = {"hello", "message", "quick_reply", "typing", "end", "ping"}
 
@@ -139,6 +141,7 @@ class WidgetSession:
         self.ws = ws
         self.ip = ip
         self.visitor: str | None = None
+        self.hellos = 0
         self.locale: str | None = None
         self.conversation_id: str | None = None
         self.cursor = "0-0"  # id of the last event sent to this socket
@@ -228,13 +231,13 @@ class WidgetSession:
         )
 
     async def _on_hello(self, frame: dict[str, Any]) -> None:
+        self.hellos += 1
+        if self.hellos > MAX_HELLOS_PER_CONNECTION:
+            raise FrameError("rate_limited", "too many hello frames on one connection")
         locale = frame.get("locale")
         self.locale = locale if locale in ("vi", "en") else self.locale
-        visitor = self.ch.signer.verify(frame.get("token"))
-        if visitor is None:
-            visitor, token = self.ch.signer.issue()
-        else:
-            token = frame["token"]
+        # A fresh token every time: a returning visitor's never runs out, an abandoned one does.
+        visitor, token = self.ch.signer.issue(self.ch.signer.verify(frame.get("token")))
         self.visitor = visitor
         conv = await self._latest_conversation()
         last = frame.get("last_event_id")
@@ -256,11 +259,11 @@ class WidgetSession:
             await self._attach(conv.id, last if valid_cursor else None)
 
     async def _latest_conversation(self) -> Any:
+        """The visitor's latest conversation, if they ever wrote: a hello alone stores
+        nothing (the customer row is made with their first message)."""
         assert self.visitor is not None
-        customer = await self.ch.db.get_or_create_customer(
-            CHANNEL, self.visitor, language=self.locale
-        )
-        return await self.ch.db.latest_conversation(customer.id)
+        customer = await self.ch.db.find_customer(CHANNEL, self.visitor)
+        return await self.ch.db.latest_conversation(customer.id) if customer else None
 
     async def _attach(self, conversation_id: str, last_event_id: str | None) -> None:
         """Follow a conversation: history or replay first, then live events."""

@@ -178,7 +178,7 @@ class Database:
         display_name: str | None = None,
     ) -> Customer:
         """The customer for this channel identity, created on first contact (race-safe)."""
-        found = await self._find_customer(channel, external_id)
+        found = await self.find_customer(channel, external_id)
         if found is not None:
             return found
         new = Customer(
@@ -189,7 +189,7 @@ class Database:
             # Ours or a concurrent caller's row: both are committed or in our transaction.
             return (await s.scalars(_customer_by_identity(channel, external_id))).one()
 
-    async def _find_customer(self, channel: str, external_id: str) -> Customer | None:
+    async def find_customer(self, channel: str, external_id: str) -> Customer | None:
         async with self._sessions() as s:
             return (await s.scalars(_customer_by_identity(channel, external_id))).first()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bot.channels.widget_client import WidgetClient
@@ -90,3 +91,67 @@ async def test_a_forged_quick_reply_cannot_pick_the_safety_queue(gateway) -> Non
         assert not await gateway.gw.db.escalations(conv.id)
     finally:
         await c.close()
+
+
+async def test_hellos_are_throttled_and_store_nothing(gateway) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from bot.store.models import Customer
+
+    async def customers() -> int:
+        async with gateway.gw.db._sessions() as s:
+            return int((await s.scalar(select(func.count()).select_from(Customer))) or 0)
+
+    before = await customers()
+    c = WidgetClient(gateway.ws_url)
+    try:
+        await c.connect()
+        codes = []
+        for _ in range(30):
+            await c.send_frame({"type": "hello", "locale": "vi"})  # token-less, each a visitor
+            f = await c.expect(lambda f: f["type"] in ("welcome", "error"), timeout=5)
+            codes.append(f.get("code") or f["type"])
+        assert codes.count("welcome") == 4 and codes[4:] == ["rate_limited"] * 26
+        assert await customers() == before  # a hello alone stores no customer
+        await c.say("bảo hành bao lâu vậy shop")  # the first message makes one
+        await c.expect(lambda f: f["type"] == "ack", timeout=10)
+        assert await customers() == before + 1
+    finally:
+        await c.close()
+
+
+async def test_a_returning_visitor_gets_a_fresh_token_and_keeps_the_chat(gateway) -> None:  # type: ignore[no-untyped-def]
+    c = WidgetClient(gateway.ws_url)
+    try:
+        first = await c.connect()
+        await c.say("bảo hành bao lâu vậy shop")
+        await c.bot_reply()
+        conversation = c.conversation_id
+        await c.close()
+        signer = gateway.gw.widget.signer
+        signer._clock = lambda: time.time() + 100  # the visitor comes back later
+        again = WidgetClient(gateway.ws_url)
+        again.token = first["token"]
+        welcome = await again.connect()
+        old_issued, new_issued = (
+            int(t.split(".")[1], 16) for t in (first["token"], welcome["token"])
+        )
+        assert new_issued >= old_issued + 100  # re-issued at this hello: its clock restarts
+        assert welcome["conversation_id"] == conversation
+        await again.close()
+    finally:
+        await c.close()
+
+
+def test_visitor_tokens_run_out() -> None:
+    from bot.security import TokenSigner
+
+    now = [1_800_000_000.0]
+    signer = TokenSigner(b"k" * 32, "widget-visitor", max_age_s=3600, clock=lambda: now[0])
+    visitor, token = signer.issue()
+    assert signer.verify(token) == visitor
+    now[0] += 3599
+    assert signer.verify(token) == visitor
+    now[0] += 2
+    assert signer.verify(token) is None  # expired: a new visitor
+    assert signer.verify(f"{visitor}.{token.split('.')[2]}") is None  # the old, ageless form
