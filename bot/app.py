@@ -183,11 +183,22 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await gw.db.close()
 
 
+# For any page served without a policy of its own (e.g. /static/console.html fetched
+# directly): the strictest one our pages live with.
+DEFAULT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'"
+)
+
+
 @web.middleware
 async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
     resp = await handler(request)
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    if request.path.endswith((".html", ".htm")) or resp.content_type == "text/html":
+        resp.headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
     return resp
 
 

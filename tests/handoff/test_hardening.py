@@ -74,3 +74,14 @@ async def test_an_export_range_out_of_bounds_is_a_400_before_any_byte(desk_gatew
         assert "by mai" in caplog.text and "by ?" not in caplog.text
     finally:
         await m.close()
+
+
+async def test_static_pages_get_a_content_security_policy(desk_gateway) -> None:  # type: ignore[no-untyped-def]
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        for page in ("console.html", "supervisor.html", "dashboard.html", "login.html"):
+            async with http.get(f"{desk_gateway.url}/static/{page}") as r:
+                assert r.status == 200, page
+                csp = r.headers.get("Content-Security-Policy", "")
+                assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, page
