@@ -93,6 +93,9 @@ class RedisSettings(_Section):
     stream_maxlen: int = Field(default=2000, ge=100)  # events kept per conversation stream
     prefix: str = Field(default="cl", pattern=r"^[A-Za-z0-9_.-]{1,40}$")  # of every key
     max_connections: int = Field(default=200, ge=4, le=10_000)  # per replica; callers wait
+    # A closed conversation's event stream and bot state expire after this (its transcript
+    # stays in SQL); longer than engine.reopen_window_hours, so a reopened chat resumes.
+    closed_ttl_s: int = Field(default=26 * 3600, ge=1)
 
 
 class GatewaySettings(_Section):

@@ -809,9 +809,22 @@ class ConversationEngine:
 
     async def _set_state(self, conv: Any, state: State, **fields: Any) -> Any:
         check_transition(conv.state, state)
+        reopened = conv.state == State.CLOSED
         conv = await self.db.update_conversation(conv.id, state=str(state), **fields)
         await self.streams.append(conv.id, {"kind": "state", "state": str(state)})
+        if state == State.CLOSED:  # its live keys go once it can no longer reopen
+            await self._expire_live_keys(conv.id, self.settings.redis.closed_ttl_s)
+        elif reopened:
+            await self.redis.persist(self.keys.events(conv.id))
         return conv
+
+    async def _expire_live_keys(self, conversation_id: str, ttl_s: int) -> None:
+        """A closed conversation's event stream and bot state live on in Redis only as long
+        as it may reopen (and resume there); SQL keeps its transcript for ever."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.expire(self.keys.events(conversation_id), ttl_s)
+            pipe.expire(self._bot_key(conversation_id), ttl_s)
+            await pipe.execute()
 
     async def _reply(
         self,

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from bot.engine.engine import ConversationEngine
 from bot.live.locks import LockTimeout
-from bot.live.streams import GROUP, Streams, read_group
+from bot.live.streams import GROUP, Streams, read_group, trim_acknowledged
 from bot.live.tasks import stop_loop_and_tasks
 
 log = logging.getLogger("careline.worker")
@@ -60,6 +60,7 @@ class InboxWorker:
             try:
                 if loop.time() >= next_claim:
                     await self._claim_stale()
+                    await trim_acknowledged(self.redis, self.streams.keys.inbox, GROUP)
                     next_claim = loop.time() + max(1.0, self.claim_idle_ms / 3000)
                 if loop.time() >= next_sweep:
                     await self._sweep()

@@ -40,6 +40,29 @@ async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:
             raise
 
 
+async def trim_acknowledged(redis: aioredis.Redis, stream: str, group: str) -> int:
+    """Drop the entries every consumer of `group` is done with: older than both the last
+    one delivered and the oldest one still pending. Newer entries and pending ones are
+    kept, so nothing in flight or waiting is lost. Returns how many were dropped.
+
+    The delivered mark is read first: whatever is delivered after that read is newer than
+    the floor, and whatever was delivered before it and is still unacknowledged shows up
+    in the pending summary read next."""
+    groups = {g.get("name"): g for g in await redis.xinfo_groups(stream)}
+    floor = str((groups.get(group) or {}).get("last-delivered-id") or "0-0")
+    pending = await redis.xpending(stream, group)
+    if pending and pending.get("pending"):
+        floor = min(floor, str(pending["min"]), key=_stream_id)
+    if _stream_id(floor) == (0, 0):
+        return 0
+    return int(await redis.xtrim(stream, minid=floor, approximate=False))
+
+
+def _stream_id(eid: str) -> tuple[int, int]:
+    ms, _, seq = eid.partition("-")
+    return int(ms or 0), int(seq or 0)
+
+
 async def read_group(
     redis: aioredis.Redis, stream: str, group: str, consumer: str, *, count: int, block_ms: int
 ) -> list[tuple[str, dict[str, str]]]:

@@ -53,7 +53,7 @@ from bot.channels.telegram.metrics import (
 )
 from bot.channels.telegram.split import split_text
 from bot.live.locks import LockTimeout, redis_lock
-from bot.live.streams import ensure_group, read_group
+from bot.live.streams import ensure_group, read_group, trim_acknowledged
 from bot.live.tasks import stop_loop_and_tasks
 from bot.settings import TelegramOutboxSettings
 from bot.store.models import utcnow
@@ -163,6 +163,7 @@ class TelegramSender:
                     next_release = now + self.cfg.poll_s
                 if now >= next_claim:
                     await self._claim_stale()
+                    await trim_acknowledged(self.redis, self.stream, GROUP)
                     next_claim = now + max(1.0, self.cfg.claim_idle_s / 3)
                 if now >= next_sweep:
                     await self._sweep()
