@@ -40,6 +40,7 @@ from handoff.desk import DeskError, HelpDesk
 log = logging.getLogger("careline.agent_ws")
 MAX_FRAME = 4096
 MAX_WATCHED = 50
+RECHECK_S = 5.0  # the session is re-checked at least this often, frames or not
 HANDOVERS = frozenset({"claimed", "assigned", "transferred", "released", "resolved"})
 
 
@@ -51,9 +52,13 @@ class AgentSocket:
         desk: HelpDesk,
         hub: Hub,
         streams: Streams,
-        still_signed_in: Callable[[], Awaitable[bool]] | None = None,
+        current: Callable[[], Awaitable[Principal | None]] | None = None,
+        revoked_channel: str | None = None,
     ) -> None:
-        self.still_signed_in = still_signed_in
+        # Who this socket speaks for, reloaded from the session and the account on every
+        # frame, on a timer, and at once when a session of the account ends anywhere.
+        self.current = current
+        self.revoked_channel = revoked_channel
         self.ws = ws
         self.who = who
         self.desk = desk
@@ -74,18 +79,58 @@ class AgentSocket:
     async def run(self) -> None:
         feed = await self.hub.subscribe_channel(self.desk.feed.channel)
         relay = asyncio.create_task(self._relay_console(feed), name="agent-console-feed")
+        revoked = None
+        if self.revoked_channel:
+            revoked = await self.hub.subscribe_channel(self.revoked_channel)
+        guard = asyncio.create_task(self._guard(revoked), name="agent-socket-guard")
         await self.send({"type": "hello", "principal": self.who.as_dict()})
         try:
             async for msg in self.ws:
+                if not await self._authorized():
+                    break
                 if msg.type != WSMsgType.TEXT:
                     await self.send(_error("bad_frame", "send JSON text frames"))
                     continue
                 await self._frame(msg.data)
         finally:
             relay.cancel()
+            guard.cancel()
             await self.hub.unsubscribe_channel(self.desk.feed.channel, feed)
+            if revoked is not None and self.revoked_channel:
+                await self.hub.unsubscribe_channel(self.revoked_channel, revoked)
             for cid in list(self.watched):
                 await self._unwatch(cid)
+
+    async def _authorized(self) -> bool:
+        """Still signed in (not logged out anywhere, not disabled, password unchanged)? The
+        principal is reloaded, so a role or queue change applies at once. If not: the
+        socket is closed, and nothing more is sent on it."""
+        if self.current is None:
+            return True
+        who = await self.current()
+        if who is None:
+            if not self.ws.closed:
+                await self.send(_error("unauthenticated", "your session has ended"))
+                await self.ws.close(code=4401, message=b"session ended")
+            return False
+        self.who = who
+        return True
+
+    async def _guard(self, revoked: asyncio.Queue[dict[str, Any]] | None) -> None:
+        """Re-check the session every RECHECK_S, and at once on a revocation of this
+        account announced by any replica."""
+        while not self.ws.closed:
+            try:
+                if revoked is None:
+                    await asyncio.sleep(RECHECK_S)
+                else:
+                    note = await asyncio.wait_for(revoked.get(), timeout=RECHECK_S)
+                    if note.get("account") != self.who.id:
+                        continue
+            except TimeoutError:
+                pass
+            if not await self._authorized():
+                return
 
     async def _frame(self, data: str) -> None:
         if len(data) > MAX_FRAME:
@@ -108,11 +153,6 @@ class AgentSocket:
                     on = bool(frame.get("on"))
                     await self.streams.signal(cid, {"typing": {"who": "agent", "on": on}})
             elif kind == "heartbeat":
-                # Logged out elsewhere, disabled, or the password changed: the socket ends too.
-                if self.still_signed_in is not None and not await self.still_signed_in():
-                    await self.send(_error("unauthenticated", "your session has ended"))
-                    await self.ws.close(code=4401, message=b"session ended")
-                    return
                 await self.desk.heartbeat(self.who)
             elif kind == "ping":
                 await self.send({"type": "pong"})
@@ -122,9 +162,9 @@ class AgentSocket:
             await self.send(_error(e.code, e.message))
 
     async def _relay_console(self, feed: asyncio.Queue[dict[str, Any]]) -> None:
-        mine = set(self.desk.skills(self.who))
         while True:
             event = await feed.get()
+            mine = set(self.desk.skills(self.who))  # the reloaded principal's queues
             if self.who.sees_all_queues or _concerns(event, self.who.id, mine):
                 await self.send({"type": "console", "event": event})
             cid = event.get("conversation_id")
@@ -231,14 +271,16 @@ async def handle(request: web.Request, desk: HelpDesk, hub: Hub, streams: Stream
         raise web.HTTPUnauthorized(text="log in first")
     cookie = request.cookies.get(COOKIE)
 
-    async def still_signed_in() -> bool:
-        return await auth.principal_for_cookie(cookie) is not None
+    async def current() -> Principal | None:
+        now = await auth.principal_for_cookie(cookie)
+        return now[0] if now else None
 
     ws = web.WebSocketResponse(heartbeat=25, max_msg_size=MAX_FRAME * 4)
     await ws.prepare(request)
     AGENT_CONNECTIONS.inc()
+    revoked = auth.sessions.revoked_channel if auth.sessions else None
     try:
-        await AgentSocket(ws, found[0], desk, hub, streams, still_signed_in).run()
+        await AgentSocket(ws, found[0], desk, hub, streams, current, revoked).run()
     finally:
         AGENT_CONNECTIONS.dec()
     return ws

@@ -10,6 +10,7 @@ Keys: `{p}:sess:{sid}` HASH (account, csrf, created) with a sliding idle TTL, an
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -44,6 +45,15 @@ class Sessions:
 
     def _of(self, account_id: str) -> str:
         return f"{self.keys.prefix}:sess-of:{account_id}"
+
+    @property
+    def revoked_channel(self) -> str:
+        """Pub/Sub: {"account": id} whenever sessions of that account end, so every replica
+        re-checks that account's open sockets at once."""
+        return f"{self.keys.prefix}:sess-revoked"
+
+    async def announce_revoked(self, account_id: str) -> None:
+        await self.redis.publish(self.revoked_channel, json.dumps({"account": account_id}))
 
     async def create(self, account_id: str) -> Session:
         session = Session(
@@ -81,6 +91,7 @@ class Sessions:
             pipe.delete(self._key(session.id))
             pipe.srem(self._of(session.account_id), session.id)
             await pipe.execute()
+        await self.announce_revoked(session.account_id)
 
     async def end_all(self, account_id: str) -> int:
         """Log an account out everywhere; returns how many sessions ended."""
@@ -90,6 +101,7 @@ class Sessions:
                 pipe.delete(self._key(sid))
             pipe.delete(self._of(account_id))
             await pipe.execute()
+        await self.announce_revoked(account_id)
         return len(sids)
 
 
