@@ -27,6 +27,7 @@ from bot.auth.throttle import LoginThrottle
 from bot.channels.outbound import Outbound
 from bot.channels.telegram.channel import TelegramChannel, start_telegram
 from bot.channels.widget import WidgetChannel
+from bot.client_address import parse_networks
 from bot.engine.content import Content
 from bot.engine.engine import ConversationEngine
 from bot.engine.safety_check import SafetyCheckTimer
@@ -119,6 +120,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     auth = app[auth_web.AUTH]
     auth.accounts = accounts
     auth.sessions = Sessions(client, keys, idle_s=int(s.auth.session_idle_hours * 3600))
+    auth.proxies = parse_networks(s.gateway.trusted_proxies)
     auth.throttle = LoginThrottle(
         client,
         keys,

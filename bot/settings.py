@@ -102,6 +102,15 @@ class GatewaySettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str | None = None  # how browsers reach us; default http://host:port
+    # Load balancers whose X-Forwarded-For / Forwarded headers name the client (CIDRs).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _proxies_parse(self) -> GatewaySettings:
+        from bot.client_address import parse_networks
+
+        parse_networks(self.trusted_proxies)  # ValueError names the bad entry
+        return self
 
 
 class WidgetSettings(_Section):

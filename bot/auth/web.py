@@ -25,6 +25,7 @@ from bot.auth.accounts import Accounts, Principal
 from bot.auth.passwords import DUMMY_HASH, verify_password_async
 from bot.auth.sessions import Session, Sessions
 from bot.auth.throttle import LoginThrottle
+from bot.client_address import Network, client_address
 from bot.metrics import LOGINS
 from bot.security import production_mode
 
@@ -44,6 +45,7 @@ class AuthService:
     accounts: Accounts | None = None
     sessions: Sessions | None = None
     throttle: LoginThrottle | None = None
+    proxies: tuple[Network, ...] = ()  # trusted load balancers: see bot/client_address.py
 
     async def principal(self, request: web.Request) -> tuple[Principal, Session] | None:
         """The logged-in, enabled account behind this request's cookie, if any."""
@@ -157,7 +159,7 @@ async def login(request: web.Request) -> web.Response:
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         return json_error(400, "bad_request", "username and password are required")
-    ip = request.remote or "?"
+    ip = client_address(request, auth.proxies)
     key = username.strip().lower()[:64]
     # Counted and checked in one atomic step before the (slow) hash check, so parallel
     # guesses cannot all slip past the limit; a success takes its attempt back.

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import ClientConnectionResetError, WSMsgType, web
 
+from bot.client_address import client_address, parse_networks
 from bot.engine.engine import ConversationEngine, message_view
 from bot.live.hub import Hub
 from bot.live.ratelimit import TokenBucket, ip_window
@@ -75,6 +76,7 @@ class WidgetChannel:
     ) -> None:
         self.settings = settings
         self.cfg = settings.widget
+        self.proxies = parse_networks(settings.gateway.trusted_proxies)
         self.engine = engine
         self.db = db
         self.streams = streams
@@ -94,7 +96,7 @@ class WidgetChannel:
         return f"{parts.scheme}://{parts.netloc}" in self.allowed_origins
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        ip = request.remote or "?"
+        ip = client_address(request, self.proxies)
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4 * self.cfg.max_frame_bytes)
         await ws.prepare(request)
         if not self.origin_allowed(request.headers.get("Origin")):
