@@ -35,7 +35,9 @@ class Call:
 
 @dataclass
 class Fault:
-    kind: str  # "429" | "500" | "502" | "timeout" | "403"
+    # "429" | "500" | "502" | "timeout" | "403" | "401" | "chat_not_found" | "delivered_timeout"
+    # (the message reaches the chat, but the answer comes too late for the sender to see it)
+    kind: str
     retry_after: int = 1
     when: Callable[[dict[str, Any]], bool] | None = None  # only calls with matching params
 
@@ -138,6 +140,15 @@ class FakeBotAPI:
                 )
             if fault.kind == "403":
                 return _err(403, "Forbidden: bot was blocked by the user")
+            if fault.kind == "401":
+                return _err(401, "Unauthorized")
+            if fault.kind == "chat_not_found":
+                return _err(400, "Bad Request: chat not found")
+            if fault.kind == "delivered_timeout":
+                self.calls.append(Call(method, params, time.monotonic()))  # the customer has it
+                self._result(method, params)
+                await asyncio.sleep(self.hang_s)
+                return _err(504, "Gateway Timeout")
             return _err(int(fault.kind), "Internal Server Error")
         if method == "getUpdates":
             return await self._get_updates(params)
