@@ -147,8 +147,12 @@ async def test_kill_9_a_replica_and_continue_on_the_other(nlu_url: str, tmp_path
                     ) >= len(customer_texts(msgs))
 
                 await wait_for(all_answered, timeout=40, every=0.25)
-                pending = await redis.xpending_range(inbox, GROUP, min="-", max="+", count=50)
-                assert not {r["message_id"] for r in pending} & set(held)  # B took A's work
+
+                async def a_entries_finished() -> bool:  # claimed by B and acknowledged
+                    rows = await redis.xpending_range(inbox, GROUP, min="-", max="+", count=50)
+                    return not {r["message_id"] for r in rows} & set(held)
+
+                await wait_for(a_entries_finished, timeout=20, every=0.25)
                 last = await c.say("cảm ơn nhé")  # and the conversation simply goes on, on B
                 await c.expect(lambda f: f["type"] == "ack" and f["client_msg_id"] == last)
                 await wait_for(all_answered, timeout=20, every=0.25)
