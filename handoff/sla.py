@@ -83,23 +83,19 @@ class SlaTimers:
     async def start(self, conversation_id: str, severity: str, queue: str) -> float:
         """Start the clock (a no-op if it already runs: a re-escalation keeps its deadline).
         Returns the deadline."""
-        now = self.clock()
-        deadline = now + self.deadlines_s.get(severity, self.deadlines_s["normal"])
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(self._timers, {conversation_id: deadline}, nx=True)
-            pipe.hsetnx(self._meta(conversation_id), "severity", severity)
-            pipe.hsetnx(self._meta(conversation_id), "queue", queue)
-            pipe.hsetnx(self._meta(conversation_id), "started", str(now))
-            pipe.zscore(self._timers, conversation_id)
-            *_, score = await pipe.execute()
-        return float(score) if score is not None else deadline
+        return await self._begin(conversation_id, severity, queue, self.clock())
 
     async def restore(
         self, conversation_id: str, severity: str, queue: str, started: float
-    ) -> float | None:
+    ) -> float:
         """Put back a clock Redis lost, from when the escalation really started (so the
         deadline is the original one, possibly already past: then it fires). A clock that
         still runs is kept. Returns the deadline."""
+        return await self._begin(conversation_id, severity, queue, started)
+
+    async def _begin(
+        self, conversation_id: str, severity: str, queue: str, started: float
+    ) -> float:
         deadline = started + self.deadlines_s.get(severity, self.deadlines_s["normal"])
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(self._timers, {conversation_id: deadline}, nx=True)
@@ -108,7 +104,7 @@ class SlaTimers:
             pipe.hsetnx(self._meta(conversation_id), "started", str(started))
             pipe.zscore(self._timers, conversation_id)
             *_, score = await pipe.execute()
-        return float(score) if score is not None else None
+        return float(score) if score is not None else deadline
 
     async def tighten(self, conversation_id: str, severity: str) -> None:
         """The severity rose while waiting: the stricter deadline applies (never a later one)."""

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from bot.engine.engine import ConversationEngine
 from bot.live.locks import LockTimeout
@@ -72,6 +73,16 @@ class InboxWorker:
                     await self._spawn(eid, fields)
             except asyncio.CancelledError:
                 raise
+            except ResponseError as e:
+                if "NOGROUP" in str(e) or "no such key" in str(e).lower():
+                    # Redis lost the stream or its group (restart without persistence,
+                    # failover): make it again; SQL's sweep re-queues what the inbox lost
+                    log.warning("inbox consumer group missing; recreating it")
+                    await self.streams.ensure_group()
+                    next_sweep = loop.time()
+                    continue
+                log.exception("inbox loop error; retrying in 1 s")
+                await asyncio.sleep(1.0)
             except Exception:
                 log.exception("inbox loop error; retrying in 1 s")
                 await asyncio.sleep(1.0)

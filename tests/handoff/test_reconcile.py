@@ -97,7 +97,8 @@ async def _hold_one(g: Any, conversation_id: str) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_wiped_redis_is_rebuilt_from_sql_by_two_replicas(backend, tmp_path, nlu_url) -> None:  # type: ignore[no-untyped-def]
-    async with backend_settings(backend, tmp_path) as s:
+    # a short claim period: the stale-entry claim runs right away and must survive NOGROUP
+    async with backend_settings(backend, tmp_path, claim_idle_s=1.0) as s:
         s = desk_settings(s, reconcile_every_s=0.5)
         async with (
             running_gateway(s, nlu_url, replica="A") as a,
@@ -113,7 +114,10 @@ async def test_wiped_redis_is_rebuilt_from_sql_by_two_replicas(backend, tmp_path
 
 
 async def test_a_restarted_redis_without_persistence_is_rebuilt(tmp_path, nlu_url) -> None:  # type: ignore[no-untyped-def]
-    async with own_redis() as server, backend_settings("postgresql", tmp_path) as s:
+    async with (
+        own_redis() as server,
+        backend_settings("postgresql", tmp_path, claim_idle_s=1.0) as s,
+    ):
         s = with_section(desk_settings(s, reconcile_every_s=0.5), "redis", url=server.url)
         async with running_gateway(s, nlu_url, replica="A") as a:
             ids = await _escalated_chats(a)

@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import (
     BadRequest,
@@ -174,6 +175,13 @@ class TelegramSender:
                     await self._spawn(eid, fields.get("conversation_id", ""))
             except asyncio.CancelledError:
                 raise
+            except ResponseError as e:
+                if "NOGROUP" in str(e) or "no such key" in str(e).lower():
+                    log.warning("telegram outbox consumer group missing; recreating it")
+                    await self._ensure_group()
+                    continue
+                log.exception("telegram outbox loop error; retrying in 1 s")
+                await asyncio.sleep(1.0)
             except Exception:
                 log.exception("telegram outbox loop error; retrying in 1 s")
                 await asyncio.sleep(1.0)
