@@ -48,18 +48,6 @@ def window_text(text: str, context: Sequence[str] = ()) -> str:
     return WINDOW_SEPARATOR.join([*context, text])
 
 
-def _terms(text: str, lexicon: Lexicon) -> list[str]:
-    """The message's terms, char n-grams included (for inspection; rows use _term_ids)."""
-    words = [w.norm for w in normalized_words(text, lexicon)]
-    folded = [fold(w) for w in words]
-    out = ["w:" + w for w in folded]
-    out += ["b:" + a + "_" + b for a, b in itertools.pairwise(folded)]
-    out += ["d:" + w for w in words if has_diacritics(w)]
-    for w in folded:
-        out += _char_grams(w)
-    return out
-
-
 def _char_grams(word: str) -> list[str]:
     padded = f" {word} "
     return [
