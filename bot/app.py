@@ -159,7 +159,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         sweep_older_than_s=2 * s.engine.claim_idle_s,
     )
     worker_task = asyncio.create_task(gw.worker.run(), name="inbox-worker")
-    safety_timer = SafetyCheckTimer(gw.engine.safety_checks, gw.engine.safety_question_timeout)
+    safety_timer = SafetyCheckTimer(
+        gw.engine.safety_checks, gw.engine.safety_question_timeout,
+        recover=gw.engine.restore_safety_questions,
+        recover_every_s=s.handoff.reconcile_every_s,
+    )  # fmt: skip
     safety_task = asyncio.create_task(safety_timer.run(), name="safety-question-timer")
     sweep_task = asyncio.create_task(gw.surveys.run(), name="survey-sweeper")
     try:

@@ -13,6 +13,7 @@ Two steps, on purpose:
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import redis.asyncio as aioredis
 
 from bot.channels.outbound import Outbound
 from bot.engine.content import Content
-from bot.engine.safety_check import NO, YES, SafetyChecks, answer_of
+from bot.engine.safety_check import NO, YES, PendingCheck, SafetyChecks, answer_of
 from bot.engine.states import State, check_transition
 from bot.live.locks import redis_lock
 from bot.live.streams import Streams
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
     from surveys.flow import SurveyFlow
 
 log = logging.getLogger("careline.engine")
+
+# The idempotency key of the bot's safety question: "re-<customer message id>-safety_check".
+_SAFETY_QUESTION_KEY = re.compile(r"re-(\d+)-safety_check")
 
 FALLBACK_INTENT = "nlu_fallback"
 HUMAN_INTENT = "request_human"
@@ -518,6 +522,32 @@ class ConversationEngine:
             secs = int(self.settings.triage.model.ask_timeout_s)
             why = f"no answer to the safety question within {secs} s"
             await self._safety_escalate(conv, msg, why, check.reason)
+
+    async def restore_safety_questions(self) -> int:
+        """Put back from SQL every unanswered safety question Redis no longer holds, with
+        its deadline from when it was asked (the timer then fires any that are overdue).
+        Idempotent, so every replica may run it; returns how many were put back."""
+        restored = 0
+        timeout = self.settings.triage.model.ask_timeout_s
+        for asked in await self.db.open_safety_questions():
+            if await self.safety_checks.pending(asked.conversation_id) is not None:
+                continue
+            transcript = await self.db.transcript(asked.conversation_id, limit=50)
+            keys = (_SAFETY_QUESTION_KEY.fullmatch(m.client_msg_id or "") for m in transcript)
+            found = [(m, k) for m, k in zip(transcript, keys, strict=True) if k]
+            if not found:
+                continue
+            question, match = found[-1]
+            asked_at = asked.created_at.replace(tzinfo=asked.created_at.tzinfo or UTC)
+            check = PendingCheck(
+                int(match[1]), question.intent, question.confidence or 0.0, asked.reason or "",
+                asked_at.timestamp() + timeout,
+            )  # fmt: skip
+            if await self.safety_checks.restore(asked.conversation_id, check):
+                restored += 1
+        if restored:
+            log.warning("restored from SQL %d unanswered safety questions", restored)
+        return restored
 
     async def _safety_escalate(self, conv: Any, msg: Any, why: str, asked: str) -> None:
         lang = conv.language

@@ -102,6 +102,14 @@ class SafetyChecks:
             await p.execute()
         return check
 
+    async def restore(self, conversation_id: str, check: PendingCheck) -> bool:
+        """Put back a question Redis lost, unless one is pending already (True if put back)."""
+        async with self.redis.pipeline(transaction=True) as p:
+            p.hsetnx(self.keys.bot_state(conversation_id), FIELD, check.dumps())
+            p.zadd(self.keys.safety_checks(), {conversation_id: check.deadline}, nx=True)
+            added, _ = await p.execute()
+        return bool(added)
+
     async def pending(self, conversation_id: str) -> PendingCheck | None:
         return PendingCheck.loads(
             await self.redis.hget(self.keys.bot_state(conversation_id), FIELD)
@@ -123,23 +131,33 @@ class SafetyChecks:
 
 class SafetyCheckTimer:
     """Every replica polls the deadlines; the engine's handler is idempotent and takes the
-    conversation's lock, so two replicas firing at once escalate once."""
+    conversation's lock, so two replicas firing at once escalate once.
+
+    At start and every `recover_every_s` it also calls `recover`, which puts back from SQL
+    the questions a Redis restart or failover lost."""
 
     def __init__(
         self, checks: SafetyChecks, on_timeout: Callable[[str], Awaitable[None]],
-        every_s: float = 1.0,
+        every_s: float = 1.0, recover: Callable[[], Awaitable[int]] | None = None,
+        recover_every_s: float = 10.0,
     ) -> None:  # fmt: skip
         self.checks = checks
         self.on_timeout = on_timeout
         self.every_s = every_s
+        self.recover = recover
+        self.recover_every_s = recover_every_s
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
+        next_recovery = 0.0
         while not self._stop.is_set():
             try:
+                if self.recover is not None and time.monotonic() >= next_recovery:
+                    next_recovery = time.monotonic() + self.recover_every_s
+                    await self.recover()
                 for conversation_id in await self.checks.due():
                     await self.on_timeout(conversation_id)
             except Exception:  # a Redis hiccup must not end the timer

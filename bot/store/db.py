@@ -32,6 +32,7 @@ from sqlmodel import SQLModel
 
 from bot.store.models import (
     Conversation,
+    ConversationState,
     Customer,
     Escalation,
     EscalationKind,
@@ -378,6 +379,29 @@ class Database:
         )
         async with self._sessions() as s:
             return list((await s.scalars(query)).all())
+
+    async def open_safety_questions(self, limit: int = 10_000) -> list[Escalation]:
+        """The last safety-question record of each bot-handled conversation whose question
+        is still unanswered ("asked" with no outcome after it), oldest first.
+
+        Why: the pending question's deadline lives in Redis; these records let a replica
+        put it back when Redis has lost it, so a possible hazard never waits unanswered."""
+        query = (
+            select(Escalation)
+            .join(Conversation, Conversation.id == Escalation.conversation_id)  # type: ignore[arg-type]
+            .where(
+                Escalation.kind == EscalationKind.SAFETY_QUESTION,
+                Conversation.state == ConversationState.BOT,
+            )
+            .order_by(Escalation.id)  # type: ignore[arg-type]
+        )
+        async with self._sessions() as s:
+            rows = list((await s.scalars(query)).all())
+        last: dict[str, Escalation] = {}
+        for row in rows:
+            last.pop(row.conversation_id, None)  # re-insert: dict order follows the newest
+            last[row.conversation_id] = row
+        return [e for e in last.values() if e.note == "asked"][:limit]
 
     # -- helpers -------------------------------------------------------------------------------
 

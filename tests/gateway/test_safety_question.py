@@ -10,19 +10,39 @@ import pytest
 
 from bot.channels.widget_client import WidgetClient, wait_for
 from bot.engine.safety_check import NO, YES, answer_of
-from tests.support import BACKENDS, RunningGateway, backend_settings, running_gateway
+from bot.settings import Settings
+from tests.support import (
+    BACKENDS,
+    RunningGateway,
+    backend_settings,
+    running_gateway,
+    with_section,
+)
 
 WORRIED = "sạc mà sợ nổ quá"
 
 
+def _timeout(s: Settings, seconds: float) -> Settings:
+    model = s.triage.model.model_copy(update={"ask_timeout_s": seconds})
+    return s.model_copy(update={"triage": s.triage.model_copy(update={"model": model})})
+
+
 @pytest.fixture(params=BACKENDS)
 async def quick_gateway(request, tmp_path, nlu_url: str) -> AsyncIterator[RunningGateway]:  # type: ignore[no-untyped-def]
-    """A gateway whose safety question times out after 1 s."""
+    """A gateway whose safety question times out after 1 s, and that looks for questions
+    Redis lost every half second."""
     async with backend_settings(request.param, tmp_path) as s:
-        model = s.triage.model.model_copy(update={"ask_timeout_s": 1.0})
-        s = s.model_copy(update={"triage": s.triage.model_copy(update={"model": model})})
+        s = with_section(_timeout(s, 1.0), "handoff", reconcile_every_s=0.5)
         async with running_gateway(s, nlu_url) as g:
             yield g
+
+
+async def _wipe_redis(g: RunningGateway) -> None:
+    """Everything of this gateway in Redis is gone, as after a restart without persistence."""
+    client, prefix = g.gw.redis.client, g.gw.settings.redis.prefix
+    keys = [k async for k in client.scan_iter(f"{prefix}:*")]
+    assert keys
+    await client.delete(*keys)
 
 
 async def _asked(c: WidgetClient) -> dict:
@@ -85,6 +105,45 @@ async def test_no_answer_in_time_goes_to_safety(quick_gateway: RunningGateway) -
         await c.close()
 
 
+async def test_a_question_redis_lost_still_times_out_to_safety(
+    quick_gateway: RunningGateway,
+) -> None:
+    db, c = quick_gateway.gw.db, WidgetClient(quick_gateway.ws_url)
+    try:
+        await _asked(c)
+        await _wipe_redis(quick_gateway)  # the pending question and its deadline are gone
+        await wait_for(lambda: _state(db, c.conversation_id, "WAITING_AGENT"), timeout=15)
+        conv = await db.get_conversation(c.conversation_id)
+        assert (conv.severity, conv.queue) == ("critical", "safety")
+        esc = [e for e in await db.escalations(conv.id) if e.kind == "escalated"]
+        assert len(esc) == 1 and "no answer to the safety question within 1 s" in esc[0].reason
+        assert "sợ nổ" in esc[0].reason
+    finally:
+        await c.close()
+
+
+async def test_a_yes_after_redis_lost_the_question_goes_to_safety(tmp_path, nlu_url) -> None:  # type: ignore[no-untyped-def]
+    async with backend_settings("sqlite", tmp_path) as s:
+        s = with_section(_timeout(s, 600.0), "handoff", reconcile_every_s=0.5)
+        async with running_gateway(s, nlu_url) as g:
+            db, engine, c = g.gw.db, g.gw.engine, WidgetClient(g.ws_url)
+            try:
+                await _asked(c)
+                before = await engine.safety_checks.pending(c.conversation_id)
+                await _wipe_redis(g)
+                await wait_for(lambda: _pending(engine, c.conversation_id), timeout=15)
+                after = await engine.safety_checks.pending(c.conversation_id)
+                assert after.message_id == before.message_id
+                assert after.deadline == pytest.approx(before.deadline, abs=1.0)
+                await c.say("Có", payload=YES)
+                await c.bot_reply()
+                await wait_for(lambda: _state(db, c.conversation_id, "WAITING_AGENT"))
+                conv = await db.get_conversation(c.conversation_id)
+                assert (conv.severity, conv.queue) == ("critical", "safety")
+            finally:
+                await c.close()
+
+
 def test_typed_answers() -> None:
     assert answer_of("Có", None) is True
     assert answer_of("co a", None) is True
@@ -101,3 +160,7 @@ async def _state(db, conversation_id: str, state: str) -> bool:  # type: ignore[
 
 async def _processed(db, conversation_id: str) -> bool:  # type: ignore[no-untyped-def]
     return not await db.unprocessed_customer_messages(conversation_id=conversation_id)
+
+
+async def _pending(engine, conversation_id: str) -> bool:  # type: ignore[no-untyped-def]
+    return await engine.safety_checks.pending(conversation_id) is not None
