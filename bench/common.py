@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 SAMPLE_EVERY_S = 0.2
 

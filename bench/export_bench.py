@@ -30,9 +30,9 @@ from pathlib import Path
 
 import asyncpg
 
-from bot.settings import load_settings
-from bot.store.db import Database
-from bot.store.scratch import temporary_schema
+from bot.core.settings import load_settings
+from bot.core.store.db import Database
+from bot.core.store.scratch import temporary_schema
 from surveys.demo import fill
 from surveys.reports import Scope, count_rows
 

@@ -45,7 +45,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.settings import load_settings  # noqa: E402
+from bot.core.settings import load_settings  # noqa: E402
 from nlu.process import NLUServiceProcess, free_port  # noqa: E402
 from nlu.training import ensure_project_model  # noqa: E402
 
@@ -405,7 +405,7 @@ def _faults(seconds: float) -> list[tuple[float, str]]:
 
 async def _drain(url: str, timeout: float) -> int:
     """Wait until no customer message is unprocessed (or `timeout`); how many are left."""
-    from bot.store.db import Database
+    from bot.core.store.db import Database
 
     db = Database(url)
     try:
@@ -422,7 +422,7 @@ async def _drain(url: str, timeout: float) -> int:
 
 async def _add_agents(url: str, n: int) -> None:
     from bot.auth.accounts import Accounts
-    from bot.store.db import Database
+    from bot.core.store.db import Database
 
     db = Database(url)
     try:
@@ -437,8 +437,8 @@ async def _check(url: str, env: dict[str, str], customers: list[Customer], stats
     import redis.asyncio as aioredis
     from sqlalchemy import select
 
-    from bot.store.db import Database
-    from bot.store.models import Conversation, Message
+    from bot.core.store.db import Database
+    from bot.core.store.models import Conversation, Message
 
     db = Database(url)
     r = aioredis.Redis.from_url(env["REDIS_URL"], decode_responses=True)

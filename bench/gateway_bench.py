@@ -57,9 +57,9 @@ from common import (  # bench/common.py (this folder is on sys.path when run as 
 )
 
 from bot.channels.widget_client import WidgetClient
-from bot.engine.content import Content
-from bot.settings import Settings, load_settings
-from bot.store.scratch import temporary_schema
+from bot.conversation.content import Content
+from bot.core.settings import Settings, load_settings
+from bot.core.store.scratch import temporary_schema
 from nlu.datasets import load_rasa_nlu
 from nlu.fingerprint import RECIPE_VERSION, rasa_config
 from nlu.process import NLUServiceProcess, free_port

@@ -43,10 +43,10 @@ from gateway_bench import (  # bench/ is on sys.path when run as a script
 
 from bot.auth.accounts import Accounts
 from bot.channels.widget_client import WidgetClient
-from bot.settings import load_settings
-from bot.store.db import Database
-from bot.store.scratch import temporary_schema
-from handoff.agent_client import AgentClient
+from bot.core.settings import load_settings
+from bot.core.store.db import Database
+from bot.core.store.scratch import temporary_schema
+from handoff.web.agent_client import AgentClient
 from nlu.process import NLUServiceProcess, free_port
 from nlu.training import ensure_project_model
 

@@ -49,7 +49,7 @@ from common import (  # bench/common.py (this folder is on sys.path when run as 
     wait_http,
 )
 
-from bot.settings import Settings, load_settings
+from bot.core.settings import Settings, load_settings
 from nlu.datasets import load_rasa_nlu
 from nlu.process import free_port
 from nlu.training import ensure_project_model, nlu_env

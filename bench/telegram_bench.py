@@ -36,15 +36,15 @@ from telegram.request import HTTPXRequest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.channels.outbound import Outbound
 from bot.channels.telegram.ledger import DeliveryLedger
 from bot.channels.telegram.sender import TelegramSender
 from bot.channels.widget_client import wait_for
-from bot.live.keys import Keys
-from bot.live.streams import Streams
-from bot.settings import TelegramOutboxSettings
-from bot.store.db import Database
-from bot.store.scratch import temporary_schema
+from bot.core.live.keys import Keys
+from bot.core.live.outbound import Outbound
+from bot.core.live.streams import Streams
+from bot.core.settings import TelegramOutboxSettings
+from bot.core.store.db import Database
+from bot.core.store.scratch import temporary_schema
 from tests.telegram.fake_bot_api import TOKEN, FakeBotAPI
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

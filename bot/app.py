@@ -24,28 +24,28 @@ from bot.auth.accounts import Accounts
 from bot.auth.bootstrap import ensure_demo_admin
 from bot.auth.sessions import Sessions
 from bot.auth.throttle import LoginThrottle
-from bot.channels.outbound import Outbound
 from bot.channels.telegram.channel import TelegramChannel, start_telegram
 from bot.channels.widget import WidgetChannel
-from bot.client_address import parse_networks
-from bot.engine.content import Content
-from bot.engine.engine import ConversationEngine
-from bot.engine.safety_check import SafetyCheckTimer
-from bot.engine.worker import InboxWorker
-from bot.live.hub import Hub
-from bot.live.keys import Keys
-from bot.live.redis_conn import RedisHandle, connect
-from bot.live.streams import Streams
-from bot.security import TokenSigner, load_secret_key, require_shared_redis
-from bot.settings import Settings
-from bot.store.db import Database
-from handoff import agent_ws, canned_api, console_api
-from handoff import api as agent_api
+from bot.conversation.content import Content
+from bot.conversation.engine import ConversationEngine
+from bot.conversation.safety_check import SafetyCheckTimer
+from bot.conversation.worker import InboxWorker
+from bot.core.client_address import parse_networks
+from bot.core.live.hub import Hub
+from bot.core.live.keys import Keys
+from bot.core.live.outbound import Outbound
+from bot.core.live.redis_conn import RedisHandle, connect
+from bot.core.live.streams import Streams
+from bot.core.security import TokenSigner, load_secret_key, require_shared_redis
+from bot.core.settings import Settings
+from bot.core.store.db import Database
 from handoff.desk import HelpDesk
 from handoff.feed import ConsoleFeed
 from handoff.queues import AgentQueues
 from handoff.sla import SlaTimers, SlaWatcher
 from handoff.triage import Triage
+from handoff.web import agent_ws, canned_api, console_api
+from handoff.web import api as agent_api
 from nlu.client import NLUClient
 from surveys.setup import attach_surveys
 from surveys.web import add_survey_routes

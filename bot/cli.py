@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.auth import cli as agents_cli
-from bot.settings import Settings, SettingsError, load_settings
+from bot.core.settings import Settings, SettingsError, load_settings
 from nlu.threshold import IN_SCOPE_BUDGET
 
 
@@ -138,8 +138,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
     from aiohttp import web
 
     from bot.app import GATEWAY, create_app
-    from bot.logs import setup_logging
-    from bot.security import require_shared_redis
+    from bot.core.logs import setup_logging
+    from bot.core.security import require_shared_redis
     from nlu.process import NLUServiceProcess
     from nlu.training import ensure_project_model
 

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bot.store.db import Database
-from bot.store.models import CannedResponse, utcnow
+from bot.core.store.db import Database
+from bot.core.store.models import CannedResponse, utcnow
 from nlu.vi.text import fold
 
 LANGUAGES = ("vi", "en")

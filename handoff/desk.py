@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.auth.accounts import Accounts, Principal
-from bot.engine.engine import Availability, ConversationEngine, Escalated, NotWithAgent
-from bot.engine.states import State
-from bot.metrics import AGENT_MESSAGES, SLA_BREACHES
-from bot.settings import Settings
+from bot.conversation.engine import Availability, ConversationEngine, Escalated, NotWithAgent
+from bot.core.metrics import AGENT_MESSAGES, SLA_BREACHES
+from bot.core.settings import Settings
+from bot.core.states import State
 from handoff.feed import ConsoleFeed
 from handoff.hours import describe, is_open
 from handoff.queues import AgentQueues, ClaimResult

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bot.live.keys import Keys
+from bot.core.live.keys import Keys
 
 
 class ConsoleFeed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
-from bot.settings import OpeningHours
+from bot.core.settings import OpeningHours
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

@@ -6,7 +6,7 @@ script, so Redis runs it as a single atomic step: two agents can never take the 
 an agent can never go over `max_chats`, whatever the concurrency. Reads (`waiting`, `agents`,
 `counts`) are plain commands; they may be a moment stale, never inconsistent in a harmful way.
 
-Keys (all under `prefix`, like bot/live/keys.py; scripts build names from the prefix, so this
+Keys (all under `prefix`, like bot/core/live/keys.py; scripts build names from the prefix, so this
 targets a single Redis or the in-process fakeredis stand-in, not Redis Cluster):
 
     {p}:q:{queue}           ZSET  waiting chats, score = (5 - severity_rank) * 10^13 + enqueued ms
@@ -37,7 +37,7 @@ from handoff.triage import severity_rank
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
 DEFAULT_QUEUES: tuple[str, ...] = ("safety", "technical", "billing", "orders", "general")
 Presence = Literal["online", "away", "offline"]

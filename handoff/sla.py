@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from bot.live.keys import Keys
-from bot.metrics import SLA_WAITING
+from bot.core.live.keys import Keys
+from bot.core.metrics import SLA_WAITING
 
 log = logging.getLogger("careline.sla")
 

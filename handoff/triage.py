@@ -31,7 +31,7 @@ from handoff.lexicon import Lexicon, LexiconError, Reading
 from nlu.vi.text import fold
 
 if TYPE_CHECKING:
-    from bot.settings import Settings, TriageSettings
+    from bot.core.settings import Settings, TriageSettings
     from nlu.client import SeverityReading
 
 SEVERITIES: tuple[str, ...] = ("critical", "high", "normal", "low")  # most severe first

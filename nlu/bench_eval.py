@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from nlu import benchmarks, threshold
 from nlu.datasets import Example, to_rasa_yaml
 from nlu.fingerprint import intent_config, model_fingerprint, rasa_config

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bot.settings import Settings, load_settings
+from bot.core.settings import Settings, load_settings
 from nlu.datasets import Example, load_rasa_nlu, stratified_folds, to_rasa_yaml
 from nlu.fingerprint import intent_config, rasa_config
 from nlu.training import nlu_env, pipeline_fingerprint, train_nlu

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from nlu.training import nlu_env
 
 log = logging.getLogger("careline.nlu.process")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from nlu.fingerprint import model_fingerprint, model_name, rasa_config
 
 # Code whose behaviour is baked into a trained model (custom graph components and the text

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.settings import Settings
-from bot.store.db import Database
+from bot.core.settings import Settings
+from bot.core.store.db import Database
 
 
 class ProgressBar:

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from bot.store.models import Conversation, Customer, SurveyResponse, utcnow
+from bot.core.store.models import Conversation, Customer, SurveyResponse, utcnow
 
 BATCH = 10_000
 QUEUES = ("technical", "billing", "orders", "general", "safety")

@@ -16,10 +16,10 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.engine.states import State
-from bot.messages import QuickReply
-from bot.settings import SurveySettings
-from bot.store.models import SurveyStatus, utcnow
+from bot.core.messages import QuickReply
+from bot.core.settings import SurveySettings
+from bot.core.states import State
+from bot.core.store.models import SurveyStatus, utcnow
 from surveys.answers import (
     SCALES,
     SKIP_PAYLOAD,
@@ -35,7 +35,7 @@ from surveys.store import FINISHED, Snapshot, SurveyStore
 from surveys.texts import SurveyTexts
 
 if TYPE_CHECKING:
-    from bot.engine.engine import ConversationEngine
+    from bot.conversation.engine import ConversationEngine
 
 log = logging.getLogger("careline.surveys")
 SHORT_UNCLEAR_WORDS = 3  # an unclear answer this short is asked again; longer: a new question

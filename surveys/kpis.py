@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Any
 
-from bot.settings import KpiTargets
+from bot.core.settings import KpiTargets
 
 
 def percentile(sorted_values: Any, p: float) -> float | None:

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from bot.settings import Settings
-from bot.store.models import SurveyResponse
+from bot.core.settings import Settings
+from bot.core.store.models import SurveyResponse
 from surveys.kpis import KpiAccumulator
 from surveys.metrics import REPORT_SECONDS
 

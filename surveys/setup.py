@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from surveys.flow import SurveyFlow
 from surveys.store import SurveyStore
 from surveys.sweeper import SurveySweeper

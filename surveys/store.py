@@ -1,4 +1,4 @@
-"""The survey table's repository (bot/store/models.py: SurveyResponse).
+"""The survey table's repository (bot/core/store/models.py: SurveyResponse).
 
 Each method is one short transaction on the gateway's engine. Answers are conditional
 UPDATEs on (conversation_id, step, status='asked'): a retried or double-clicked answer
@@ -15,8 +15,8 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bot.store.db import Database
-from bot.store.models import Conversation, Message, SurveyResponse, SurveyStatus, utcnow
+from bot.core.store.db import Database
+from bot.core.store.models import Conversation, Message, SurveyResponse, SurveyStatus, utcnow
 
 FINISHED = (
     SurveyStatus.COMPLETED.value,

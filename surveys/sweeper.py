@@ -14,8 +14,8 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from bot.live.locks import LockTimeout, redis_lock
-from bot.store.models import utcnow
+from bot.core.live.locks import LockTimeout, redis_lock
+from bot.core.store.models import utcnow
 from surveys.metrics import IDLE_RESOLVED
 
 log = logging.getLogger("careline.surveys")

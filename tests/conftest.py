@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from bot.settings import Settings, load_settings
+from bot.core.settings import Settings, load_settings
 from nlu.process import NLUServiceProcess
 from nlu.training import ensure_project_model
 from tests.support import (

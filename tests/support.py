@@ -18,8 +18,8 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from bot.settings import OpeningHours, Settings, load_settings
-from bot.store.scratch import temporary_schema
+from bot.core.settings import OpeningHours, Settings, load_settings
+from bot.core.store.scratch import temporary_schema
 from nlu.process import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

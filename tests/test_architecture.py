@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from bot.settings import PROJECT_ROOT
+from bot.core.settings import PROJECT_ROOT
 
 GATEWAY_PACKAGES = ("bot", "nlu", "handoff", "surveys")
 

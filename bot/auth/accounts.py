@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.auth.passwords import hash_password
-from bot.store.db import Database
-from bot.store.models import AgentAccount, Role, utcnow
+from bot.core.store.db import Database
+from bot.core.store.models import AgentAccount, Role, utcnow
 
 ROLES = tuple(r.value for r in Role)
 USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,39}")

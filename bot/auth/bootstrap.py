@@ -11,9 +11,9 @@ import logging
 import secrets
 
 from bot.auth.accounts import Accounts
-from bot.security import production_mode
-from bot.settings import Settings
-from bot.store.models import Role
+from bot.core.security import production_mode
+from bot.core.settings import Settings
+from bot.core.store.models import Role
 
 log = logging.getLogger("careline.auth")
 FIRST_ADMIN_HINT = "careline agents add admin --role admin"

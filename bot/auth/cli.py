@@ -14,8 +14,8 @@ from typing import Any
 
 from bot.auth.accounts import ROLES, AccountError, Accounts
 from bot.auth.passwords import WeakPassword, check_policy
-from bot.settings import Settings
-from bot.store.db import Database
+from bot.core.settings import Settings
+from bot.core.store.db import Database
 
 
 def _password(args: argparse.Namespace) -> str:

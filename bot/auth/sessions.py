@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from bot.live.keys import Keys
+from bot.core.live.keys import Keys
 
 
 @dataclass(frozen=True)

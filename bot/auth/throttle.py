@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from bot.live.keys import Keys
+from bot.core.live.keys import Keys
 
 # KEYS = user counter, address counter; ARGV = user limit, address limit, window (s).
 # Returns 0 (counted, go on) or the seconds until another attempt is allowed.

@@ -25,9 +25,9 @@ from bot.auth.accounts import Accounts, Principal
 from bot.auth.passwords import DUMMY_HASH, verify_password_async
 from bot.auth.sessions import Session, Sessions
 from bot.auth.throttle import LoginThrottle
-from bot.client_address import Network, client_address
-from bot.metrics import LOGINS
-from bot.security import production_mode
+from bot.core.client_address import Network, client_address
+from bot.core.metrics import LOGINS
+from bot.core.security import production_mode
 
 log = logging.getLogger("careline.auth")
 
@@ -45,7 +45,7 @@ class AuthService:
     accounts: Accounts | None = None
     sessions: Sessions | None = None
     throttle: LoginThrottle | None = None
-    proxies: tuple[Network, ...] = ()  # trusted load balancers: see bot/client_address.py
+    proxies: tuple[Network, ...] = ()  # trusted load balancers: see bot/core/client_address.py
 
     async def principal(self, request: web.Request) -> tuple[Principal, Session] | None:
         """The logged-in, enabled account behind this request's cookie, if any."""

@@ -19,15 +19,15 @@ from urllib.parse import urlsplit
 
 from aiohttp import ClientConnectionResetError, WSMsgType, web
 
-from bot.client_address import client_address, parse_networks
-from bot.engine.engine import ConversationEngine, message_view
-from bot.live.hub import Hub
-from bot.live.ratelimit import TokenBucket, ip_window
-from bot.live.streams import Streams
-from bot.messages import InboundMessage
-from bot.metrics import WIDGET_CONNECTIONS, WIDGET_ERRORS, WIDGET_MESSAGES
-from bot.security import TokenSigner
-from bot.settings import Settings
+from bot.conversation.engine import ConversationEngine, message_view
+from bot.core.client_address import client_address, parse_networks
+from bot.core.live.hub import Hub
+from bot.core.live.ratelimit import TokenBucket, ip_window
+from bot.core.live.streams import Streams
+from bot.core.messages import InboundMessage
+from bot.core.metrics import WIDGET_CONNECTIONS, WIDGET_ERRORS, WIDGET_MESSAGES
+from bot.core.security import TokenSigner
+from bot.core.settings import Settings
 from nlu.vi.text import nfc
 
 log = logging.getLogger("careline.widget")

@@ -19,7 +19,7 @@ import pytest
 
 from bot.auth.accounts import Principal
 from bot.channels.widget_client import WidgetClient, wait_for
-from bot.settings import OpeningHours
+from bot.core.settings import OpeningHours
 from handoff.canned import CannedInput, CannedResponses
 from tests.browser import browser_fixtures
 from tests.browser.test_widget import ensure_open, open_page, type_and_send

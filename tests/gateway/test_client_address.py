@@ -8,7 +8,7 @@ import json
 import aiohttp
 from aiohttp.test_utils import make_mocked_request
 
-from bot.client_address import client_address, parse_networks
+from bot.core.client_address import client_address, parse_networks
 from tests.support import backend_settings, running_gateway, with_section
 
 LB = parse_networks(["10.0.0.0/8"])

@@ -96,7 +96,7 @@ async def test_a_forged_quick_reply_cannot_pick_the_safety_queue(gateway) -> Non
 async def test_hellos_are_throttled_and_store_nothing(gateway) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import func, select
 
-    from bot.store.models import Customer
+    from bot.core.store.models import Customer
 
     async def customers() -> int:
         async with gateway.gw.db._sessions() as s:
@@ -144,7 +144,7 @@ async def test_a_returning_visitor_gets_a_fresh_token_and_keeps_the_chat(gateway
 
 
 def test_visitor_tokens_run_out() -> None:
-    from bot.security import TokenSigner
+    from bot.core.security import TokenSigner
 
     now = [1_800_000_000.0]
     signer = TokenSigner(b"k" * 32, "widget-visitor", max_age_s=3600, clock=lambda: now[0])

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from bot.live.locks import LockLost, LockTimeout, redis_lock
+from bot.core.live.locks import LockLost, LockTimeout, redis_lock
 
 
 async def test_a_turn_longer_than_the_ttl_keeps_the_lock(redis_client) -> None:  # type: ignore[no-untyped-def]

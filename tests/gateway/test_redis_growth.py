@@ -8,7 +8,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from bot.channels.widget_client import wait_for
-from bot.engine.states import State
+from bot.core.states import State
 from tests.support import backend_settings, running_gateway, with_section
 
 N = 2000

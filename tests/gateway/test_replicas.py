@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 
 from bot.channels.widget_client import WidgetClient, wait_for
-from bot.store.db import Database
+from bot.core.store.db import Database
 from nlu.process import free_port
 from tests.support import PG_URL, REDIS_URL, pg_schema
 
@@ -94,7 +94,7 @@ async def test_kill_9_a_replica_and_continue_on_the_other(nlu_url: str, tmp_path
     to B, received every message exactly once and in order, frame by frame."""
     import redis.asyncio as aioredis
 
-    from bot.live.streams import GROUP
+    from bot.core.live.streams import GROUP
 
     prefix = f"t{uuid.uuid4().hex[:10]}"
     async with pg_schema() as schema, slow_nlu(nlu_url, 1.5) as slow_url:

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.channels.widget_client import WidgetClient, wait_for
-from bot.engine.safety_check import NO, YES, answer_of
-from bot.settings import Settings
+from bot.conversation.safety_check import NO, YES, answer_of
+from bot.core.settings import Settings
 from tests.support import (
     BACKENDS,
     RunningGateway,

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from bot.live.redis_conn import connect
-from bot.live.streams import EARLY_EMPTY_PAUSE_S, read_group
+from bot.core.live.redis_conn import connect
+from bot.core.live.streams import EARLY_EMPTY_PAUSE_S, read_group
 
 WINDOW_S = 0.5
 BLOCK_MS = 1000

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bot.channels.widget_client import WidgetClient, wait_for
-from bot.engine.safety_check import YES
+from bot.conversation.safety_check import YES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = [

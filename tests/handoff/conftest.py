@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.settings import OpeningHours, Settings
+from bot.core.settings import OpeningHours, Settings
 from tests.support import BACKENDS, RunningGateway, backend_settings, running_gateway, with_section
 
 PASSWORD = "correct horse battery"

@@ -9,8 +9,8 @@ from bot.auth.accounts import Accounts
 from bot.auth.bootstrap import ensure_demo_admin
 from bot.auth.passwords import verify_password
 from bot.channels.widget_client import wait_for
-from bot.store.db import Database
-from handoff.agent_client import AgentAPIError, AgentClient
+from bot.core.store.db import Database
+from handoff.web.agent_client import AgentAPIError, AgentClient
 from tests.handoff.conftest import PASSWORD, add_account
 
 

@@ -1,4 +1,4 @@
-"""Canned responses over HTTP (handoff/canned_api.py) on the real gateway, SQLite and PostgreSQL:
+"""Canned responses over HTTP (handoff/web/canned_api.py), real gateway, SQLite and PostgreSQL:
 supervisors manage them, agents search them (folded: no diacritics needed), nobody else writes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The console's extra read routes (handoff/console_api.py) on SQLite and PostgreSQL:
+"""The console's extra read routes (handoff/web/console_api.py) on SQLite and PostgreSQL:
 `GET /api/agent/config` and the supervisor's list of chats waiting for or held by a person."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from bot.channels.widget_client import WidgetClient, wait_for
-from handoff.agent_client import AgentAPIError, AgentClient
+from handoff.web.agent_client import AgentAPIError, AgentClient
 from tests.handoff.conftest import PASSWORD, add_account
 from tests.support import RunningGateway
 

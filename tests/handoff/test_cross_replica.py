@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from bot.channels.widget_client import WidgetClient
-from handoff.agent_client import AgentClient
+from handoff.web.agent_client import AgentClient
 from tests.handoff.conftest import PASSWORD, desk_settings
 from tests.support import backend_settings, running_gateway
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.channels.widget_client import WidgetClient, wait_for
-from handoff.agent_client import AgentAPIError, AgentClient
+from handoff.web.agent_client import AgentAPIError, AgentClient
 from tests.handoff.conftest import PASSWORD, add_account, desk_settings
 from tests.support import backend_settings, running_gateway
 
@@ -221,7 +221,7 @@ async def test_nobody_online_offers_a_callback(desk_gateway) -> None:  # type: i
 
 
 async def test_outside_opening_hours_says_so(tmp_path, nlu_url) -> None:  # type: ignore[no-untyped-def]
-    from bot.settings import OpeningHours
+    from bot.core.settings import OpeningHours
 
     never = OpeningHours(days=[])  # closed every day
     async with (

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from bot.channels.widget_client import WidgetClient
-from handoff.agent_client import AgentClient
+from handoff.web.agent_client import AgentClient
 from tests.handoff.conftest import PASSWORD, add_account
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from handoff.corpus_eval import Turn, conversation_verdict
 from handoff.triage import Triage, TriageResult
 from nlu.client import NLUClient

@@ -9,7 +9,7 @@ import logging
 import aiohttp
 
 from bot.auth.throttle import LoginThrottle
-from bot.live.keys import Keys
+from bot.core.live.keys import Keys
 from tests.handoff.conftest import add_account
 
 

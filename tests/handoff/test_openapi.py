@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from bot.app import create_app
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 API_PREFIXES = ("/api/agent/", "/api/supervisor/", "/api/auth/")

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.channels.widget_client import WidgetClient
-from bot.settings import OpeningHours, QueueStaffing
-from handoff.agent_client import AgentClient
+from bot.core.settings import OpeningHours, QueueStaffing
+from handoff.web.agent_client import AgentClient
 from tests.handoff.conftest import PASSWORD, add_account
 from tests.support import backend_settings, running_gateway, with_section
 

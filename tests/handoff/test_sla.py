@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.channels.widget_client import WidgetClient, wait_for
-from bot.live.keys import Keys
-from handoff.agent_client import AgentClient
+from bot.core.live.keys import Keys
 from handoff.sla import SlaTimers
+from handoff.web.agent_client import AgentClient
 from tests.handoff.conftest import PASSWORD, desk_settings
 from tests.support import backend_settings, running_gateway
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from bot.channels.widget_client import WidgetClient, wait_for
-from bot.store.db import Database
+from bot.core.store.db import Database
 from tests.gateway.test_replicas import replica
 from tests.support import PG_URL, REDIS_URL, pg_schema
 

@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from bot.channels.widget_client import WidgetClient
-from handoff.agent_client import AgentClient
+from handoff.web.agent_client import AgentClient
 from tests.handoff.conftest import PASSWORD, add_account, desk_settings
 from tests.support import backend_settings, running_gateway
 

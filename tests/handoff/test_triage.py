@@ -15,7 +15,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from bot.settings import PROJECT_ROOT, Settings, SettingsError, TriageSettings, load_settings
+from bot.core.settings import PROJECT_ROOT, Settings, SettingsError, TriageSettings, load_settings
 from handoff.lexicon import Lexicon, LexiconError
 from handoff.triage import SEVERITIES, Triage, TriageResult, max_severity, raise_severity
 from nlu.vi.text import has_diacritics

@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from nlu.fingerprint import model_fingerprint, rasa_config
 from nlu.training import COMPONENT_CODE, nlu_env, train_nlu
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from nlu.batching import MicroBatcher, Overloaded
 from nlu.datasets import load_rasa_nlu
 from nlu.process import NLUServiceProcess

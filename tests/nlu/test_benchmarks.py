@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from nlu import benchmarks
 from nlu.benchmarks import OOS
 from nlu.datasets import Example, to_rasa_yaml

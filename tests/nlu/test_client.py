@@ -11,7 +11,7 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from nlu.breaker import BreakerState, CircuitBreaker
 from nlu.client import NLUClient, NLURejected, NLUUnavailable
 from nlu.process import NLUServiceProcess, free_port

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 import yaml
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from nlu.datasets import load_rasa_nlu
 from nlu.vi.text import fold, has_diacritics, nfc
 

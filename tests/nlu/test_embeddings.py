@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from nlu.training import nlu_env
 
 pytestmark = pytest.mark.nlu

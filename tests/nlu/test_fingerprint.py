@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.settings import PROJECT_ROOT, load_settings
+from bot.core.settings import PROJECT_ROOT, load_settings
 from nlu.fingerprint import rasa_config
 from nlu.training import pipeline_fingerprint, project_model
 

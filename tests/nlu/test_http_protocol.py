@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from nlu.process import NLUServiceProcess
 
 pytestmark = pytest.mark.nlu

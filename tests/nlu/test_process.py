@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.channels.widget_client import wait_for
-from bot.settings import PROJECT_ROOT
+from bot.core.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.nlu
 
@@ -19,7 +19,7 @@ SPAWNER = textwrap.dedent(
     """
     import asyncio, os, signal, sys
     from pathlib import Path
-    from bot.settings import load_settings
+    from bot.core.settings import load_settings
     from nlu.process import NLUServiceProcess
 
     async def main():

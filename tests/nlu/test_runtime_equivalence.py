@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from nlu.training import nlu_env
 
 pytestmark = pytest.mark.nlu

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from nlu.datasets import Example, load_rasa_nlu
 
 pytestmark = pytest.mark.nlu

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.store.db import Database
+from bot.core.store.db import Database
 
 PG_URL = os.environ.get("CARELINE_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 

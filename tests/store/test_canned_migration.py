@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 
-from bot.store.db import Database
-from bot.store.models import metadata
+from bot.core.store.db import Database
+from bot.core.store.models import metadata
 from tests.store.test_store_migrations import _table_of
 
 

@@ -10,8 +10,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Table, inspect, text
 
-from bot.store.db import Database, alembic_config
-from bot.store.models import metadata
+from bot.core.store.db import Database, alembic_config
+from bot.core.store.models import metadata
 
 TABLES = {"customer", "conversation", "message", "escalation", "survey_response"}
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text, update
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from bot.store import Conversation, ConversationState, Database, Message, utcnow
+from bot.core.store import Conversation, ConversationState, Database, Message, utcnow
 
 
 async def _count(db: Database, sql: str, **params: object) -> int:

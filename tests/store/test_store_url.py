@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import DatabaseSettings, Settings
-from bot.store.db import Database
-from bot.store.url import normalize_url
+from bot.core.settings import DatabaseSettings, Settings
+from bot.core.store.db import Database
+from bot.core.store.url import normalize_url
 
 
 @pytest.mark.parametrize(

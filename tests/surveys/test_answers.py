@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from surveys.answers import Comment, Score, Skip, Unclear, parse_answer
 from surveys.setup import TEXTS
 from surveys.texts import SurveyTexts

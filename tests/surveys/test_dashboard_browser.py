@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.store.models import utcnow
+from bot.core.store.models import utcnow
 from surveys.demo import fill, insert_rows
 from tests.browser import browser_fixtures
 from tests.handoff.conftest import PASSWORD, add_account

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from surveys.export import COLUMNS, export, neutralize
 from surveys.reports import Scope
 from tests.surveys.fixture_rows import IN_SCOPE, load_fixture

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import update
 
 from bot.channels.widget_client import WidgetClient, wait_for
-from bot.messages import InboundMessage
-from bot.store.models import Message, SurveyResponse, utcnow
+from bot.core.messages import InboundMessage
+from bot.core.store.models import Message, SurveyResponse, utcnow
 from tests.support import backend_settings, running_gateway, with_section
 
 

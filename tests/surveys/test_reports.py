@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from surveys.kpis import percentile
 from surveys.reports import Scope, ScopeError, survey_report
 from tests.surveys.fixture_rows import load_fixture

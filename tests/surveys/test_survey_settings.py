@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.settings import PROJECT_ROOT, SettingsError, load_settings
+from bot.core.settings import PROJECT_ROOT, SettingsError, load_settings
 
 
 def _config(tmp_path: Path, surveys: dict[str, Any], targets: dict[str, Any]) -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from handoff.agent_client import AgentAPIError, AgentClient
+from handoff.web.agent_client import AgentAPIError, AgentClient
 from tests.handoff.conftest import PASSWORD, add_account
 from tests.surveys.fixture_rows import IN_SCOPE, load_fixture
 

@@ -17,7 +17,7 @@ import pytest
 from bot.channels.telegram.channel import SECRET_HEADER
 from bot.channels.telegram.credentials import SECRET_ENV, TOKEN_ENV
 from bot.channels.widget_client import wait_for
-from bot.settings import OpeningHours, Settings
+from bot.core.settings import OpeningHours, Settings
 from tests.support import RunningGateway, backend_settings, running_gateway, with_section
 from tests.telegram.fake_bot_api import TOKEN, FakeBotAPI
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.channels.widget_client import wait_for
-from bot.settings import Settings
+from bot.core.settings import Settings
 from tests.support import BACKENDS
 from tests.telegram.harness import Harness, telegram_gateway
 

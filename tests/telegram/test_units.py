@@ -7,7 +7,7 @@ import pytest
 from bot.channels.telegram.content import language_of
 from bot.channels.telegram.credentials import SECRET_ENV, TOKEN_ENV, TelegramCredentials
 from bot.channels.telegram.split import split_text, utf16_len
-from bot.settings import SettingsError, load_settings
+from bot.core.settings import SettingsError, load_settings
 from tests.telegram.fake_bot_api import TOKEN
 
 

@@ -42,10 +42,10 @@ from bot.channels.telegram.metrics import TELEGRAM_UPDATES
 from bot.channels.telegram.sender import CHANNEL, TelegramSender
 from bot.channels.telegram.texts import TelegramTexts
 from bot.channels.widget import clean_text
-from bot.engine.engine import ConversationEngine
-from bot.live.ratelimit import ip_window
-from bot.messages import InboundMessage
-from bot.settings import Settings
+from bot.conversation.engine import ConversationEngine
+from bot.core.live.ratelimit import ip_window
+from bot.core.messages import InboundMessage
+from bot.core.settings import Settings
 
 log = logging.getLogger("careline.telegram")
 

@@ -1,6 +1,6 @@
 """SQL side of Telegram delivery: what is still to send, and what was sent.
 
-Kept next to the channel rather than in bot/store/db.py because only the Telegram sender asks
+Kept next to the channel rather than in bot/core/store/db.py because only the Telegram sender asks
 these questions. It uses the gateway's async engine (same pool, same PostgreSQL schema).
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from bot.store.models import Conversation, Customer, Message, TelegramDelivery, utcnow
+from bot.core.store.models import Conversation, Customer, Message, TelegramDelivery, utcnow
 
 CHANNEL = "telegram"
 OUTBOUND_SENDERS = ("bot", "agent", "system")  # never "customer", never an internal "note"

@@ -1,7 +1,7 @@
 """The Telegram outbox: delivers every stored bot/agent/system message to the customer's chat,
 in order, through Telegram outages, rate limits and crashes.
 
-Wake-ups arrive on `<prefix>:outbox:telegram` (bot/channels/outbound.py), a Redis stream read
+Wake-ups arrive on `<prefix>:outbox:telegram` (bot/core/live/outbound.py), a Redis stream read
 through the consumer group `telegram`, so replicas share the work and a killed replica's
 unacknowledged entries are claimed by another. A wake-up only names a conversation: what to
 send is read from SQL (messages without a `delivered` row in telegram_delivery), so a lost or
@@ -43,7 +43,6 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.channels.outbound import Outbound
 from bot.channels.telegram.ledger import DELIVERED, FAILED, SENDING, DeliveryLedger
 from bot.channels.telegram.metrics import (
     TELEGRAM_DELIVERY_LAG,
@@ -53,11 +52,12 @@ from bot.channels.telegram.metrics import (
     TELEGRAM_UNREACHABLE,
 )
 from bot.channels.telegram.split import split_text
-from bot.live.locks import LockTimeout, redis_lock
-from bot.live.streams import ensure_group, read_group, trim_acknowledged
-from bot.live.tasks import stop_loop_and_tasks
-from bot.settings import TelegramOutboxSettings
-from bot.store.models import utcnow
+from bot.core.live.locks import LockTimeout, redis_lock
+from bot.core.live.outbound import Outbound
+from bot.core.live.streams import ensure_group, read_group, trim_acknowledged
+from bot.core.live.tasks import stop_loop_and_tasks
+from bot.core.settings import TelegramOutboxSettings
+from bot.core.store.models import utcnow
 
 log = logging.getLogger("careline.telegram.sender")
 

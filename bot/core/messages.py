@@ -2,7 +2,7 @@
 
 Channels adapt platform updates (a Telegram Update, a widget WebSocket frame) into
 `InboundMessage`; the engine never sees a platform object. What goes back out is the
-conversation's event stream (bot/live/streams.py), which every channel follows.
+conversation's event stream (bot/core/live/streams.py), which every channel follows.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from bot.live.keys import Keys
+from bot.core.live.keys import Keys
 
 GROUP = "engine"
 

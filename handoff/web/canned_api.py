@@ -12,9 +12,9 @@ from collections.abc import Callable
 from aiohttp import web
 
 from bot.auth.web import json_error, require_role
-from handoff.api import DESK, Handler, _body, _who
 from handoff.canned import LANGUAGES, CannedError, CannedInput, CannedResponses, view
 from handoff.desk import DeskError
+from handoff.web.api import DESK, Handler, _body, _who
 
 log = logging.getLogger("careline.canned")
 MAX_QUERY = 200

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_ENV = "CARELINE_CONFIG"
 
 
@@ -107,7 +107,7 @@ class GatewaySettings(_Section):
 
     @model_validator(mode="after")
     def _proxies_parse(self) -> GatewaySettings:
-        from bot.client_address import parse_networks
+        from bot.core.client_address import parse_networks
 
         parse_networks(self.trusted_proxies)  # ValueError names the bad entry
         return self

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlmodel import SQLModel
 
-from bot.store.models import (
+from bot.core.store.models import (
     Conversation,
     ConversationState,
     Customer,
@@ -40,13 +40,13 @@ from bot.store.models import (
     Sender,
     utcnow,
 )
-from bot.store.url import SQLITE_DRIVER, masked, normalize_url, sqlite_path
+from bot.core.store.url import SQLITE_DRIVER, masked, normalize_url, sqlite_path
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection
     from sqlalchemy.pool import ConnectionPoolEntry
 
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
 log = logging.getLogger("careline.store")
 

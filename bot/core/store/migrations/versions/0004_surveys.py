@@ -1,6 +1,6 @@
 """Survey responses: one row per resolved conversation (CES, CSAT, NPS, comment, milestones).
 
-Written by hand to match SurveyResponse in bot/store/models.py (tests/store checks it).
+Written by hand to match SurveyResponse in bot/core/store/models.py (tests/store checks it).
 
 Revision ID: 0004_surveys
 Revises: 0001

@@ -23,15 +23,15 @@ from uuid import uuid4
 
 import redis.asyncio as aioredis
 
-from bot.channels.outbound import Outbound
-from bot.engine.content import Content
-from bot.engine.safety_check import NO, YES, PendingCheck, SafetyChecks, answer_of
-from bot.engine.states import State, check_transition
-from bot.live.locks import redis_lock
-from bot.live.streams import Streams
-from bot.messages import InboundMessage, QuickReply
-from bot.metrics import BOT_REPLIES, ESCALATIONS, INBOX_HANDLED, NLU_FAILURES, NLU_SECONDS
-from bot.settings import Settings
+from bot.conversation.content import Content
+from bot.conversation.safety_check import NO, YES, PendingCheck, SafetyChecks, answer_of
+from bot.core.live.locks import redis_lock
+from bot.core.live.outbound import Outbound
+from bot.core.live.streams import Streams
+from bot.core.messages import InboundMessage, QuickReply
+from bot.core.metrics import BOT_REPLIES, ESCALATIONS, INBOX_HANDLED, NLU_FAILURES, NLU_SECONDS
+from bot.core.settings import Settings
+from bot.core.states import State, check_transition
 from handoff.contact import find_contact
 from handoff.queues import AgentQueues
 from handoff.triage import Triage, TriageResult, max_severity

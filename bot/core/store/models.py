@@ -2,7 +2,7 @@
 
 All models live in this one module so that `SQLModel.metadata` (used by Alembic's env.py and
 by the migration-vs-model test) sees every table. The schema itself is owned by the hand
-written migrations in bot/store/migrations; a change here needs a new migration there.
+written migrations in bot/core/store/migrations; a change here needs a new migration there.
 """
 
 from __future__ import annotations

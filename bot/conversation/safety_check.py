@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from bot.live.keys import Keys
+from bot.core.live.keys import Keys
 from nlu.vi.text import fold
 
 log = logging.getLogger("careline.safety_check")

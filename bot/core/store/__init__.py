@@ -1,11 +1,11 @@
 """Durable SQL store: customers, conversations, transcripts and escalations.
 
-`Database` (bot/store/db.py) is the only way in; schema changes are Alembic migrations in
-bot/store/migrations, applied by `await Database.migrate()`.
+`Database` (bot/core/store/db.py) is the only way in; schema changes are Alembic migrations in
+bot/core/store/migrations, applied by `await Database.migrate()`.
 """
 
-from bot.store.db import Database
-from bot.store.models import (
+from bot.core.store.db import Database
+from bot.core.store.models import (
     Channel,
     Conversation,
     ConversationState,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.engine.states import State
-from handoff.api import _desk, desk_route
+from bot.core.states import State
 from handoff.canned import LANGUAGES
+from handoff.web.api import _desk, desk_route
 
 HEARTBEAT_S = 20  # the agent WebSocket's presence heartbeat (presence TTL is 60 s by default)
 MAX_CHATS = 500

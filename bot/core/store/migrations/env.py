@@ -2,7 +2,7 @@
 
 At run time `Database.migrate()` hands us an open connection (already inside its locked
 transaction) through `config.attributes["connection"]`, so no alembic.ini or URL is needed.
-For the alembic CLI (`alembic -c bot/store/alembic.ini upgrade head`) the URL comes from
+For the alembic CLI (`alembic -c bot/core/store/alembic.ini upgrade head`) the URL comes from
 DATABASE_URL or config.yml, and the PostgreSQL schema from `-x schema=NAME` or
 `database.pg_schema`.
 
@@ -17,7 +17,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection
 
-from bot.store.models import metadata
+from bot.core.store.models import metadata
 
 config = context.config
 
@@ -40,9 +40,9 @@ def _cli_schema() -> str | None:
 
 
 def _cli_database():  # type: ignore[no-untyped-def]
-    from bot.settings import load_settings
-    from bot.store.db import Database
-    from bot.store.url import normalize_url
+    from bot.core.settings import load_settings
+    from bot.core.store.db import Database
+    from bot.core.store.url import normalize_url
 
     settings = load_settings()  # applies DATABASE_URL
     schema = _cli_schema()

@@ -14,7 +14,7 @@ Protocol (JSON text frames; see docs/openapi.yaml, "Agent WebSocket"):
                    {"type": "error", "code": ..., "message": ...}
 
 Any replica serves any agent: console events and conversation wake-ups travel over Redis
-Pub/Sub (bot/live/hub.py), events are read from the conversation's Redis stream, so a
+Pub/Sub (bot/core/live/hub.py), events are read from the conversation's Redis stream, so a
 customer on replica A and an agent on replica B see each other's messages.
 """
 
@@ -32,9 +32,9 @@ from aiohttp import WSMsgType, web
 
 from bot.auth.accounts import Principal
 from bot.auth.web import AUTH, COOKIE, same_origin
-from bot.live.hub import Hub
-from bot.live.streams import Streams
-from bot.metrics import AGENT_CONNECTIONS
+from bot.core.live.hub import Hub
+from bot.core.live.streams import Streams
+from bot.core.metrics import AGENT_CONNECTIONS
 from handoff.desk import DeskError, HelpDesk
 
 log = logging.getLogger("careline.agent_ws")

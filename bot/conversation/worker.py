@@ -16,10 +16,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from bot.engine.engine import ConversationEngine
-from bot.live.locks import LockTimeout
-from bot.live.streams import GROUP, Streams, read_group, trim_acknowledged
-from bot.live.tasks import stop_loop_and_tasks
+from bot.conversation.engine import ConversationEngine
+from bot.core.live.locks import LockTimeout
+from bot.core.live.streams import GROUP, Streams, read_group, trim_acknowledged
+from bot.core.live.tasks import stop_loop_and_tasks
 
 log = logging.getLogger("careline.worker")
 

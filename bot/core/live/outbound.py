@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from bot.live.keys import Keys
+from bot.core.live.keys import Keys
 
 
 class Outbound:

@@ -1,6 +1,6 @@
 """Telegram delivery ledger: which outbound messages reached each Telegram chat.
 
-Written by hand to match bot/store/models.py (TelegramDelivery); tests/store checks it.
+Written by hand to match bot/core/store/models.py (TelegramDelivery); tests/store checks it.
 
 Revision ID: 0003_telegram
 Revises: 0001

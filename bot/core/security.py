@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.settings import Settings, SettingsError
+from bot.core.settings import Settings, SettingsError
 
 _VISITOR_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _ISSUED_RE = re.compile(r"^[0-9a-f]{1,12}$")

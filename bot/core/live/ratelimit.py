@@ -7,7 +7,7 @@ import time
 
 import redis.asyncio as aioredis
 
-from bot.live.keys import Keys
+from bot.core.live.keys import Keys
 
 _WINDOW = """
 local n = redis.call('incr', KEYS[1])

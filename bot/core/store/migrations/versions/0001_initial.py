@@ -1,6 +1,6 @@
 """Initial schema: customer, conversation, message, escalation.
 
-Written by hand to match bot/store/models.py exactly (tests/store checks it with Alembic's
+Written by hand to match bot/core/store/models.py exactly (tests/store checks it with Alembic's
 compare_metadata). Types are spelled out here rather than imported from the models, so this
 revision keeps meaning the same thing when the models move on.
 

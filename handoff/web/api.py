@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from bot.auth.accounts import Principal
 from bot.auth.web import json_error, principal_of, require_role
-from bot.store.models import Escalation
+from bot.core.store.models import Escalation
 from handoff.card import context_card
 from handoff.desk import DeskError, HelpDesk
 
