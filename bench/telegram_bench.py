@@ -116,8 +116,8 @@ async def database(kind: str, tmp: Path) -> AsyncIterator[Database]:
 async def careline(
     fake: FakeBotAPI, chats: int, per_chat: int, inflight: int, db_kind: str
 ) -> Result:
-    """Store + publish (stream event and outbox wake-up, as engine.publish() does), then the
-    sender delivers; `inflight` conversations at once."""
+    """Store + publish (stream event and outbox wake-up, as the transcript writer does), then
+    the sender delivers; `inflight` conversations at once."""
     redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     keys = Keys(f"tgbench{uuid.uuid4().hex[:8]}")
     try:

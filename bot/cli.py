@@ -240,7 +240,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_triage(args: argparse.Namespace) -> int:
     """Triage TEXT..., a JSONL stream (--jsonl), or score a labelled set (--eval)."""
-    from handoff.evaluate import (
+    from nlu.triage.evaluate import (
         JsonlError,
         classify_object,
         evaluate,
@@ -248,7 +248,7 @@ def cmd_triage(args: argparse.Namespace) -> int:
         load_intents,
         open_input,
     )
-    from handoff.triage import LexiconError, Triage
+    from nlu.triage.triage import LexiconError, Triage
 
     settings = _settings(args)
     try:
@@ -294,14 +294,14 @@ def cmd_triage(args: argparse.Namespace) -> int:
 
 def _triage_live(settings: Settings, triage: Any, args: argparse.Namespace) -> int:
     """The gateway's verdict: each text (with its `history`) parsed by the NLU service, then
-    triaged the way the engine does (handoff.corpus_eval.conversation_verdict). Streams:
+    triaged the way the engine does (nlu.triage.corpus_eval.conversation_verdict). Streams:
     each line is printed as soon as it is triaged, and a malformed line stops the run."""
     return asyncio.run(_live_verdicts(settings, triage, args))
 
 
 async def _live_verdicts(settings: Settings, triage: Any, args: argparse.Namespace) -> int:
-    from handoff.corpus_eval import Turn, conversation_verdict
-    from handoff.evaluate import iter_jsonl, open_input
+    from nlu.triage.corpus_eval import Turn, conversation_verdict
+    from nlu.triage.evaluate import iter_jsonl, open_input
 
     n = settings.triage.model.context_messages
     async with _nlu_client(settings, args.url or settings.nlu.url) as client:
@@ -331,8 +331,8 @@ def _triage_corpus(settings: Settings, triage: Any, args: argparse.Namespace) ->
     """--corpus: blind and leave-one-writer-out figures; --tune: thresholds from the folds."""
     import tempfile
 
-    from handoff.corpus_eval import load_rows, score, tune
     from nlu.training import triage_fold_scores
+    from nlu.triage.corpus_eval import load_rows, score, tune
 
     with tempfile.TemporaryDirectory() as tmp:
         path = triage_fold_scores(

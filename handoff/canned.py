@@ -16,9 +16,10 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.core.store.db import Database
 from bot.core.store.models import CannedResponse, utcnow
+from bot.core.vocabulary import LANGS
 from nlu.vi.text import fold
 
-LANGUAGES = ("vi", "en")
+LANGUAGES = LANGS
 MAX_TITLE = 80
 MAX_TEXT = 2000
 MAX_ROWS = 1000  # a guard: a console list, not a knowledge base

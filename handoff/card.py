@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.conversation.engine import message_view
+from bot.core.views import message_view
 
 
 def _iso(ts: Any) -> str | None:

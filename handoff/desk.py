@@ -19,16 +19,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.auth.accounts import Accounts, Principal
-from bot.conversation.engine import Availability, ConversationEngine, Escalated, NotWithAgent
+from bot.conversation.ports import AgentActions, Availability, Escalated, NotWithAgent
+from bot.core.live.streams import Streams
 from bot.core.metrics import AGENT_MESSAGES, SLA_BREACHES
 from bot.core.settings import Settings
-from bot.core.states import State
+from bot.core.store.db import Database
+from bot.core.vocabulary import SEVERITIES, State
 from handoff.feed import ConsoleFeed
 from handoff.hours import describe, is_open
+from handoff.line import HandoffLine
 from handoff.queues import AgentQueues, ClaimResult
 from handoff.reconcile import Reconciler
 from handoff.sla import DueTimer, SlaTimers
-from handoff.triage import SEVERITIES
 
 log = logging.getLogger("careline.desk")
 REFRESH_HEAD = 25  # waiting customers told their new place each time the line moves
@@ -46,16 +48,22 @@ class DeskError(Exception):
 
 @dataclass
 class HelpDesk:
+    """The desk owns the agent queues (through its `line`, which the core also sees as its
+    `WaitingLine`) and acts on conversations only through the core's `AgentActions`."""
+
     settings: Settings
-    engine: ConversationEngine
-    queues: AgentQueues
+    engine: AgentActions
+    line: HandoffLine
+    db: Database
+    streams: Streams
     sla: SlaTimers
     feed: ConsoleFeed
     accounts: Accounts
 
     def __post_init__(self) -> None:
+        self.queues: AgentQueues = self.line.queues
         self._tasks: set[asyncio.Task[None]] = set()
-        self.reconciler = Reconciler(self.engine.db, self.queues, self.sla)
+        self.reconciler = Reconciler(self.db, self.queues, self.sla)
         self._next_reconcile = 0.0
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -84,14 +92,9 @@ class HelpDesk:
 
     def attach(self) -> None:
         """Listen to the engine: every escalation starts an SLA clock and reaches consoles."""
-        self.engine.escalation_listeners.append(self.on_escalated)
-        self.engine.severity_listeners.append(self.on_severity_raised)
-        self.engine.callback_listeners.append(self.on_callback)
-        self.engine.availability = self.availability
-
-    @property
-    def db(self) -> Any:
-        return self.engine.db
+        self.engine.events.escalated.append(self.on_escalated)
+        self.engine.events.severity_raised.append(self.on_severity_raised)
+        self.engine.events.callback_requested.append(self.on_callback)
 
     # -- engine events ----------------------------------------------------------------------
 
@@ -125,17 +128,7 @@ class HelpDesk:
             )
 
     async def availability(self, queue: str) -> Availability:
-        """Who can answer `queue` now: an agent online in its hours ("joining"), else its
-        around-the-clock phone line ("hotline"), else an honest callback ("callback")."""
-        staffing = self.settings.handoff.staffing.get(queue)
-        hours = self.settings.handoff.opening_hours
-        staffed_now = (staffing is not None and staffing.hours == "always") or is_open(hours)
-        online = any(a.status == "online" and queue in a.skills for a in await self.queues.agents())
-        if staffed_now and online:
-            return Availability("joining", None, describe(hours))
-        if staffing is not None and staffing.hotline:
-            return Availability("hotline", staffing.hotline, describe(hours))
-        return Availability("callback", None, describe(hours))
+        return await self.line.availability(queue)
 
     async def on_severity_raised(self, conversation_id: str, severity: str) -> None:
         await self.sla.tighten(conversation_id, severity)
@@ -272,7 +265,7 @@ class HelpDesk:
             return
         for place, chat in enumerate(await self.queues.waiting(queue, limit=REFRESH_HEAD), 1):
             eta = await self.queues.estimated_wait_s(chat.conversation_id)
-            await self.engine.streams.append(
+            await self.streams.append(
                 chat.conversation_id,
                 {"kind": "queue", "position": place, "eta_s": round(eta) if eta else None},
             )
@@ -370,7 +363,6 @@ class HelpDesk:
     async def resolve(self, who: Principal, conversation_id: str, note: str | None) -> None:
         """Done: frees the agent and ends the conversation (which starts the survey)."""
         conv = await self._held(who, conversation_id, allow_supervisor=True)
-        await self.queues.resolve(conv.agent_id or who.id, conversation_id)
         await self.sla.stop(conversation_id)
         await self.db.add_escalation(
             conversation_id,
@@ -380,7 +372,7 @@ class HelpDesk:
             severity=conv.severity,
             note=note,
         )
-        await self.engine.end(conversation_id)
+        await self.engine.end(conversation_id)  # frees the agent (the line's `closed`)
         await self.feed.publish("resolved", conversation_id=conversation_id, agent_id=conv.agent_id)
         await self.auto_assign()
 

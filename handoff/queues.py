@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from handoff.triage import severity_rank
+from nlu.triage.triage import severity_rank
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

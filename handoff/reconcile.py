@@ -15,9 +15,9 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.core.states import State
 from bot.core.store.db import Database
 from bot.core.store.models import Conversation
+from bot.core.vocabulary import State
 from handoff.queues import AgentQueues
 from handoff.sla import SlaTimers
 

@@ -20,11 +20,12 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from bot.core.store.models import Conversation, Customer, SurveyResponse, utcnow
+from bot.core.vocabulary import SEVERITIES as SEVERITIES_MOST_FIRST
 
 BATCH = 10_000
 QUEUES = ("technical", "billing", "orders", "general", "safety")
 QUEUE_WEIGHTS = (40, 20, 25, 13, 2)
-SEVERITIES = ("low", "normal", "high", "critical")
+SEVERITIES = tuple(reversed(SEVERITIES_MOST_FIRST))
 AGENTS = tuple(f"demo-agent-{i:02d}" for i in range(1, 13))
 COMMENTS = (
     "Nhân viên tư vấn nhiệt tình, cảm ơn shop!",

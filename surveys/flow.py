@@ -3,8 +3,10 @@ optional comment, in the conversation's language, as ordinary stored bot message
 quick replies (buttons on the widget, inline keyboards on Telegram: channels need no survey
 code).
 
-The engine calls `start()` from `end()` (every close path) and `on_message()` for customer
-messages while the conversation is in SURVEY (or that carry a survey button payload). The
+This is the conversation core's `ClosingFlow` (bot.conversation.ports): the core offers it
+every resolved conversation (`start()`, from every close path) and hands it customer
+messages while the conversation is in SURVEY (or that carry a survey button payload). It
+writes through the core's `ConversationOutput` and knows nothing else of the core. The
 survey row is the flow's durable state; every reply has an idempotency key, and every answer
 is a conditional UPDATE, so a crash, a retry or a double click never records or says
 anything twice.
@@ -13,13 +15,15 @@ anything twice.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import Any
 
+from bot.conversation.ports import ConversationOutput
 from bot.core.messages import QuickReply
 from bot.core.settings import SurveySettings
-from bot.core.states import State
+from bot.core.store.db import Database
 from bot.core.store.models import SurveyStatus, utcnow
+from bot.core.vocabulary import State
 from surveys.answers import (
     SCALES,
     SKIP_PAYLOAD,
@@ -34,9 +38,6 @@ from surveys.metrics import SURVEY_ANSWERS, SURVEYS_FINISHED, SURVEYS_OFFERED
 from surveys.store import FINISHED, Snapshot, SurveyStore
 from surveys.texts import SurveyTexts
 
-if TYPE_CHECKING:
-    from bot.conversation.engine import ConversationEngine
-
 log = logging.getLogger("careline.surveys")
 SHORT_UNCLEAR_WORDS = 3  # an unclear answer this short is asked again; longer: a new question
 
@@ -44,12 +45,14 @@ SHORT_UNCLEAR_WORDS = 3  # an unclear answer this short is asked again; longer: 
 class SurveyFlow:
     def __init__(
         self,
-        engine: ConversationEngine,
+        output: ConversationOutput,
+        db: Database,
         store: SurveyStore,
         texts: SurveyTexts,
         cfg: SurveySettings,
     ) -> None:
-        self.engine = engine
+        self.output = output
+        self.db = db
         self.store = store
         self.texts = texts
         self.cfg = cfg
@@ -93,7 +96,7 @@ class SurveyFlow:
         step = row.step or self.steps[0]
         await self._ask(conv, step, key=f"survey-{conv.id}-{step}", to=None)
         if conv.state != State.SURVEY:
-            await self.engine.set_state(conv, State.SURVEY)
+            await self.output.set_state(conv, State.SURVEY)
         log.info("survey offered", extra={"conversation_id": conv.id})
         return True
 
@@ -111,11 +114,24 @@ class SurveyFlow:
             return
         if await self.store.finish(conversation_id, SurveyStatus.EXPIRED):
             SURVEYS_FINISHED.labels("expired").inc()
-        conv = await self.engine.db.get_conversation(conversation_id)
+        conv = await self.db.get_conversation(conversation_id)
         if conv is not None and conv.state == State.SURVEY:
             await self._close(conv)
 
     # -- answers -------------------------------------------------------------------------
+
+    def is_answer(self, payload: str | None) -> bool:
+        return is_survey_payload(payload)
+
+    async def reopened(self, conversation_id: str) -> None:
+        """A resolved conversation came back: it was not resolved at first contact."""
+        await self.store.mark_reopened(conversation_id)
+
+    async def new_contact(self, customer_id: str, at: datetime) -> None:
+        """A new chat soon after a resolved one: that one did not hold (FCR)."""
+        await self.store.note_new_contact(
+            customer_id, at, timedelta(days=self.cfg.repeat_contact_days)
+        )
 
     def wants(self, conv: Any, msg: Any) -> bool:
         return conv.state == State.SURVEY or is_survey_payload(_payload(msg))
@@ -193,7 +209,7 @@ class SurveyFlow:
         if await self.store.finish(conv.id, SurveyStatus.ABANDONED):
             SURVEYS_FINISHED.labels("abandoned").inc()
         await self.store.mark_reopened(conv.id)
-        await self.engine.set_state(conv, State.BOT, reopen_count=conv.reopen_count + 1)
+        await self.output.set_state(conv, State.BOT, reopen_count=conv.reopen_count + 1)
         return False
 
     # -- helpers -------------------------------------------------------------------------
@@ -214,20 +230,20 @@ class SurveyFlow:
         buttons = self._buttons(step, conv.language)
         if to is None:
             assert key is not None
-            await self.engine.bot_message(conv, key, text, quick_replies=buttons)
+            await self.output.bot_message(conv, key, text, quick_replies=buttons)
         else:
             await self._say(conv, to, f"survey-{step}", text, quick_replies=buttons)
 
     async def _say(
         self, conv: Any, to: Any, key: str, text: str, quick_replies: tuple[QuickReply, ...] = ()
     ) -> None:
-        await self.engine.bot_message(
+        await self.output.bot_message(
             conv, f"re-{to.id}-survey-{key}", text, quick_replies=quick_replies
         )
 
     async def _close(self, conv: Any) -> None:
         if conv.state == State.SURVEY:
-            await self.engine.set_state(conv, State.CLOSED, closed_at=utcnow())
+            await self.output.set_state(conv, State.CLOSED, closed_at=utcnow())
 
 
 def _payload(msg: Any) -> str | None:

@@ -11,20 +11,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import redis.asyncio as aioredis
+
+from bot.core.live.keys import Keys
 from bot.core.live.locks import LockTimeout, redis_lock
 from bot.core.store.models import utcnow
+from surveys.flow import SurveyFlow
 from surveys.metrics import IDLE_RESOLVED
 
 log = logging.getLogger("careline.surveys")
 
 
 class SurveySweeper:
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.flow = engine.surveys
+    def __init__(
+        self, flow: SurveyFlow, end: Callable[[str], Awaitable[None]], redis: aioredis.Redis,
+        keys: Keys,
+    ) -> None:  # fmt: skip
+        self.flow = flow
+        self.end = end  # the core's end(): resolves an idle chat like any other close
+        self.redis = redis
+        self.keys = keys
         self.cfg = self.flow.cfg
         self._stopping = asyncio.Event()
 
@@ -55,7 +65,7 @@ class SurveySweeper:
             for conversation_id in idle:
                 log.info("resolving a silent bot chat", extra={"conversation_id": conversation_id})
                 try:
-                    await self.engine.end(conversation_id)
+                    await self.end(conversation_id)
                     IDLE_RESOLVED.inc()
                 except LockTimeout:
                     pass  # busy means not idle after all; the next sweep looks again
@@ -63,9 +73,7 @@ class SurveySweeper:
 
     async def _locked(self, conversation_id: str, fn: Any) -> None:
         try:
-            async with redis_lock(
-                self.engine.redis, self.engine.keys.conversation_lock(conversation_id)
-            ):
+            async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
                 await fn(conversation_id)
         except LockTimeout:
             pass

@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
+from bot.core.vocabulary import LANGS
 from nlu.vi.text import fold
 
-LANGS = ("vi", "en")
 QUESTIONS = ("ces", "csat", "nps", "comment")
 REPLIES = ("thanks", "skipped", "expired", "already", "retry_ces", "retry_csat", "retry_nps")
 

@@ -12,12 +12,15 @@ import logging
 import os
 import tempfile
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from bot.auth.web import principal_of, require_role
+from bot.core.settings import Settings
+from bot.core.store.db import Database
 from surveys.export import FORMATS, csv_chunks, write_xlsx
 from surveys.reports import Scope, ScopeError, filter_options, survey_report
 
@@ -36,14 +39,26 @@ def manager_only(*, page: bool = False) -> Callable[[Handler], Handler]:
     return require_role(*MANAGER_ROLES, page=page)
 
 
-def _gateway(request: web.Request) -> Any:
-    from bot.app import GATEWAY
+@dataclass
+class ReportSource:
+    """What the report routes read: the settings, and the database once it is open."""
 
-    return request.app[GATEWAY]
+    settings: Settings
+    db: Database | None = None
+
+
+REPORTS: web.AppKey[ReportSource] = web.AppKey("survey_reports", ReportSource)
+
+
+def _source(request: web.Request) -> ReportSource:
+    source = request.app[REPORTS]
+    if source.db is None:
+        raise web.HTTPServiceUnavailable(text="starting")
+    return source
 
 
 def _scope(request: web.Request) -> Scope:
-    gw = _gateway(request)
+    gw = _source(request)
     try:
         return Scope.parse(request.query, gw.settings.surveys.report_timezone)
     except ScopeError as e:
@@ -81,7 +96,7 @@ async def dashboard_asset(request: web.Request) -> web.StreamResponse:
 
 @manager_only()
 async def report_json(request: web.Request) -> web.Response:
-    gw = _gateway(request)
+    gw = _source(request)
     scope = _scope(request)
     report = await survey_report(gw.db, gw.settings, scope)
     if request.query.get("options") == "1":
@@ -91,7 +106,7 @@ async def report_json(request: web.Request) -> web.Response:
 
 @manager_only()
 async def export_file(request: web.Request) -> web.StreamResponse:
-    gw = _gateway(request)
+    gw = _source(request)
     scope = _scope(request)
     fmt = request.query.get("format", "csv")
     if fmt not in FORMATS:
@@ -148,7 +163,9 @@ async def _xlsx_response(
             await asyncio.to_thread(path.unlink)
 
 
-def add_survey_routes(app: web.Application) -> None:
+def add_survey_routes(app: web.Application, source: ReportSource) -> None:
+    """The manager's dashboard and exports; `source.db` is set when the database opens."""
+    app[REPORTS] = source
     app.router.add_get("/manager/dashboard", dashboard_page)
     app.router.add_get("/manager/static/{name}", dashboard_asset)
     app.router.add_get("/api/reports/surveys", report_json)

@@ -87,7 +87,7 @@ class RunningGateway:
 
     @property
     def gw(self) -> Any:
-        from bot.app import GATEWAY
+        from bot.startup import GATEWAY
 
         return self.app[GATEWAY]
 
@@ -98,7 +98,8 @@ async def running_gateway(
 ) -> AsyncIterator[RunningGateway]:
     """The real gateway app on a free loopback port, in this process. Give two gateways on
     the same settings different `replica` names to have two replicas of one deployment."""
-    from bot.app import GATEWAY, create_app
+    from bot.app import create_app
+    from bot.startup import GATEWAY
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

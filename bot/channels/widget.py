@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import ClientConnectionResetError, WSMsgType, web
 
-from bot.conversation.engine import ConversationEngine, message_view
+from bot.conversation.ports import ChannelInbound
 from bot.core.client_address import client_address, parse_networks
 from bot.core.live.hub import Hub
 from bot.core.live.ratelimit import TokenBucket, ip_window
@@ -28,6 +28,7 @@ from bot.core.messages import InboundMessage
 from bot.core.metrics import WIDGET_CONNECTIONS, WIDGET_ERRORS, WIDGET_MESSAGES
 from bot.core.security import TokenSigner
 from bot.core.settings import Settings
+from bot.core.views import message_view
 from nlu.vi.text import nfc
 
 log = logging.getLogger("careline.widget")
@@ -67,7 +68,7 @@ class WidgetChannel:
         self,
         *,
         settings: Settings,
-        engine: ConversationEngine,
+        engine: ChannelInbound,
         db: Any,
         streams: Streams,
         hub: Hub,
@@ -352,7 +353,7 @@ class WidgetSession:
         if not text:
             raise FrameError("empty_text", "the message is empty", client_msg_id=cid)
         wait = self.bucket.take() or await ip_window(
-            self.ch.engine.redis, self.ch.streams.keys, self.ip, self.ch.cfg.rate_per_ip_per_minute
+            self.ch.streams.redis, self.ch.streams.keys, self.ip, self.ch.cfg.rate_per_ip_per_minute
         )
         if wait:
             raise FrameError(

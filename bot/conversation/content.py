@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-LANGS = ("vi", "en")
+from bot.core.vocabulary import LANGS
 
 
 class ContentError(ValueError):

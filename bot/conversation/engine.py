@@ -15,32 +15,34 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
-from uuid import uuid4
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from bot.conversation.content import Content
+from bot.conversation.ports import (
+    Accepted,
+    ClosingFlow,
+    ConversationEvents,
+    Escalated,
+    NotWithAgent,
+    WaitingLine,
+)
 from bot.conversation.safety_check import NO, YES, PendingCheck, SafetyChecks, answer_of
+from bot.conversation.transcript import TranscriptWriter
 from bot.core.live.locks import redis_lock
-from bot.core.live.outbound import Outbound
 from bot.core.live.streams import Streams
 from bot.core.messages import InboundMessage, QuickReply
-from bot.core.metrics import BOT_REPLIES, ESCALATIONS, INBOX_HANDLED, NLU_FAILURES, NLU_SECONDS
+from bot.core.metrics import ESCALATIONS, INBOX_HANDLED, NLU_FAILURES, NLU_SECONDS
 from bot.core.settings import Settings
-from bot.core.states import State, check_transition
-from handoff.contact import find_contact
-from handoff.queues import AgentQueues
-from handoff.triage import Triage, TriageResult, max_severity
+from bot.core.store.db import Database
+from bot.core.vocabulary import LANGS, State
 from nlu.client import NLUClient, NLURejected, NLUUnavailable, SeverityReading
+from nlu.contact import find_contact
+from nlu.triage.triage import Triage, TriageResult, max_severity
 from nlu.vi.text import detect_language
-from surveys.answers import is_survey_payload
-
-if TYPE_CHECKING:
-    from surveys.flow import SurveyFlow
 
 log = logging.getLogger("careline.engine")
 
@@ -49,7 +51,6 @@ _SAFETY_QUESTION_KEY = re.compile(r"re-(\d+)-safety_check")
 
 FALLBACK_INTENT = "nlu_fallback"
 HUMAN_INTENT = "request_human"
-LANGS = ("vi", "en")
 NOT_OFFERED = {FALLBACK_INTENT, "out_of_scope", HUMAN_INTENT}
 
 
@@ -57,61 +58,8 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def message_view(m: Any) -> dict[str, Any]:
-    """A stored message as channels see it (the widget protocol's Message object)."""
-    created = m.created_at
-    if created is not None and created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
-    view: dict[str, Any] = {
-        "id": m.id,
-        "sender": m.sender,
-        "text": m.text,
-        "created_at": created.isoformat() if created else None,
-    }
-    if m.client_msg_id and m.sender == "customer":
-        view["client_msg_id"] = m.client_msg_id
-    quick = (m.payload or {}).get("quick_replies")
-    if quick:
-        view["quick_replies"] = quick
-    return view
-
-
 def _stamp(ts: datetime | None) -> str:
     return ts.isoformat() if ts is not None else "-"
-
-
-def message_event(m: Any) -> dict[str, Any]:
-    return {"kind": "message", "message": message_view(m)}
-
-
-@dataclass(frozen=True)
-class Accepted:
-    conversation_id: str
-    message_id: int
-    created: bool  # False: a retry of a message we already had
-
-
-class NotWithAgent(Exception):
-    """An agent action on a conversation that is no longer with that agent."""
-
-
-@dataclass(frozen=True)
-class Availability:
-    """Who can answer a queue right now (the help desk knows; the engine only asks)."""
-
-    kind: str  # "joining" (an agent is online) | "hotline" (a 24/7 phone line) | "callback"
-    hotline: str | None
-    hours: str  # opening hours, as shown to customers
-
-
-@dataclass(frozen=True)
-class Escalated:
-    conversation_id: str
-    queue: str
-    severity: str
-    reason: str
-    language: str
-    channel: str
 
 
 @dataclass(frozen=True)
@@ -124,18 +72,22 @@ class Understanding:
 
 
 class ConversationEngine:
+    """The conversation core as its callers see it: channels (`ChannelInbound`), the inbox
+    worker (`process`), the help desk (`AgentActions`) and the safety timer."""
+
     def __init__(
         self,
         *,
         settings: Settings,
-        db: Any,
+        db: Database,
         redis: aioredis.Redis,
         streams: Streams,
         nlu: NLUClient,
         content: Content,
         triage: Triage,
-        queues: AgentQueues,
-        outbound: Outbound | None = None,
+        line: WaitingLine,
+        transcript: TranscriptWriter,
+        closing: ClosingFlow | None = None,
     ) -> None:
         self.settings = settings
         self.cfg = settings.engine
@@ -146,23 +98,12 @@ class ConversationEngine:
         self.nlu = nlu
         self.content = content
         self.triage = triage
-        self.queues = queues
-        self.outbound = outbound or Outbound(redis, streams.keys)
+        self.line = line  # the help desk's waiting lines: the core knows nothing of agents
+        self.closing = closing  # None: resolved conversations close without a survey
+        self.transcript = transcript  # the only writer of visible messages and states
+        self.outbound = transcript.outbound
         self.safety_checks = SafetyChecks(redis, streams.keys, settings.triage.model.ask_timeout_s)
-        # Called after every escalation (the help desk starts SLA timers, alerts consoles and
-        # assigns agents); the engine itself knows nothing about agents.
-        self.escalation_listeners: list[Callable[[Escalated], Awaitable[None]]] = []
-        # Called when a waiting chat's severity rises (SLA deadlines tighten).
-        self.severity_listeners: list[Callable[[str, str], Awaitable[None]]] = []
-        # Called when a waiting customer leaves contact details for a callback.
-        self.callback_listeners: list[Callable[[str, str], Awaitable[None]]] = []
-
-        # Set by the help desk: who can answer a queue now, so a safety answer promises only
-        # what will happen. None (no desk): the honest callback promise.
-        self.availability: Callable[[str], Awaitable[Availability]] | None = None
-
-        # Surveys hook (issue 8): set by the app; None closes conversations without a survey.
-        self.surveys: SurveyFlow | None = None
+        self.events = ConversationEvents()
 
     # -- accepting customer messages (channel request path) -------------------------------
 
@@ -189,7 +130,7 @@ class ConversationEngine:
             payload=payload or None,
         )
         if created:
-            await self.publish(conv, msg)
+            await self.transcript.publish(conv, msg)
         if msg.processed_at is None:
             # Also on a retry: if we crashed before queueing it, this queues it now.
             await self.streams.enqueue(conv.id, msg.id)
@@ -204,25 +145,24 @@ class ConversationEngine:
         conv = await self.db.latest_conversation(customer_id)
         if conv is not None and conv.state != State.CLOSED:
             return conv
-        if conv is not None and self.surveys and is_survey_payload(inbound.payload):
+        if conv is not None and self.closing and self.closing.is_answer(inbound.payload):
             return conv  # a late survey button: answered politely, never reopens the chat
         window = timedelta(hours=self.cfg.reopen_window_hours)
         closed_at = conv.closed_at if conv is not None else None
         if closed_at is not None and closed_at.tzinfo is None:
             closed_at = closed_at.replace(tzinfo=UTC)
         if conv is not None and closed_at is not None and now() - closed_at <= window:
-            conv = await self._set_state(
+            conv = await self.transcript.set_state(
                 conv, State.BOT, closed_at=None, reopen_count=conv.reopen_count + 1
             )
             await self.redis.delete(self._bot_key(conv.id))
-            if self.surveys:
-                await self.surveys.store.mark_reopened(conv.id)  # not resolved at first contact
+            if self.closing:
+                await self.closing.reopened(conv.id)  # not resolved at first contact
             return conv
         lang = inbound.locale if inbound.locale in LANGS else None
         lang = detect_language(inbound.text, default=lang or "vi")
-        if self.surveys:  # a new chat soon after a resolved one: that one did not hold (FCR)
-            window = timedelta(days=self.surveys.cfg.repeat_contact_days)
-            await self.surveys.store.note_new_contact(customer_id, now(), window)
+        if self.closing:  # a new chat soon after a resolved one: that one did not hold (FCR)
+            await self.closing.new_contact(customer_id, now())
         return await self.db.create_conversation(customer_id, inbound.channel, lang)
 
     async def answer_directly(
@@ -249,8 +189,8 @@ class ConversationEngine:
             processed=True,
         )
         if created:
-            await self.publish(conv, msg)
-        await self._reply(conv, msg, key, text)
+            await self.transcript.publish(conv, msg)
+        await self.transcript.reply(conv, msg, key, text)
         return Accepted(conv.id, msg.id, created)
 
     # -- answering (inbox worker) ---------------------------------------------------------
@@ -273,8 +213,8 @@ class ConversationEngine:
                     handled += 1
 
     async def _handle(self, conv: Any, msg: Any) -> None:
-        if self.surveys and self.surveys.wants(conv, msg):  # surveys hook (issue 8)
-            if await self.surveys.on_message(conv, msg):
+        if self.closing and self.closing.wants(conv, msg):
+            if await self.closing.on_message(conv, msg):
                 return
             conv = await self.db.get_conversation(conv.id)  # left the survey: back to the bot
         if conv.state == State.WAITING_AGENT:
@@ -310,7 +250,9 @@ class ConversationEngine:
             NLU_FAILURES.inc()
             log.warning("NLU unavailable: %s", e.reason, extra={"conversation_id": conv.id})
             lang = detect_language(msg.text, default=conv.language)
-            await self._reply(conv, msg, "nlu", self.content.system("nlu_unavailable", lang))
+            await self.transcript.reply(
+                conv, msg, "nlu", self.content.system("nlu_unavailable", lang)
+            )
             await self.escalate(conv, msg, f"the assistant is unavailable ({e.reason})", lang)
             return
         lang = u.language or conv.language
@@ -345,7 +287,7 @@ class ConversationEngine:
             await self.redis.hset(self._bot_key(conv.id), "misses", 0)
             answer = self.content.answer(info.name, lang)
             if answer:
-                await self._reply(
+                await self.transcript.reply(
                     conv, msg, "answer", answer, intent=u.intent, confidence=u.confidence
                 )
             if info.action == "escalate":
@@ -370,9 +312,9 @@ class ConversationEngine:
             text = self.content.system(
                 "clarify", lang, options=" / ".join(o.title for o in options)
             )
-            await self._reply(conv, msg, "clarify", text, quick_replies=(*options, human))
+            await self.transcript.reply(conv, msg, "clarify", text, quick_replies=(*options, human))
         else:
-            await self._reply(
+            await self.transcript.reply(
                 conv, msg, "fallback", self.content.system("fallback", lang), quick_replies=(human,)
             )
 
@@ -431,7 +373,7 @@ class ConversationEngine:
             if info is not None and t.queue == "safety" and info.action == "escalate"
             else None
         )
-        await self._reply(
+        await self.transcript.reply(
             conv,
             msg,
             "safety",
@@ -446,12 +388,10 @@ class ConversationEngine:
         queue and the agents online make it true: a specialist joining now, the 24/7 safety
         line to call now, or an honest callback."""
         queue = self.settings.triage.safety_queue
-        found = await self.availability(queue) if self.availability else None
-        kind = found.kind if found else "callback"
-        hours = found.hours if found else ""
+        found = await self.line.availability(queue)
         promise = self.content.system(
-            f"safety_promise_{kind}", lang, safety_hotline=(found.hotline or "") if found else "",
-            hours=hours,
+            f"safety_promise_{found.kind}", lang, safety_hotline=found.hotline or "",
+            hours=found.hours,
         )  # fmt: skip
         return f"{safety_text}\n{promise}"
 
@@ -468,7 +408,7 @@ class ConversationEngine:
             QuickReply(self.content.system("safety_check_yes", lang), YES),
             QuickReply(self.content.system("safety_check_no", lang), NO),
         )
-        await self._reply(
+        await self.transcript.reply(
             conv, msg, "safety_check", self.content.system("safety_check", lang),
             quick_replies=buttons, intent=u.intent, confidence=u.confidence,
         )  # fmt: skip
@@ -488,7 +428,7 @@ class ConversationEngine:
             conv.id, "safety_question", actor="customer", queue="safety",
             severity=conv.severity, note="answered no",
         )  # fmt: skip
-        await self._reply(
+        await self.transcript.reply(
             conv, msg, "safety_clear", self.content.system("safety_check_clear", lang)
         )
         safety = self.settings.triage.safety_queue
@@ -559,7 +499,7 @@ class ConversationEngine:
         )  # fmt: skip
         conv = await self._raise_severity(conv, t)
         text = await self._with_promise(self.content.system("safety", lang), lang)
-        await self._reply(conv, msg, "safety", text)
+        await self.transcript.reply(conv, msg, "safety", text)
         await self.escalate(conv, msg, why, lang, t)
 
     async def _triage_waiting(self, conv: Any, msg: Any) -> None:
@@ -574,7 +514,7 @@ class ConversationEngine:
             # finished when this message is processed again (the reply is idempotent).
             lang = detect_language(msg.text, default=conv.language) or conv.language
             text = await self._with_promise(self.content.system("safety", lang), lang)
-            await self._reply(conv, msg, "safety", text, sender="system")
+            await self.transcript.reply(conv, msg, "safety", text, sender="system")
             if not await self._critical_recorded(conv):  # by a run a crash cut short
                 await self.db.add_escalation(
                     conv.id,
@@ -623,8 +563,8 @@ class ConversationEngine:
         await self.redis.hdel(self._bot_key(conv.id), "callback")
         lang = conv.language
         text = self.content.system("callback_saved", lang, contact=contact.display())
-        await self._reply(conv, msg, "callback", text, sender="system")
-        for listener in self.callback_listeners:
+        await self.transcript.reply(conv, msg, "callback", text, sender="system")
+        for listener in self.events.callback_requested:
             await listener(conv.id, contact.display())
         return True
 
@@ -636,7 +576,7 @@ class ConversationEngine:
         await self.redis.hset(self._bot_key(conv.id), "callback", 1)
         key = "callback_offer_closed" if closed else "callback_offer_busy"
         text = self.content.system(key, conv.language, hours=hours)
-        await self.system_message(conv, text, key=f"{key}-{conv.escalated_at}")
+        await self.transcript.system_message(conv, text, key=f"{key}-{conv.escalated_at}")
 
     # -- agent actions (called by the help desk; authorization is the desk's job) ----------
 
@@ -649,9 +589,9 @@ class ConversationEngine:
             if conv.state == State.WITH_AGENT:
                 conv = await self.db.update_conversation(conv.id, agent_id=agent_id)
             else:
-                conv = await self._set_state(conv, State.WITH_AGENT, agent_id=agent_id)
+                conv = await self.transcript.set_state(conv, State.WITH_AGENT, agent_id=agent_id)
             text = self.content.system("agent_joined", conv.language, agent=agent_name)
-            await self.system_message(conv, text)
+            await self.transcript.system_message(conv, text)
             return conv
 
     async def agent_message(
@@ -679,7 +619,7 @@ class ConversationEngine:
                 if conv.first_human_reply_at is None:
                     conv = await self.db.update_conversation(conv.id, first_human_reply_at=now())
                     first = True
-                await self.publish(conv, msg)
+                await self.transcript.publish(conv, msg)
             return msg, first
 
     async def agent_note(self, conversation_id: str, agent_id: str, text: str) -> Any:
@@ -694,10 +634,14 @@ class ConversationEngine:
         async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
             conv = await self._require(conversation_id)
             if conv.state == State.WITH_AGENT:
-                conv = await self._set_state(conv, State.WAITING_AGENT, agent_id=None, queue=queue)
+                conv = await self.transcript.set_state(
+                    conv, State.WAITING_AGENT, agent_id=None, queue=queue
+                )
             else:
                 conv = await self.db.update_conversation(conv.id, queue=queue)
-            await self.system_message(conv, self.content.system("transferred", conv.language))
+            await self.transcript.system_message(
+                conv, self.content.system("transferred", conv.language)
+            )
             return conv
 
     async def return_to_bot(self, conversation_id: str) -> Any:
@@ -706,18 +650,12 @@ class ConversationEngine:
             conv = await self._require(conversation_id)
             if conv.state == State.BOT:
                 return conv
-            conv = await self._set_state(conv, State.BOT, agent_id=None)
+            conv = await self.transcript.set_state(conv, State.BOT, agent_id=None)
             await self.redis.delete(self._bot_key(conv.id))
-            await self.system_message(conv, self.content.system("returned_to_bot", conv.language))
+            await self.transcript.system_message(
+                conv, self.content.system("returned_to_bot", conv.language)
+            )
             return conv
-
-    async def system_message(self, conv: Any, text: str, *, key: str | None = None) -> None:
-        """A message from careline itself; `key` makes it idempotent."""
-        msg, created = await self.db.add_message(
-            conv.id, "system", text, client_msg_id=f"sys-{key or uuid4().hex}", processed=True
-        )
-        if created:
-            await self.publish(conv, msg)
 
     async def _require(self, conversation_id: str) -> Any:
         conv = await self.db.get_conversation(conversation_id)
@@ -732,9 +670,9 @@ class ConversationEngine:
             # The stored severity last: the steps before it only ever raise (a place in line,
             # a deadline), and until it is written a re-processed message repeats them all.
             if conv.state == State.WAITING_AGENT:
-                await self.queues.raise_priority(conv.id, new)  # moves up the line
+                await self.line.raise_priority(conv.id, new)  # moves up the line
             if conv.state in (State.WAITING_AGENT, State.WITH_AGENT):
-                for listener in self.severity_listeners:
+                for listener in self.events.severity_raised:
                     await listener(conv.id, new)
             conv = await self.db.update_conversation(conv.id, severity=new)
         return conv
@@ -755,7 +693,7 @@ class ConversationEngine:
         await self.db.add_escalation(
             conv.id, "escalated", actor="bot", reason=reason, queue=queue, severity=severity
         )
-        conv = await self._set_state(
+        conv = await self.transcript.set_state(
             conv,
             State.WAITING_AGENT,
             escalated_at=now(),
@@ -770,17 +708,17 @@ class ConversationEngine:
         chat in line, the help desk told. Each step is idempotent, and the last one marks the
         escalation announced, so a crash in between is finished by the retry (`_handle`)."""
         queue, severity = conv.queue or "general", conv.severity or "normal"
-        await self._reply(
+        await self.transcript.reply(
             conv, msg, "escalated", self.content.system("escalated", lang), sender="system"
         )
-        await self.queues.enqueue(
+        await self.line.enqueue(
             conv.id, queue, severity, reasons=(reason,), language=lang, channel=conv.channel
         )
-        await self._reply(
+        await self.transcript.reply(
             conv, msg, "pending", await self._waiting_text(conv.id, lang), sender="system"
         )
         event = Escalated(conv.id, queue, severity, reason, lang, conv.channel)
-        for listener in self.escalation_listeners:
+        for listener in self.events.escalated:
             await listener(event)
         await self.redis.hset(self._bot_key(conv.id), "announced", _stamp(conv.escalated_at))
         ESCALATIONS.inc()
@@ -800,10 +738,10 @@ class ConversationEngine:
     async def _waiting_text(self, conversation_id: str, lang: str) -> str:
         """What happens next, honestly: a person replies here; place in line; wait if known."""
         parts = [self.content.system("handoff_pending", lang)]
-        place = await self.queues.position(conversation_id)
+        place = await self.line.position(conversation_id)
         if place is not None:
             parts.append(self.content.system("queue_position", lang, position=str(place[1])))
-            wait = await self.queues.estimated_wait_s(conversation_id)
+            wait = await self.line.estimated_wait_s(conversation_id)
             if wait is not None:
                 minutes = str(max(1, round(wait / 60)))
                 parts.append(self.content.system("queue_wait", lang, minutes=minutes))
@@ -818,103 +756,19 @@ class ConversationEngine:
             if conv is None or conv.state == State.CLOSED:
                 return
             if conv.state == State.SURVEY:
-                if self.surveys:
-                    await self.surveys.skip(conv)
+                if self.closing:
+                    await self.closing.skip(conv)
                 else:
-                    await self._set_state(conv, State.CLOSED, closed_at=now())
+                    await self.transcript.set_state(conv, State.CLOSED, closed_at=now())
                 return
             t = now()
-            await self.queues.remove(conversation_id)  # nobody should pick up a closed chat
-            if conv.state == State.WITH_AGENT and conv.agent_id:
-                await self.queues.resolve(conv.agent_id, conversation_id)  # frees the agent
-            if self.surveys:  # surveys hook (issue 8)
+            held_by = conv.agent_id if conv.state == State.WITH_AGENT else None
+            await self.line.closed(conversation_id, held_by)  # nobody picks up a closed chat
+            if self.closing:
                 conv = await self.db.update_conversation(conv.id, resolved_at=t)
-                if await self.surveys.start(conv):
+                if await self.closing.start(conv):
                     return
-            await self._set_state(conv, State.CLOSED, closed_at=t, resolved_at=t)
-
-    async def set_state(self, conv: Any, state: State, **fields: Any) -> Any:
-        """A checked state change with an event for live viewers (used by surveys/)."""
-        return await self._set_state(conv, state, **fields)
-
-    async def _set_state(self, conv: Any, state: State, **fields: Any) -> Any:
-        check_transition(conv.state, state)
-        reopened = conv.state == State.CLOSED
-        conv = await self.db.update_conversation(conv.id, state=str(state), **fields)
-        await self.streams.append(conv.id, {"kind": "state", "state": str(state)})
-        if state == State.CLOSED:  # its live keys go once it can no longer reopen
-            await self._expire_live_keys(conv.id, self.settings.redis.closed_ttl_s)
-        elif reopened:
-            await self.redis.persist(self.keys.events(conv.id))
-        return conv
-
-    async def _expire_live_keys(self, conversation_id: str, ttl_s: int) -> None:
-        """A closed conversation's event stream and bot state live on in Redis only as long
-        as it may reopen (and resume there); SQL keeps its transcript for ever."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.expire(self.keys.events(conversation_id), ttl_s)
-            pipe.expire(self._bot_key(conversation_id), ttl_s)
-            await pipe.execute()
-
-    async def _reply(
-        self,
-        conv: Any,
-        to: Any,
-        key: str,
-        text: str,
-        *,
-        sender: str = "bot",
-        quick_replies: tuple[QuickReply, ...] = (),
-        intent: str | None = None,
-        confidence: float | None = None,
-    ) -> None:
-        await self.bot_message(
-            conv,
-            f"re-{to.id}-{key}",  # idempotent: re-processing sends nothing twice
-            text,
-            sender=sender,
-            quick_replies=quick_replies,
-            intent=intent,
-            confidence=confidence,
-            kind=key,
-        )
-
-    async def bot_message(
-        self,
-        conv: Any,
-        idempotency_key: str,
-        text: str,
-        *,
-        sender: str = "bot",
-        quick_replies: tuple[QuickReply, ...] = (),
-        intent: str | None = None,
-        confidence: float | None = None,
-        kind: str = "survey",
-    ) -> None:
-        """Store a bot/system message once per key and publish it (also used by surveys/)."""
-        payload = {"quick_replies": [q.as_dict() for q in quick_replies]} if quick_replies else None
-        msg, created = await self.db.add_message(
-            conv.id,
-            sender,
-            text,
-            client_msg_id=idempotency_key,
-            payload=payload,
-            intent=intent,
-            confidence=confidence,
-            processed=True,
-        )
-        if created:
-            BOT_REPLIES.labels(kind).inc()
-            await self.publish(conv, msg)
-
-    async def publish(self, conv: Any, msg: Any) -> None:
-        """Every stored message the customer may see goes out through here: live viewers,
-        then push channels. Internal notes never do."""
-        if msg.sender == "note":
-            return
-        await self.streams.append(conv.id, message_event(msg))
-        if msg.sender != "customer":
-            await self.outbound.notify(conv.channel, conv.id)
+            await self.transcript.set_state(conv, State.CLOSED, closed_at=t, resolved_at=t)
 
     def _bot_key(self, conversation_id: str) -> str:
         return self.keys.bot_state(conversation_id)

@@ -88,7 +88,7 @@ class InboxWorker:
                 await asyncio.sleep(1.0)
 
     async def stop(self, loop_task: asyncio.Task[None] | None = None) -> None:
-        """Stop reading new work (within one block period), then cancel work in flight."""
+        """Stop reading new work at once, and cancel work in flight (it is redelivered)."""
         self._stopping = True
         await stop_loop_and_tasks(loop_task, self._tasks)
 

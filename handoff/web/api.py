@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +24,16 @@ from handoff.desk import DeskError, HelpDesk
 MAX_TEXT = 4000
 MAX_NOTE = 2000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-DESK: web.AppKey[Any] = web.AppKey("desk", object)  # holder with a `.desk` attribute
+
+
+@dataclass
+class DeskSlot:
+    """Where the console routes find the help desk, set when it opens at startup."""
+
+    desk: HelpDesk | None = None
+
+
+DESK: web.AppKey[DeskSlot] = web.AppKey("desk", DeskSlot)
 
 
 def _desk(request: web.Request) -> HelpDesk:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.core.states import State
+from bot.core.vocabulary import State
 from handoff.canned import LANGUAGES
 from handoff.web.api import _desk, desk_route
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nlu.datasets import Example, load_rasa_nlu
-from nlu.metrics import classification_report, out_of_scope_scores
+from nlu.scores import classification_report, out_of_scope_scores
 
 FALLBACK_INTENT = "nlu_fallback"
 BATCH = 64

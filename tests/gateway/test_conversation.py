@@ -57,7 +57,7 @@ async def test_full_conversation(gateway, nlu_url: str) -> None:  # type: ignore
         pending = await c.bot_reply()
         assert pending["sender"] == "system" and "1800 6868" in pending["text"]  # hotline
         assert "vị trí số 1 trong hàng chờ" in pending["text"]  # first in line
-        assert await gateway.gw.engine.queues.position(c.conversation_id) == ("general", 1)
+        assert await gateway.gw.desk.queues.position(c.conversation_id) == ("general", 1)
 
         conv = await db.get_conversation(c.conversation_id)
         assert conv.state == "WAITING_AGENT" and conv.bot_only is False
@@ -77,7 +77,7 @@ async def test_full_conversation(gateway, nlu_url: str) -> None:  # type: ignore
         await c.send_frame({"type": "end"})
         question = await c.bot_reply()
         await _state_event(c, "SURVEY")
-        assert await gateway.gw.engine.queues.position(conv.id) is None  # left the line
+        assert await gateway.gw.desk.queues.position(conv.id) is None  # left the line
         assert "survey:skip" in [q["payload"] for q in question["quick_replies"]]
         await c.say("Bỏ qua", payload="survey:skip")
         await _state_event(c, "CLOSED")
@@ -143,7 +143,7 @@ async def test_hazard_gets_safety_instructions_then_the_safety_queue(gateway) ->
         (esc,) = await db.escalations(conv.id)
         assert esc.severity == "critical" and esc.queue == "safety"
         # The state event goes out before the chat joins the line: wait for it.
-        queues = gateway.gw.engine.queues
+        queues = gateway.gw.desk.queues
         assert await wait_for(lambda: queues.position(conv.id)) == ("safety", 1)
         assert "phong" in esc.reason or "swollen" in esc.reason.lower()  # why, for the agent
         parts = esc.reason.split("; ")
@@ -172,7 +172,7 @@ async def test_danger_revealed_while_waiting_for_a_person(gateway) -> None:  # t
         await wait_for(lambda: _severity_is(db, conv.id, "critical"))
         conv = await db.get_conversation(conv.id)
         assert conv.state == "WAITING_AGENT"
-        (waiting,) = await gateway.gw.engine.queues.waiting(conv.queue, 10)
+        (waiting,) = await gateway.gw.desk.queues.waiting(conv.queue, 10)
         assert waiting.severity == "critical"  # moved up the line
         assert [e.severity for e in await db.escalations(conv.id)][-1] == "critical"
     finally:

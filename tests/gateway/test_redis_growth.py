@@ -8,7 +8,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from bot.channels.widget_client import wait_for
-from bot.core.states import State
+from bot.core.vocabulary import State
 from tests.support import backend_settings, running_gateway, with_section
 
 N = 2000
@@ -31,7 +31,7 @@ async def test_thousands_of_closed_conversations_leave_redis_flat(tmp_path, nlu_
                 await engine.streams.append(conv.id, {"kind": "state", "state": "BOT"})
                 await redis.hset(engine.keys.bot_state(conv.id), "misses", 1)
                 await engine.streams.enqueue(conv.id, 0)  # work the inbox must get through
-                await engine.set_state(conv, State.CLOSED)
+                await engine.transcript.set_state(conv, State.CLOSED)
             last = engine.keys.events(conv.id)
             assert 0 < await redis.ttl(last) <= 2  # each closed one's keys are on their way out
             # the workers acknowledge every entry; the next trim drops them all
@@ -54,7 +54,7 @@ async def test_a_reopened_conversation_keeps_its_stream(gateway) -> None:  # typ
         await c.say("bảo hành bao lâu vậy shop")
         await c.bot_reply()
         conv = await gateway.gw.db.get_conversation(c.conversation_id)
-        await engine.set_state(conv, State.CLOSED, closed_at=datetime.now(UTC))
+        await engine.transcript.set_state(conv, State.CLOSED, closed_at=datetime.now(UTC))
         assert await redis.ttl(engine.keys.events(conv.id)) > 0
         await c.say("cho mình hỏi thêm")  # within the reopen window: the same conversation
         await c.bot_reply()

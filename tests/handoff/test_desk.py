@@ -215,7 +215,7 @@ async def test_nobody_online_offers_a_callback(desk_gateway) -> None:  # type: i
         callbacks = [e for e in await g.gw.db.escalations(cid) if e.kind == "callback_requested"]
         assert [c.note for c in callbacks] == ["0912345678"]
         # Still in line: a person who comes online later takes it.
-        assert await g.gw.engine.queues.position(cid) == ("general", 1)
+        assert await g.gw.desk.queues.position(cid) == ("general", 1)
     finally:
         await customer.close()
 
@@ -249,8 +249,8 @@ async def test_waiting_customers_see_their_place_move(desk_gateway) -> None:  # 
             await c.connect()
             await c.say(ASK_HUMAN)
             await _state(c, "WAITING_AGENT")
-        await wait_for(lambda: g.gw.engine.queues.position(second.conversation_id))
-        assert (await g.gw.engine.queues.position(second.conversation_id))[1] == 2
+        await wait_for(lambda: g.gw.desk.queues.position(second.conversation_id))
+        assert (await g.gw.desk.queues.position(second.conversation_id))[1] == 2
         await an.online()  # takes the first in line; the second moves up to 1
         await _drain(
             second, lambda e: e == {"kind": "queue", "position": 1, "eta_s": e.get("eta_s")}
@@ -301,7 +301,7 @@ async def test_escalation_cut_short_by_a_crash_is_finished(tmp_path, nlu_url) ->
         backend_settings("postgresql", tmp_path, claim_idle_s=1, sweep_every_s=1) as s,
         running_gateway(desk_settings(s), nlu_url) as g,
     ):
-        queues = g.gw.engine.queues
+        queues = g.gw.desk.queues
         real_enqueue = queues.enqueue
         calls = []
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from bot.core.settings import Settings
-from handoff.corpus_eval import Turn, conversation_verdict
-from handoff.triage import Triage, TriageResult
 from nlu.client import NLUClient
+from nlu.triage.corpus_eval import Turn, conversation_verdict
+from nlu.triage.triage import Triage, TriageResult
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from handoff.queues import DEFAULT_QUEUES, AgentQueues
-from handoff.triage import SEVERITIES, severity_rank
+from nlu.triage.triage import SEVERITIES, severity_rank
 
 T0 = 1_700_000_000.0
 

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.channels.widget_client import WidgetClient, wait_for
-from handoff.triage import TriageResult
+from nlu.triage.triage import TriageResult
 from tests.handoff.conftest import add_account, desk_settings
 from tests.support import BACKENDS, backend_settings, own_redis, running_gateway, with_section
 

@@ -16,8 +16,8 @@ import yaml
 from pydantic import ValidationError
 
 from bot.core.settings import PROJECT_ROOT, Settings, SettingsError, TriageSettings, load_settings
-from handoff.lexicon import Lexicon, LexiconError
-from handoff.triage import SEVERITIES, Triage, TriageResult, max_severity, raise_severity
+from nlu.triage.lexicon import Lexicon, LexiconError
+from nlu.triage.triage import SEVERITIES, Triage, TriageResult, max_severity, raise_severity
 from nlu.vi.text import has_diacritics
 
 CARELINE = str(Path(sys.executable).parent / "careline")

@@ -27,7 +27,7 @@ def _payloads(message: dict[str, Any]) -> list[str]:
 
 
 async def _survey(gateway: Any, conversation_id: str) -> Any:
-    return await gateway.gw.engine.surveys.store.get(conversation_id)
+    return await gateway.gw.survey_flow.store.get(conversation_id)
 
 
 async def _expire(gateway: Any, conversation_id: str) -> None:

@@ -62,7 +62,7 @@ async def test_human_command_escalates_like_the_widget_button(tg: Harness) -> No
     assert told == await tg.outbound_texts(conv.id)
     assert any("1800 6868" in t for t in told)  # what happens next, honestly
     assert "để lại số điện thoại" in told[3]  # the callback offer
-    assert await tg.gateway.gw.engine.queues.position(conv.id) is not None
+    assert await tg.gateway.gw.desk.queues.position(conv.id) is not None
     assert (await tg.db.transcript(conv.id))[0].text == "Gặp nhân viên"  # the button's title
 
     # A person takes the chat through the agent API: the customer hears it on Telegram.
@@ -159,4 +159,4 @@ async def test_end_starts_the_survey_answered_by_inline_keyboard(tg: Harness) ->
     await lan.received(3)  # the next question (or the thanks)
     taps = [m for m in await tg.db.transcript(conv.id) if m.sender == "customer"]
     assert taps[-1].payload == {"quick_reply": offered[first]["payload"]}
-    assert (await tg.gateway.gw.engine.surveys.store.get(conv.id)).ces == 7  # recorded
+    assert (await tg.gateway.gw.survey_flow.store.get(conv.id)).ces == 7  # recorded

@@ -34,6 +34,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.channels.services import LiveServices
 from bot.channels.telegram.content import attachment_record, language_of
 from bot.channels.telegram.credentials import TOKEN_ENV, TelegramCredentials
 from bot.channels.telegram.dedup import Claim, UpdateDedup
@@ -42,7 +43,7 @@ from bot.channels.telegram.metrics import TELEGRAM_UPDATES
 from bot.channels.telegram.sender import CHANNEL, TelegramSender
 from bot.channels.telegram.texts import TelegramTexts
 from bot.channels.widget import clean_text
-from bot.conversation.engine import ConversationEngine
+from bot.conversation.ports import ChannelInbound
 from bot.core.live.ratelimit import ip_window
 from bot.core.messages import InboundMessage
 from bot.core.settings import Settings
@@ -51,7 +52,8 @@ log = logging.getLogger("careline.telegram")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message", "callback_query"]
-LANGS = ("vi", "en")
+from bot.core.vocabulary import LANGS  # noqa: E402
+
 PRIVATE = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
 
 
@@ -68,7 +70,8 @@ class TelegramChannel:
         self,
         *,
         settings: Settings,
-        engine: ConversationEngine,
+        inbound: ChannelInbound,
+        live: LiveServices,
         db: Any,
         credentials: TelegramCredentials,
         texts: TelegramTexts,
@@ -77,7 +80,8 @@ class TelegramChannel:
     ) -> None:
         self.settings = settings
         self.cfg = settings.telegram
-        self.engine = engine
+        self.inbound = inbound
+        self.live = live
         self.db = db
         self.credentials = credentials
         self.texts = texts
@@ -87,16 +91,16 @@ class TelegramChannel:
         self.max_text = min(self.cfg.max_text_chars, settings.nlu.max_text_chars)
         self.app = self._build_application()
         self.bot = self.app.bot
-        prefix = f"{engine.keys.prefix}:tg:{credentials.bot_id}"
+        prefix = f"{live.keys.prefix}:tg:{credentials.bot_id}"
         self.dedup = UpdateDedup(
-            engine.redis, prefix, done_ttl_s=int(self.cfg.dedup_ttl_hours * 3600)
+            live.redis, prefix, done_ttl_s=int(self.cfg.dedup_ttl_hours * 3600)
         )
         self.ready = asyncio.Event()
         self.ledger = DeliveryLedger(db.engine)
         self.sender = TelegramSender(
             bot=self.bot,
-            redis=engine.redis,
-            outbound=engine.outbound,
+            redis=live.redis,
+            outbound=live.outbound,
             db=db,
             ledger=self.ledger,
             cfg=self.cfg.outbox,
@@ -143,7 +147,7 @@ class TelegramChannel:
         startup delays the channel, it does not stop the gateway."""
         # httpx logs every request URL at INFO, and Bot API URLs contain the bot token.
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        self.engine.outbound.register(CHANNEL)
+        self.live.outbound.register(CHANNEL)
         self._spawn(self._connect(), "telegram-connect")
         self._sender_task = asyncio.create_task(self.sender.run(), name="telegram-sender")
 
@@ -285,12 +289,12 @@ class TelegramChannel:
             return False
         limit = self.cfg.rate_per_chat_per_minute
         # The shared fixed-window counter the widget uses per IP, keyed by chat here.
-        wait = await ip_window(self.engine.redis, self.engine.keys, f"tg{chat.id}", limit)
+        wait = await ip_window(self.live.redis, self.live.keys, f"tg{chat.id}", limit)
         if not wait:
             return False
         log.warning("telegram chat %s is flooding; message dropped", chat.id,
                     extra={"channel": CHANNEL, "code": "rate_limited"})  # fmt: skip
-        first_over = await self.engine.redis.set(
+        first_over = await self.live.redis.set(
             f"{self.dedup.prefix}:slowdown:{chat.id}", "1", nx=True, ex=60
         )
         if first_over:
@@ -326,7 +330,7 @@ class TelegramChannel:
         async def wake() -> None:
             conv = await self.db.latest_conversation(customer_id)
             if conv is not None:
-                await self.engine.outbound.notify(CHANNEL, conv.id)
+                await self.live.outbound.notify(CHANNEL, conv.id)
 
         self._spawn(wake(), "telegram-wake")
 
@@ -362,7 +366,7 @@ class TelegramChannel:
         assert message is not None
         said = stored or clean_text(message.text or "")[: self.max_text] or f"/{key}"
         inbound = self._inbound(update, locale, said, f"tg-{message.message_id}", **extra)
-        accepted = await self.engine.answer_directly(inbound, key, text, language=language)
+        accepted = await self.inbound.answer_directly(inbound, key, text, language=language)
         _log_accepted(accepted.conversation_id, key)
 
     async def _on_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -393,11 +397,11 @@ class TelegramChannel:
         _, lang = await self._customer(update)
         message = update.effective_message
         assert message is not None
-        title = self.engine.content.title("request_human", lang)
+        title = self.live.content.title("request_human", lang)
         inbound = self._inbound(
             update, lang, title, f"tg-{message.message_id}", payload="intent:request_human"
         )
-        accepted = await self.engine.accept(inbound)
+        accepted = await self.inbound.accept(inbound)
         _log_accepted(accepted.conversation_id, "human")
 
     async def _on_end(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -406,7 +410,7 @@ class TelegramChannel:
         customer, _ = await self._customer(update)
         conv = await self.db.latest_conversation(customer.id)
         if conv is not None and conv.state != "CLOSED":
-            await self.engine.end(conv.id)
+            await self.inbound.end(conv.id)
             _log_accepted(conv.id, "end")
 
     async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -416,7 +420,7 @@ class TelegramChannel:
         if not text:
             return  # only control characters: nothing to store or answer
         _, lang = await self._customer(update)
-        accepted = await self.engine.accept(
+        accepted = await self.inbound.accept(
             self._inbound(update, lang, text, f"tg-{message.message_id}")
         )
         _log_accepted(accepted.conversation_id, "text")
@@ -437,7 +441,7 @@ class TelegramChannel:
             inbound = self._inbound(
                 update, lang, caption, f"tg-{message.message_id}", attachment=record
             )
-            accepted = await self.engine.accept(inbound)
+            accepted = await self.inbound.accept(inbound)
             _log_accepted(accepted.conversation_id, kind)
             return
         ack = self.texts.get("attachment", lang, kind=self.texts.kind(kind, lang))
@@ -462,7 +466,7 @@ class TelegramChannel:
         message_id, title, payload = option
         _, lang = await self._customer(update)
         inbound = self._inbound(update, lang, title, f"tg-qr-{message_id}", payload=payload)
-        accepted = await self.engine.accept(inbound)
+        accepted = await self.inbound.accept(inbound)
         _log_accepted(accepted.conversation_id, "button")
         self._spawn(_quietly(query.answer()), "telegram-answer-callback")
         if query.message is not None:
@@ -489,7 +493,8 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 async def start_telegram(
     settings: Settings,
-    engine: ConversationEngine,
+    inbound: ChannelInbound,
+    live: LiveServices,
     db: Any,
     *,
     public_url: str,
@@ -505,7 +510,8 @@ async def start_telegram(
     )
     channel = TelegramChannel(
         settings=settings,
-        engine=engine,
+        inbound=inbound,
+        live=live,
         db=db,
         credentials=credentials,
         texts=texts,

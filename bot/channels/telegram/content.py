@@ -7,7 +7,8 @@ from typing import Any
 
 from telegram import Message
 
-LANGS = ("vi", "en")
+from bot.core.vocabulary import LANGS
+
 ATTACHMENT_KINDS = ("photo", "sticker", "voice", "audio", "video", "video_note", "animation",
                     "document", "location", "contact")  # fmt: skip
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-LANGS = ("vi", "en")
+from bot.core.vocabulary import LANGS
+
 REQUIRED = ("start", "help", "lang_set", "lang_usage", "attachment", "slow_down")
 
 

@@ -27,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from bot.core.vocabulary import State
+
 metadata = SQLModel.metadata
 
 
@@ -76,12 +78,7 @@ class Channel(StrEnum):
     TELEGRAM = "telegram"
 
 
-class ConversationState(StrEnum):
-    BOT = "BOT"
-    WAITING_AGENT = "WAITING_AGENT"
-    WITH_AGENT = "WITH_AGENT"
-    SURVEY = "SURVEY"
-    CLOSED = "CLOSED"
+ConversationState = State  # the one state vocabulary (bot.core.vocabulary), as stored
 
 
 class Sender(StrEnum):

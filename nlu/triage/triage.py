@@ -27,15 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from handoff.lexicon import Lexicon, LexiconError, Reading
+from bot.core.vocabulary import SEVERITIES, max_severity, severity_rank
+from nlu.triage.lexicon import Lexicon, LexiconError, Reading
 from nlu.vi.text import fold
 
 if TYPE_CHECKING:
     from bot.core.settings import Settings, TriageSettings
     from nlu.client import SeverityReading
 
-SEVERITIES: tuple[str, ...] = ("critical", "high", "normal", "low")  # most severe first
-_RANK = {s: len(SEVERITIES) - i for i, s in enumerate(SEVERITIES)}  # low=1 … critical=4
 
 __all__ = [
     "SEVERITIES",
@@ -46,19 +45,6 @@ __all__ = [
     "raise_severity",
     "severity_rank",
 ]
-
-
-def severity_rank(severity: str) -> int:
-    """low=1, normal=2, high=3, critical=4 (ValueError for anything else)."""
-    try:
-        return _RANK[severity]
-    except KeyError:
-        raise ValueError(f"unknown severity {severity!r}; expected one of {SEVERITIES}") from None
-
-
-def max_severity(a: str, b: str) -> str:
-    """The more severe of two levels: a conversation's severity never goes down."""
-    return a if severity_rank(a) >= severity_rank(b) else b
 
 
 def raise_severity(severity: str, steps: int, cap: str) -> str:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from handoff.tokens import Token
+from nlu.triage.tokens import Token
 from nlu.vi.text import has_diacritics, nfc, strip_diacritics
 
 T = TypeVar("T")

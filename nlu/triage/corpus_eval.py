@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from handoff.triage import Triage, TriageResult, max_severity, severity_rank
 from nlu.client import SeverityReading
+from nlu.triage.triage import Triage, TriageResult, max_severity, severity_rank
 
 STYLES = ("vi", "vi_plain", "vi_teencode", "en")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from handoff.patterns import (
+from nlu.triage.patterns import (
     GAP_MARKS,
     Hit,
     Pattern,
@@ -24,7 +24,7 @@ from handoff.patterns import (
     WordSet,
     compile_pattern,
 )
-from handoff.tokens import Token, quote, tokenize
+from nlu.triage.tokens import Token, quote, tokenize
 from nlu.vi.text import language_votes, nfc
 
 SIGNAL_SEVERITIES = ("high", "normal")

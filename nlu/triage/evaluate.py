@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from handoff.triage import SEVERITIES, Triage, TriageResult
+from nlu.triage.triage import SEVERITIES, Triage, TriageResult
 
 SPLITS = ("dev", "test", "all")
 

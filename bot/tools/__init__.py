@@ -1,0 +1,1 @@
+"""Developer tools that read the code itself (run with python -m)."""
