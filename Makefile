@@ -16,7 +16,7 @@ help:
 	@echo "make test   run the whole test suite (lint + pytest)"
 	@echo "make train  train the NLU model if config.yml or data/ changed"
 	@echo "make eval   score the NLU model on the held-out split"
-	@echo "make lint   ruff"
+	@echo "make lint   ruff, mypy (strict on bot/core and bot/conversation), the layer rules"
 
 run: env nlu-env
 	$(VENV)/bin/careline train
@@ -32,6 +32,8 @@ test: env nlu-env services browser lint
 lint: env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/python -m bot.tools.layers --check >/dev/null || $(VENV)/bin/python -m bot.tools.layers --check
 
 fmt: env
 	$(VENV)/bin/ruff format .

@@ -13,7 +13,7 @@ study asks the issue's question on HINT3-shaped tasks cut from CLINC150 and BANK
 on each draw, train stock Rasa and our pipeline, choose our threshold on split folds under
 each candidate budget, and check the bar on the draw's evaluation set.
 
-Decision rule, fixed before the first run (session 8, committed with this script):
+Decision rule, fixed before the first run (committed with this script):
 * candidates 0.01, 0.02, 0.03, 0.05;
 * a draw passes for a budget when, on its evaluation set, ours has higher overall accuracy
   than stock, higher out-of-scope recall, and in-scope accuracy at least stock's − 0.01;

@@ -495,7 +495,7 @@ async def pg_schema(db: str) -> AsyncIterator[str | None]:
 
 
 async def drop_redis_prefix(prefix: str) -> int:
-    """Remove this run's keys from the shared Redis (streams, inbox, rate windows)."""
+    """Remove this run's keys from the shared Redis (event logs, inbox, rate windows)."""
     client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]

@@ -14,7 +14,7 @@ folds, 1-point budget) and the prediction of its own argmax:
 * cur_x_views_mean: current averaged with views_mean;
 * cur_min_views: current, its top confidence capped by views_mean's for the same intent.
 
-Adoption rule, fixed before the first run (session 8, as in session 7): against current,
+Adoption rule, fixed before the first run (committed with this script): against current,
 on draws 0–3, OOS recall +2 points, in-scope accuracy at the threshold −0.5 at most,
 real in-scope loss at most 1.1 points.
 

@@ -41,7 +41,7 @@ from bot.channels.telegram.sender import TelegramSender
 from bot.channels.widget_client import wait_for
 from bot.core.live.keys import Keys
 from bot.core.live.outbound import Outbound
-from bot.core.live.streams import Streams
+from bot.core.live.streams import EventLog
 from bot.core.settings import TelegramOutboxSettings
 from bot.core.store.db import Database
 from bot.core.store.scratch import temporary_schema
@@ -123,7 +123,7 @@ async def careline(
     try:
         with tempfile.TemporaryDirectory() as tmp:
             async with database(db_kind, Path(tmp)) as db:
-                streams = Streams(redis, keys)
+                event_log = EventLog(redis, keys)
                 outbound = Outbound(redis, keys)
                 outbound.register("telegram")
                 bot = _bot(fake, inflight + 4)
@@ -146,7 +146,7 @@ async def careline(
                         text = f"careline {c} {i}"
                         produced[text] = time.monotonic()
                         msg, _ = await db.add_message(convs[c].id, "agent", text)
-                        await streams.append(convs[c].id, {"kind": "message", "id": msg.id})
+                        await event_log.append(convs[c].id, {"kind": "message", "id": msg.id})
                         await outbound.notify("telegram", convs[c].id)
 
                 t0 = time.monotonic()

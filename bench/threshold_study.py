@@ -25,7 +25,7 @@ Decision rule, fixed before the first run: the HINT3 tuning switches from A to B
 pooled over all draws, A's mean in-scope loss on the evaluation sets exceeds the 1-point
 budget and B's mean is lower than A's; otherwise A stays.
 
-The same draws also compare pipelines (session 6: pretrained token vectors): `--config`
+The same draws also compare pipelines (e.g. with pretrained token vectors): `--config`
 trains another config.yml, `--schemes B` skips the old scheme.
 
 Run it with the NLU runtime (it trains in-process, ~14 small models per draw):

@@ -59,7 +59,7 @@ async def widget_js(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-# -- agent console pages (issue 7): the data comes from the agent API and WebSocket ----------
+# -- agent console pages: the data comes from the agent API and WebSocket ----------
 
 
 @auth_web.require_role(page=True)
@@ -96,8 +96,8 @@ async def openapi_doc(request: web.Request) -> web.StreamResponse:
 
 async def ws_agent(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
-    assert gw.desk and gw.hub and gw.streams
-    return await agent_ws.handle(request, gw.desk, gw.hub, gw.streams)
+    assert gw.desk and gw.hub and gw.event_log
+    return await agent_ws.handle(request, gw.desk, gw.hub, gw.event_log)
 
 
 async def healthz(request: web.Request) -> web.Response:

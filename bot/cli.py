@@ -145,7 +145,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
 
     setup_logging(args.log_level)
     require_shared_redis(settings)  # before any training or service start
-    if settings.telegram.mode != "off":  # Telegram (issue 5): fail fast on missing secrets
+    if settings.telegram.mode != "off":  # Telegram: fail fast on missing secrets
         from bot.channels.telegram.credentials import TelegramCredentials
 
         TelegramCredentials.from_env(os.environ, settings.telegram)
@@ -294,7 +294,7 @@ def cmd_triage(args: argparse.Namespace) -> int:
 
 def _triage_live(settings: Settings, triage: Any, args: argparse.Namespace) -> int:
     """The gateway's verdict: each text (with its `history`) parsed by the NLU service, then
-    triaged the way the engine does (nlu.triage.corpus_eval.conversation_verdict). Streams:
+    triaged the way the engine does (nlu.triage.corpus_eval.conversation_verdict). EventLog:
     each line is printed as soon as it is triaged, and a malformed line stops the run."""
     return asyncio.run(_live_verdicts(settings, triage, args))
 

@@ -36,7 +36,7 @@ from bot.core.live.hub import Hub
 from bot.core.live.keys import Keys
 from bot.core.live.outbound import Outbound
 from bot.core.live.redis_conn import RedisHandle, connect
-from bot.core.live.streams import Streams
+from bot.core.live.streams import EventLog, Inbox
 from bot.core.security import TokenSigner, load_secret_key, require_shared_redis
 from bot.core.settings import Settings
 from bot.core.store.db import Database
@@ -68,7 +68,7 @@ class Gateway:
     db: Database | None = None
     redis: RedisHandle | None = None
     keys: Keys | None = None
-    streams: Streams | None = None
+    event_log: EventLog | None = None
     outbound: Outbound | None = None
     hub: Hub | None = None
     nlu: NLUClient | None = None
@@ -110,7 +110,7 @@ async def redis(app: web.Application) -> AsyncIterator[None]:
     require_shared_redis(s)
     gw.redis = connect(s.redis.url, max_connections=s.redis.max_connections)
     gw.keys = Keys(s.redis.prefix)
-    gw.streams = Streams(gw.redis.client, gw.keys, maxlen=s.redis.stream_maxlen)
+    gw.event_log = EventLog(gw.redis.client, gw.keys, maxlen=s.redis.stream_maxlen)
     gw.outbound = Outbound(gw.redis.client, gw.keys)
     try:
         yield
@@ -143,17 +143,18 @@ async def conversation(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     s = gw.settings
     db, client = _need(gw.db, "database"), _need(gw.redis, "redis").client
-    streams, outbound = _need(gw.streams, "redis"), _need(gw.outbound, "redis")
+    event_log, outbound = _need(gw.event_log, "redis"), _need(gw.outbound, "redis")
     gw.content = await asyncio.to_thread(
         Content.load, s.path(s.nlu.responses), s.root / "data" / "intents.yml",
         s.business.placeholders(),
     )  # fmt: skip
     triage = await asyncio.to_thread(Triage.from_settings, s)
     gw.line = HandoffLine(s, AgentQueues.from_settings(client, s))
-    transcript = TranscriptWriter(db, client, streams, outbound, s.redis.closed_ttl_s)
+    transcript = TranscriptWriter(db, client, event_log, outbound, s.redis.closed_ttl_s)
     gw.survey_flow = await load_survey_flow(s, db, transcript)
     gw.engine = ConversationEngine(
-        settings=s, db=db, redis=client, streams=streams, nlu=_need(gw.nlu, "nlu"),
+        settings=s, db=db, redis=client, event_log=event_log,
+        inbox=Inbox(client, _need(gw.keys, "redis")), nlu=_need(gw.nlu, "nlu"),
         content=gw.content, triage=triage, line=gw.line, transcript=transcript,
         closing=gw.survey_flow,
     )  # fmt: skip
@@ -184,7 +185,7 @@ async def desk(app: web.Application) -> AsyncIterator[None]:
     account_book = _need(app[auth_web.AUTH].accounts, "accounts")
     gw.desk = HelpDesk(
         s, _need(gw.engine, "conversation"), _need(gw.line, "conversation"),
-        _need(gw.db, "database"), _need(gw.streams, "redis"), sla, ConsoleFeed(client, keys),
+        _need(gw.db, "database"), _need(gw.event_log, "redis"), sla, ConsoleFeed(client, keys),
         account_book,
     )  # fmt: skip
     gw.desk.attach()
@@ -223,7 +224,7 @@ async def widget(app: web.Application) -> AsyncIterator[None]:
     signer = TokenSigner(secret, "widget-visitor", max_age_s=s.widget.visitor_token_days * 86400)
     gw.widget = WidgetChannel(
         settings=s, engine=_need(gw.engine, "conversation"), db=_need(gw.db, "database"),
-        streams=_need(gw.streams, "redis"), hub=_need(gw.hub, "hub"), signer=signer,
+        event_log=_need(gw.event_log, "redis"), hub=_need(gw.hub, "hub"), signer=signer,
         own_origin=gw.public_url,
     )  # fmt: skip
     yield
@@ -234,7 +235,7 @@ async def inbox(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     cfg = gw.settings.engine
     gw.worker = InboxWorker(
-        redis=_need(gw.redis, "redis").client, streams=_need(gw.streams, "redis"),
+        redis=_need(gw.redis, "redis").client, inbox=_need(gw.engine, "conversation").inbox,
         engine=_need(gw.engine, "conversation"), db=_need(gw.db, "database"),
         consumer=gw.replica, concurrency=cfg.workers,
         claim_idle_ms=int(cfg.claim_idle_s * 1000), sweep_every_s=cfg.sweep_every_s,

@@ -20,7 +20,7 @@ from typing import Any
 
 from bot.auth.accounts import Accounts, Principal
 from bot.conversation.ports import AgentActions, Availability, Escalated, NotWithAgent
-from bot.core.live.streams import Streams
+from bot.core.live.streams import EventLog
 from bot.core.metrics import AGENT_MESSAGES, SLA_BREACHES
 from bot.core.settings import Settings
 from bot.core.store.db import Database
@@ -55,7 +55,7 @@ class HelpDesk:
     engine: AgentActions
     line: HandoffLine
     db: Database
-    streams: Streams
+    event_log: EventLog
     sla: SlaTimers
     feed: ConsoleFeed
     accounts: Accounts
@@ -265,7 +265,7 @@ class HelpDesk:
             return
         for place, chat in enumerate(await self.queues.waiting(queue, limit=REFRESH_HEAD), 1):
             eta = await self.queues.estimated_wait_s(chat.conversation_id)
-            await self.streams.append(
+            await self.event_log.append(
                 chat.conversation_id,
                 {"kind": "queue", "position": place, "eta_s": round(eta) if eta else None},
             )

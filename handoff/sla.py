@@ -63,7 +63,7 @@ class SlaTimers:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
-        self.prefix = keys.prefix
+        self.keys = keys
         self.deadlines_s = deadlines_s
         self.retake_after_s = retake_after_s
         self.clock = clock
@@ -71,14 +71,14 @@ class SlaTimers:
 
     @property
     def _timers(self) -> str:
-        return f"{self.prefix}:sla"
+        return self.keys.sla_timers
 
     @property
     def _firing(self) -> str:
-        return f"{self.prefix}:sla:firing"
+        return self.keys.sla_firing
 
     def _meta(self, conversation_id: str) -> str:
-        return f"{self.prefix}:sla:{conversation_id}"
+        return self.keys.sla_timer(conversation_id)
 
     async def start(self, conversation_id: str, severity: str, queue: str) -> float:
         """Start the clock (a no-op if it already runs: a re-escalation keeps its deadline).

@@ -23,6 +23,7 @@ import yaml
 from bot.core.settings import Settings
 from nlu import benchmarks, threshold
 from nlu.datasets import Example, to_rasa_yaml
+from nlu.files import parse_yaml
 from nlu.fingerprint import intent_config, model_fingerprint, rasa_config
 from nlu.threshold import IN_SCOPE_BUDGET, Choice, Scored
 from nlu.training import TrainingError, nlu_env, pipeline_fingerprint, train_nlu
@@ -52,7 +53,7 @@ def stock_config(settings: Settings) -> dict[str, Any]:
     )
     if not found:
         raise FileNotFoundError("Rasa's default_config.yml not found in the NLU runtime")
-    cfg = yaml.safe_load(found[0].read_text(encoding="utf-8"))
+    cfg = parse_yaml(found[0].read_text(encoding="utf-8"))
     cfg["policies"] = []
     return cfg
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from nlu.files import read_yaml
 from nlu.vi.text import has_diacritics
 
 
@@ -57,7 +58,7 @@ def _example_lines(block: object) -> Iterable[str]:
 
 
 def load_rasa_file(path: Path) -> list[Example]:
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    doc = read_yaml(path) or {}
     lang = _lang_from_path(path)
     out: list[Example] = []
     for item in doc.get("nlu") or []:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
+from nlu.files import read_yaml
 
 # Bump when the training recipe changes in a way the files below do not show.
 RECIPE_VERSION = "rasa-3.6.21/1"
@@ -23,7 +23,7 @@ MODEL_PREFIX = "nlu-"
 
 def rasa_config(config_path: Path) -> dict:
     """config.yml without our own section: exactly what Rasa is given to train."""
-    raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    raw = read_yaml(config_path) or {}
     return {k: v for k, v in raw.items() if k != OUR_KEY}
 
 

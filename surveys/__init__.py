@@ -1,4 +1,4 @@
-"""CES + CSAT micro-survey at close, manager reports and exports (issue 8).
+"""CES + CSAT micro-survey at close, manager reports and exports.
 
 flow.py asks the questions (called by the engine at close and for messages in SURVEY);
 answers.py reads typed and clicked answers; store.py is the survey table's repository;

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bot.core.vocabulary import LANGS
+from nlu.files import read_yaml
 from nlu.vi.text import fold
 
 QUESTIONS = ("ces", "csat", "nps", "comment")
@@ -36,7 +35,7 @@ class SurveyTexts:
 
     @classmethod
     def load(cls, path: Path, placeholders: dict[str, str]) -> SurveyTexts:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = read_yaml(path) or {}
         questions = raw.get("questions") or {}
         replies = raw.get("replies") or {}
         for group, keys, where in (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -19,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from bot.core.settings import OpeningHours, Settings, load_settings
+from bot.core.store.db import Database
 from bot.core.store.scratch import temporary_schema
 from nlu.process import free_port
 
@@ -48,7 +50,9 @@ async def backend_settings(backend: str, tmp_path: Path, **engine: Any) -> Async
     prefix = f"t{uuid.uuid4().hex[:10]}"
     env = {"REDIS_URL": REDIS_URL, "CARELINE_REDIS_PREFIX": prefix}
     if backend == "sqlite":
-        env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'careline.db'}"
+        db_file = tmp_path / "careline.db"
+        await asyncio.to_thread(shutil.copyfile, await _migrated_sqlite(), db_file)
+        env["DATABASE_URL"] = f"sqlite+aiosqlite:///{db_file}"
         s = load_settings(env=env)
         yield _with(s, engine)
         return
@@ -59,10 +63,31 @@ async def backend_settings(backend: str, tmp_path: Path, **engine: Any) -> Async
         yield _with(s, engine)
 
 
+_SQLITE_TEMPLATE: Path | None = None
+
+
+async def _migrated_sqlite() -> Path:
+    """An SQLite database at the newest schema, migrated once per test session: each test
+    starts from a copy, and its gateway's own migrate() finds nothing to do."""
+    global _SQLITE_TEMPLATE
+    if _SQLITE_TEMPLATE is None:
+        path = Path(tempfile.mkdtemp(prefix="careline-template-")) / "template.db"
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+        _SQLITE_TEMPLATE = path
+    return _SQLITE_TEMPLATE
+
+
 def _with(s: Settings, engine: dict[str, Any]) -> Settings:
     # People "work" around the clock in tests, so what a test sees never depends on the time
     # of day it runs; tests of opening hours set their own (with_section "handoff").
     s = with_section(s, "handoff", opening_hours=OpeningHours(start="00:00", end="24:00"))
+    # Tests make the accounts they use; the demo admin's random password would only cost an
+    # argon2 hash per gateway start (tests/handoff/test_auth.py tests it on its own).
+    s = with_section(s, "auth", demo_admin=False)
     return s.model_copy(update={"engine": s.engine.model_copy(update=engine)}) if engine else s
 
 

@@ -41,16 +41,16 @@ class Sessions:
         self.idle_s = idle_s
 
     def _key(self, sid: str) -> str:
-        return f"{self.keys.prefix}:sess:{sid}"
+        return self.keys.session(sid)
 
     def _of(self, account_id: str) -> str:
-        return f"{self.keys.prefix}:sess-of:{account_id}"
+        return self.keys.sessions_of(account_id)
 
     @property
     def revoked_channel(self) -> str:
         """Pub/Sub: {"account": id} whenever sessions of that account end, so every replica
         re-checks that account's open sockets at once."""
-        return f"{self.keys.prefix}:sess-revoked"
+        return self.keys.sessions_revoked
 
     async def announce_revoked(self, account_id: str) -> None:
         await self.redis.publish(self.revoked_channel, json.dumps({"account": account_id}))

@@ -59,10 +59,10 @@ class LoginThrottle:
         self._succeeded = redis.register_script(_SUCCEEDED)
 
     def _user(self, username: str) -> str:
-        return f"{self.keys.prefix}:login-fail:u:{username[:64]}"
+        return self.keys.login_failures_of_user(username)
 
     def _ip(self, ip: str) -> str:
-        return f"{self.keys.prefix}:login-fail:ip:{ip}"
+        return self.keys.login_failures_from(ip)
 
     async def attempt(self, username: str, ip: str) -> int:
         """Count one login attempt, atomically with the check: 0 when it may go on (the

@@ -1,6 +1,6 @@
 """The website widget channel: one WebSocket per browser tab (docs/WIDGET_PROTOCOL.md).
 
-Adapts frames to `InboundMessage` for the engine and streams the conversation's events back.
+Adapts frames to `InboundMessage` for the engine and event_log the conversation's events back.
 Hostile input is expected: every frame is size-checked, parsed defensively and rate-limited,
 and a bad frame gets an `error` frame while the connection stays usable.
 """
@@ -22,8 +22,8 @@ from aiohttp import ClientConnectionResetError, WSMsgType, web
 from bot.conversation.ports import ChannelInbound
 from bot.core.client_address import client_address, parse_networks
 from bot.core.live.hub import Hub
-from bot.core.live.ratelimit import TokenBucket, ip_window
-from bot.core.live.streams import Streams
+from bot.core.live.ratelimit import TokenBucket, rate_window
+from bot.core.live.streams import EventLog
 from bot.core.messages import InboundMessage
 from bot.core.metrics import WIDGET_CONNECTIONS, WIDGET_ERRORS, WIDGET_MESSAGES
 from bot.core.security import TokenSigner
@@ -70,7 +70,7 @@ class WidgetChannel:
         settings: Settings,
         engine: ChannelInbound,
         db: Any,
-        streams: Streams,
+        event_log: EventLog,
         hub: Hub,
         signer: TokenSigner,
         own_origin: str,
@@ -80,7 +80,7 @@ class WidgetChannel:
         self.proxies = parse_networks(settings.gateway.trusted_proxies)
         self.engine = engine
         self.db = db
-        self.streams = streams
+        self.event_log = event_log
         self.hub = hub
         self.signer = signer
         self.allowed_origins = {o.rstrip("/") for o in self.cfg.allowed_origins} | {
@@ -229,7 +229,7 @@ class WidgetSession:
         if on == self.typing[0] and now - self.typing[1] < 2.0:
             return  # a repeat within 2 s adds nothing (and a flood must not reach Redis)
         self.typing = (on, now)
-        await self.ch.streams.signal(
+        await self.ch.event_log.signal(
             self.conversation_id, {"typing": {"who": "customer", "on": on}}
         )
 
@@ -278,14 +278,14 @@ class WidgetSession:
             self.delivery.cancel()
         self.conversation_id = conversation_id
         self.queue = await self.ch.hub.subscribe(conversation_id)  # before reading: no gap
-        first = await self.ch.streams.first_id(conversation_id)
+        first = await self.ch.event_log.first_id(conversation_id)
         if last_event_id and (
             first is None or last_event_id == "0-0" or _eid(last_event_id) >= _eid(first)
         ):
             self.cursor = last_event_id  # replay what they missed
         else:
             # Fresh page (or a cursor older than the stream keeps): full history from SQL.
-            self.cursor = await self.ch.streams.last_id(conversation_id)
+            self.cursor = await self.ch.event_log.last_id(conversation_id)
             messages = await self.ch.db.transcript(conversation_id, include_notes=False)
             await self._send(
                 {
@@ -316,7 +316,7 @@ class WidgetSession:
         assert self.conversation_id is not None
         async with self.send_lock:
             while True:
-                events = await self.ch.streams.after(self.conversation_id, self.cursor)
+                events = await self.ch.event_log.after(self.conversation_id, self.cursor)
                 for eid, event in events:
                     await _send(self.ws, {"type": "event", "eid": eid, "event": event})
                     self.cursor = eid
@@ -352,8 +352,11 @@ class WidgetSession:
         text = clean_text(text)
         if not text:
             raise FrameError("empty_text", "the message is empty", client_msg_id=cid)
-        wait = self.bucket.take() or await ip_window(
-            self.ch.streams.redis, self.ch.streams.keys, self.ip, self.ch.cfg.rate_per_ip_per_minute
+        wait = self.bucket.take() or await rate_window(
+            self.ch.event_log.redis,
+            self.ch.event_log.keys,
+            self.ip,
+            self.ch.cfg.rate_per_ip_per_minute,
         )
         if wait:
             raise FrameError(

@@ -11,16 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bot.core.vocabulary import LANGS
+from nlu.files import read_yaml
 
 
 class ContentError(ValueError):
     """data/ content is inconsistent; the message says which file and key."""
 
 
-class _Keep(dict):
+class _Keep(dict[str, str]):
     """format_map helper: unknown {placeholders} stay visible instead of raising."""
 
     def __missing__(self, key: str) -> str:
@@ -48,10 +47,8 @@ class Content:
     def load(
         cls, responses_path: Path, intents_path: Path, placeholders: dict[str, str]
     ) -> Content:
-        responses = (yaml.safe_load(responses_path.read_text(encoding="utf-8")) or {}).get(
-            "responses"
-        ) or {}
-        raw = (yaml.safe_load(intents_path.read_text(encoding="utf-8")) or {}).get("intents") or {}
+        responses = (read_yaml(responses_path) or {}).get("responses") or {}
+        raw = (read_yaml(intents_path) or {}).get("intents") or {}
         intents = {}
         for name, spec in raw.items():
             if spec.get("action") not in ("answer", "escalate"):

@@ -33,11 +33,12 @@ from bot.conversation.ports import (
 from bot.conversation.safety_check import NO, YES, PendingCheck, SafetyChecks, answer_of
 from bot.conversation.transcript import TranscriptWriter
 from bot.core.live.locks import redis_lock
-from bot.core.live.streams import Streams
+from bot.core.live.streams import EventLog, Inbox
 from bot.core.messages import InboundMessage, QuickReply
 from bot.core.metrics import ESCALATIONS, INBOX_HANDLED, NLU_FAILURES, NLU_SECONDS
 from bot.core.settings import Settings
 from bot.core.store.db import Database
+from bot.core.store.models import Conversation, Message
 from bot.core.vocabulary import LANGS, State
 from nlu.client import NLUClient, NLURejected, NLUUnavailable, SeverityReading
 from nlu.contact import find_contact
@@ -81,7 +82,8 @@ class ConversationEngine:
         settings: Settings,
         db: Database,
         redis: aioredis.Redis,
-        streams: Streams,
+        event_log: EventLog,
+        inbox: Inbox,
         nlu: NLUClient,
         content: Content,
         triage: Triage,
@@ -93,8 +95,9 @@ class ConversationEngine:
         self.cfg = settings.engine
         self.db = db
         self.redis = redis
-        self.streams = streams
-        self.keys = streams.keys
+        self.event_log = event_log
+        self.inbox = inbox
+        self.keys = event_log.keys
         self.nlu = nlu
         self.content = content
         self.triage = triage
@@ -102,7 +105,9 @@ class ConversationEngine:
         self.closing = closing  # None: resolved conversations close without a survey
         self.transcript = transcript  # the only writer of visible messages and states
         self.outbound = transcript.outbound
-        self.safety_checks = SafetyChecks(redis, streams.keys, settings.triage.model.ask_timeout_s)
+        self.safety_checks = SafetyChecks(
+            redis, event_log.keys, settings.triage.model.ask_timeout_s
+        )
         self.events = ConversationEvents()
 
     # -- accepting customer messages (channel request path) -------------------------------
@@ -133,14 +138,14 @@ class ConversationEngine:
             await self.transcript.publish(conv, msg)
         if msg.processed_at is None:
             # Also on a retry: if we crashed before queueing it, this queues it now.
-            await self.streams.enqueue(conv.id, msg.id)
+            await self.inbox.enqueue(conv.id, msg.stored_id)
         log.info(
             "accepted customer message",
             extra={"conversation_id": conv.id, "client_msg_id": inbound.client_msg_id},
         )
-        return Accepted(conv.id, msg.id, created)
+        return Accepted(conv.id, msg.stored_id, created)
 
-    async def _open_conversation(self, customer_id: str, inbound: InboundMessage) -> Any:
+    async def _open_conversation(self, customer_id: str, inbound: InboundMessage) -> Conversation:
         """The customer's open conversation; reopen a recently closed one, or start anew."""
         conv = await self.db.latest_conversation(customer_id)
         if conv is not None and conv.state != State.CLOSED:
@@ -191,7 +196,7 @@ class ConversationEngine:
         if created:
             await self.transcript.publish(conv, msg)
         await self.transcript.reply(conv, msg, key, text)
-        return Accepted(conv.id, msg.id, created)
+        return Accepted(conv.id, msg.stored_id, created)
 
     # -- answering (inbox worker) ---------------------------------------------------------
 
@@ -206,29 +211,28 @@ class ConversationEngine:
                 if not pending:
                     return handled
                 for msg in pending:
-                    conv = await self.db.get_conversation(conversation_id)
-                    await self._handle(conv, msg)
-                    await self.db.mark_processed(msg.id)
+                    await self._handle(await self._require(conversation_id), msg)
+                    await self.db.mark_processed(msg.stored_id)
                     INBOX_HANDLED.inc()
                     handled += 1
 
-    async def _handle(self, conv: Any, msg: Any) -> None:
+    async def _handle(self, conv: Conversation, msg: Message) -> None:
         if self.closing and self.closing.wants(conv, msg):
             if await self.closing.on_message(conv, msg):
                 return
-            conv = await self.db.get_conversation(conv.id)  # left the survey: back to the bot
+            conv = await self._require(conv.id)  # left the survey: back to the bot
         if conv.state == State.WAITING_AGENT:
             await self._finish_cut_escalation(conv, msg)
         if conv.state != State.BOT:
             await self._triage_waiting(conv, msg)  # a person handles it; we only watch severity
             return
-        await self.streams.signal(conv.id, {"typing": {"who": "bot", "on": True}})
+        await self.event_log.signal(conv.id, {"typing": {"who": "bot", "on": True}})
         try:
             await self._bot_turn(conv, msg)
         finally:
-            await self.streams.signal(conv.id, {"typing": {"who": "bot", "on": False}})
+            await self.event_log.signal(conv.id, {"typing": {"who": "bot", "on": False}})
 
-    async def _bot_turn(self, conv: Any, msg: Any) -> None:
+    async def _bot_turn(self, conv: Conversation, msg: Message) -> None:
         check = await self.safety_checks.pending(conv.id)
         if check is not None and check.message_id != msg.id:
             said = answer_of(msg.text, (msg.payload or {}).get("quick_reply"))
@@ -279,7 +283,7 @@ class ConversationEngine:
         await self._answer(conv, msg, u, t, lang)
 
     async def _answer(
-        self, conv: Any, msg: Any, u: Understanding, t: TriageResult, lang: str
+        self, conv: Conversation, msg: Message, u: Understanding, t: TriageResult, lang: str
     ) -> None:
         """The ordinary turn: an FAQ answer (and its escalation, if it has one), or a miss."""
         info = self.content.intents.get(u.intent or "")
@@ -296,7 +300,7 @@ class ConversationEngine:
             return
         await self._miss(conv, msg, u, lang)
 
-    async def _miss(self, conv: Any, msg: Any, u: Understanding, lang: str) -> None:
+    async def _miss(self, conv: Conversation, msg: Message, u: Understanding, lang: str) -> None:
         misses = int(await self.redis.hincrby(self._bot_key(conv.id), "misses", 1))
         await self.redis.expire(self._bot_key(conv.id), 7 * 24 * 3600)
         if misses >= self.cfg.misses_before_handoff:
@@ -328,17 +332,21 @@ class ConversationEngine:
             for q in (m.payload or {}).get("quick_replies") or []
         )
 
-    async def _context(self, conv: Any, msg: Any) -> tuple[str, ...]:
+    async def _context(self, conv: Conversation, msg: Message) -> tuple[str, ...]:
         """The customer's last few messages before this one, oldest first: triage reads a
         hazard told over several messages as one (careline.triage.model.context_messages)."""
         n = self.settings.triage.model.context_messages
         if n == 0:
             return ()
         recent = await self.db.transcript(conv.id, limit=4 * n + 4, include_notes=False)
-        earlier = [m.text for m in recent if m.sender == "customer" and m.id < msg.id and m.text]
+        earlier = [
+            m.text
+            for m in recent
+            if m.sender == "customer" and m.stored_id < msg.stored_id and m.text
+        ]
         return tuple(earlier[-n:])
 
-    async def _understand(self, msg: Any, context: tuple[str, ...] = ()) -> Understanding:
+    async def _understand(self, msg: Message, context: tuple[str, ...] = ()) -> Understanding:
         """A quick-reply payload the bot offered in this conversation is a trusted choice
         (asking for a person always is); anything else, a forged payload included, is read
         as text by the NLU, so a visitor cannot pick a severity by naming an intent."""
@@ -364,7 +372,7 @@ class ConversationEngine:
     # -- actions ------------------------------------------------------------------------
 
     async def _hazard(
-        self, conv: Any, msg: Any, u: Understanding, t: TriageResult, lang: str
+        self, conv: Conversation, msg: Message, u: Understanding, t: TriageResult, lang: str
     ) -> None:
         """Danger to people or property: safety instructions first, then a person, at once."""
         info = self.content.intents.get(u.intent or "")
@@ -396,7 +404,7 @@ class ConversationEngine:
         return f"{safety_text}\n{promise}"
 
     async def _ask_safety(
-        self, conv: Any, msg: Any, u: Understanding, t: TriageResult, lang: str
+        self, conv: Conversation, msg: Message, u: Understanding, t: TriageResult, lang: str
     ) -> None:
         """A possible hazard: the first safety step now, and one yes/no question."""
         reason = "; ".join(t.reasons)
@@ -412,10 +420,10 @@ class ConversationEngine:
             conv, msg, "safety_check", self.content.system("safety_check", lang),
             quick_replies=buttons, intent=u.intent, confidence=u.confidence,
         )  # fmt: skip
-        await self.safety_checks.open(conv.id, msg.id, u.intent, u.confidence, reason)
+        await self.safety_checks.open(conv.id, msg.stored_id, u.intent, u.confidence, reason)
         log.info("safety question asked: %s", reason, extra={"conversation_id": conv.id})
 
-    async def _safety_answer(self, conv: Any, msg: Any, yes: bool) -> None:
+    async def _safety_answer(self, conv: Conversation, msg: Message, yes: bool) -> None:
         """The customer answered the safety question."""
         check = await self.safety_checks.pending(conv.id)
         await self.safety_checks.close(conv.id)
@@ -489,7 +497,9 @@ class ConversationEngine:
             log.warning("restored from SQL %d unanswered safety questions", restored)
         return restored
 
-    async def _safety_escalate(self, conv: Any, msg: Any, why: str, asked: str) -> None:
+    async def _safety_escalate(
+        self, conv: Conversation, msg: Message, why: str, asked: str
+    ) -> None:
         lang = conv.language
         reasons = tuple(r for r in (why, f"asked because: {asked}" if asked else "") if r)
         t = TriageResult("critical", self.settings.triage.safety_queue, reasons, None, 0.0)
@@ -502,7 +512,7 @@ class ConversationEngine:
         await self.transcript.reply(conv, msg, "safety", text)
         await self.escalate(conv, msg, why, lang, t)
 
-    async def _triage_waiting(self, conv: Any, msg: Any) -> None:
+    async def _triage_waiting(self, conv: Conversation, msg: Message) -> None:
         """While a person is coming, a message can still reveal danger: say what to do now.
         After a callback offer, it may carry the contact details we asked for."""
         if conv.state == State.WAITING_AGENT and await self._capture_callback(conv, msg):
@@ -526,7 +536,7 @@ class ConversationEngine:
                 )
         await self._raise_severity(conv, t)
 
-    async def _triage_with_model(self, conv: Any, msg: Any) -> TriageResult:
+    async def _triage_with_model(self, conv: Conversation, msg: Message) -> TriageResult:
         """Triage a message the bot does not answer (a person is coming or is there): the
         learned model still reads it with its context, so a symptom told while waiting is
         caught; without the NLU service, the lexicon alone decides."""
@@ -537,7 +547,7 @@ class ConversationEngine:
             return self.triage.classify(msg.text, history=context)
         return self.triage.classify(msg.text, history=context, model=result.severity)
 
-    async def _critical_recorded(self, conv: Any) -> bool:
+    async def _critical_recorded(self, conv: Conversation) -> bool:
         """Is a critical escalation already on record since this handoff began?"""
         return any(
             e.kind == "escalated" and e.severity == "critical"
@@ -545,7 +555,7 @@ class ConversationEngine:
             for e in await self.db.escalations(conv.id)
         )  # fmt: skip
 
-    async def _capture_callback(self, conv: Any, msg: Any) -> bool:
+    async def _capture_callback(self, conv: Conversation, msg: Message) -> bool:
         """After a callback offer, a message with a phone number or email is the request."""
         if not await self.redis.hget(self._bot_key(conv.id), "callback"):
             return False
@@ -580,7 +590,9 @@ class ConversationEngine:
 
     # -- agent actions (called by the help desk; authorization is the desk's job) ----------
 
-    async def agent_joined(self, conversation_id: str, agent_id: str, agent_name: str) -> Any:
+    async def agent_joined(
+        self, conversation_id: str, agent_id: str, agent_name: str
+    ) -> Conversation:
         """A person took the chat: WITH_AGENT, and the customer is told who it is."""
         async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
             conv = await self._require(conversation_id)
@@ -596,7 +608,7 @@ class ConversationEngine:
 
     async def agent_message(
         self, conversation_id: str, agent_id: str, text: str, client_msg_id: str
-    ) -> tuple[Any, bool]:
+    ) -> tuple[Message, bool]:
         """An agent's reply; idempotent by the console's client_msg_id. Returns (message,
         first): `first` when it is the conversation's first human reply (SLA met).
 
@@ -622,14 +634,14 @@ class ConversationEngine:
                 await self.transcript.publish(conv, msg)
             return msg, first
 
-    async def agent_note(self, conversation_id: str, agent_id: str, text: str) -> Any:
+    async def agent_note(self, conversation_id: str, agent_id: str, text: str) -> Message:
         """An internal note: stored, never published to the customer's stream."""
         msg, _ = await self.db.add_message(
             conversation_id, "note", text, sender_id=agent_id, processed=True
         )
         return msg
 
-    async def requeue(self, conversation_id: str, queue: str) -> Any:
+    async def requeue(self, conversation_id: str, queue: str) -> Conversation:
         """Transferred to another queue: waiting again, and the customer knows why."""
         async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
             conv = await self._require(conversation_id)
@@ -644,7 +656,7 @@ class ConversationEngine:
             )
             return conv
 
-    async def return_to_bot(self, conversation_id: str) -> Any:
+    async def return_to_bot(self, conversation_id: str) -> Conversation:
         """The agent released the chat: the bot answers again, with a fresh miss count."""
         async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
             conv = await self._require(conversation_id)
@@ -657,13 +669,13 @@ class ConversationEngine:
             )
             return conv
 
-    async def _require(self, conversation_id: str) -> Any:
+    async def _require(self, conversation_id: str) -> Conversation:
         conv = await self.db.get_conversation(conversation_id)
         if conv is None:
             raise KeyError(f"no conversation {conversation_id!r}")
         return conv
 
-    async def _raise_severity(self, conv: Any, t: TriageResult) -> Any:
+    async def _raise_severity(self, conv: Conversation, t: TriageResult) -> Conversation:
         """A conversation's severity only ever goes up."""
         new = max_severity(conv.severity or "low", t.severity)
         if new != conv.severity:
@@ -678,7 +690,12 @@ class ConversationEngine:
         return conv
 
     async def escalate(
-        self, conv: Any, msg: Any, reason: str, lang: str, t: TriageResult | None = None
+        self,
+        conv: Conversation,
+        msg: Message,
+        reason: str,
+        lang: str,
+        t: TriageResult | None = None,
     ) -> None:
         """Hand the conversation to a person, record why, and tell the customer honestly."""
         if conv.state != State.BOT:
@@ -703,7 +720,7 @@ class ConversationEngine:
         )
         await self._announce(conv, msg, reason, lang)
 
-    async def _announce(self, conv: Any, msg: Any, reason: str, lang: str) -> None:
+    async def _announce(self, conv: Conversation, msg: Message, reason: str, lang: str) -> None:
         """Everything after the escalation's record and state change: the customer told, the
         chat in line, the help desk told. Each step is idempotent, and the last one marks the
         escalation announced, so a crash in between is finished by the retry (`_handle`)."""
@@ -724,7 +741,7 @@ class ConversationEngine:
         ESCALATIONS.inc()
         log.info("escalated: %s", reason, extra={"conversation_id": conv.id})
 
-    async def _finish_cut_escalation(self, conv: Any, msg: Any) -> None:
+    async def _finish_cut_escalation(self, conv: Conversation, msg: Message) -> None:
         """A crash between an escalation's state change and its announcement left the chat
         WAITING_AGENT but perhaps out of line: finish it now (idempotently)."""
         announced = await self.redis.hget(self._bot_key(conv.id), "announced")

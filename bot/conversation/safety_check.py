@@ -126,7 +126,7 @@ class SafetyChecks:
         raw = await self.redis.zrangebyscore(
             self.keys.safety_checks(), "-inf", time.time(), start=0, num=limit
         )
-        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
 
 
 class SafetyCheckTimer:

@@ -15,7 +15,7 @@ from uuid import uuid4
 import redis.asyncio as aioredis
 
 from bot.core.live.outbound import Outbound
-from bot.core.live.streams import Streams
+from bot.core.live.streams import EventLog
 from bot.core.messages import QuickReply
 from bot.core.metrics import BOT_REPLIES
 from bot.core.store.db import Database
@@ -26,13 +26,13 @@ from bot.core.vocabulary import State, check_transition
 
 class TranscriptWriter:
     def __init__(
-        self, db: Database, redis: aioredis.Redis, streams: Streams, outbound: Outbound,
+        self, db: Database, redis: aioredis.Redis, event_log: EventLog, outbound: Outbound,
         closed_ttl_s: int,
     ) -> None:  # fmt: skip
         self.db = db
         self.redis = redis
-        self.streams = streams
-        self.keys = streams.keys
+        self.event_log = event_log
+        self.keys = event_log.keys
         self.outbound = outbound
         self.closed_ttl_s = closed_ttl_s
 
@@ -41,7 +41,7 @@ class TranscriptWriter:
         check_transition(conv.state, state)
         reopened = conv.state == State.CLOSED
         conv = await self.db.update_conversation(conv.id, state=str(state), **fields)
-        await self.streams.append(conv.id, {"kind": "state", "state": str(state)})
+        await self.event_log.append(conv.id, {"kind": "state", "state": str(state)})
         if state == State.CLOSED:  # its live keys go once it can no longer reopen
             await self._expire_live_keys(conv.id, self.closed_ttl_s)
         elif reopened:
@@ -98,7 +98,7 @@ class TranscriptWriter:
         then push channels. Internal notes never do."""
         if msg.sender == "note":
             return
-        await self.streams.append(conv.id, message_event(msg))
+        await self.event_log.append(conv.id, message_event(msg))
         if msg.sender != "customer":
             await self.outbound.notify(conv.channel, conv.id)
 

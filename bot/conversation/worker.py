@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from bot.conversation.engine import ConversationEngine
 from bot.core.live.locks import LockTimeout
-from bot.core.live.streams import GROUP, Streams, read_group, trim_acknowledged
+from bot.core.live.streams import GROUP, Inbox, read_group, trim_acknowledged
 from bot.core.live.tasks import stop_loop_and_tasks
+from bot.core.store.db import Database
 
 log = logging.getLogger("careline.worker")
 
@@ -29,9 +29,9 @@ class InboxWorker:
         self,
         *,
         redis: aioredis.Redis,
-        streams: Streams,
+        inbox: Inbox,
         engine: ConversationEngine,
-        db: Any,
+        db: Database,
         consumer: str,
         concurrency: int = 8,
         claim_idle_ms: int = 15_000,
@@ -39,7 +39,7 @@ class InboxWorker:
         sweep_older_than_s: float = 30.0,
     ) -> None:
         self.redis = redis
-        self.streams = streams
+        self.inbox = inbox
         self.engine = engine
         self.db = db
         self.consumer = consumer
@@ -52,7 +52,7 @@ class InboxWorker:
         self.handled = 0
 
     async def run(self) -> None:
-        await self.streams.ensure_group()
+        await self.inbox.ensure_group()
         loop = asyncio.get_running_loop()
         next_claim = next_sweep = loop.time()
         # A flag, not only cancellation: a cancel that lands inside redis-py's blocking read
@@ -61,12 +61,12 @@ class InboxWorker:
             try:
                 if loop.time() >= next_claim:
                     await self._claim_stale()
-                    await trim_acknowledged(self.redis, self.streams.keys.inbox, GROUP)
+                    await trim_acknowledged(self.redis, self.inbox.key, GROUP)
                     next_claim = loop.time() + max(1.0, self.claim_idle_ms / 3000)
                 if loop.time() >= next_sweep:
                     await self._sweep()
                     next_sweep = loop.time() + self.sweep_every_s
-                inbox = self.streams.keys.inbox
+                inbox = self.inbox.key
                 for eid, fields in await read_group(
                     self.redis, inbox, GROUP, self.consumer, count=32, block_ms=1000
                 ):
@@ -78,7 +78,7 @@ class InboxWorker:
                     # Redis lost the stream or its group (restart without persistence,
                     # failover): make it again; SQL's sweep re-queues what the inbox lost
                     log.warning("inbox consumer group missing; recreating it")
-                    await self.streams.ensure_group()
+                    await self.inbox.ensure_group()
                     next_sweep = loop.time()
                     continue
                 log.exception("inbox loop error; retrying in 1 s")
@@ -103,7 +103,7 @@ class InboxWorker:
         try:
             if conversation_id:
                 self.handled += await self.engine.process(conversation_id)
-            await self.redis.xack(self.streams.keys.inbox, GROUP, eid)
+            await self.redis.xack(self.inbox.key, GROUP, eid)
         except LockTimeout:
             log.warning(
                 "conversation busy; entry left for a retry",
@@ -122,7 +122,7 @@ class InboxWorker:
         start = "0-0"
         while True:
             resp = await self.redis.xautoclaim(
-                self.streams.keys.inbox,
+                self.inbox.key,
                 GROUP,
                 self.consumer,
                 self.claim_idle_ms,
@@ -150,10 +150,10 @@ class InboxWorker:
             log.warning(
                 "re-queueing unanswered messages", extra={"conversation_id": conversation_id}
             )
-            await self.streams.enqueue(conversation_id, 0)
+            await self.inbox.enqueue(conversation_id, 0)
 
     async def _inbox_busy(self) -> bool:
-        for group in await self.redis.xinfo_groups(self.streams.keys.inbox):
+        for group in await self.redis.xinfo_groups(self.inbox.key):
             if group.get("name") == GROUP:
                 return bool(group.get("pending")) or bool(group.get("lag"))
         return False

@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from nlu.files import parse_yaml, read_yaml
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_ENV = "CARELINE_CONFIG"
 
@@ -136,6 +138,11 @@ class EngineSettings(_Section):
 
 
 Severity = Literal["critical", "high", "normal", "low"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SLA_FIRST_RESPONSE_S: dict[Severity, float] = {
+    "critical": 60, "high": 300, "normal": 900, "low": 3600,
+}  # fmt: skip
 
 _TRIAGE_INTENT_QUEUE = {
     "hazard_explosion": "safety",
@@ -271,9 +278,7 @@ class OpeningHours(_Section):
     timezone: str = "Asia/Ho_Chi_Minh"
     start: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     end: str = Field(default="21:30", pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-    )
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS))
 
     @model_validator(mode="after")
     def _known_zone(self) -> OpeningHours:
@@ -295,7 +300,7 @@ class HandoffSettings(_Section):
     """Human handoff: first-response SLAs, presence, opening hours (handoff/)."""
 
     sla_first_response_s: dict[Severity, float] = Field(
-        default_factory=lambda: {"critical": 60, "high": 300, "normal": 900, "low": 3600}
+        default_factory=lambda: dict(_SLA_FIRST_RESPONSE_S)
     )
     sla_check_every_s: float = Field(default=1.0, gt=0, le=60)
     presence_ttl_s: float = Field(default=60, ge=5)  # an agent without heartbeat goes offline
@@ -355,7 +360,7 @@ class KpiTargets(_Section):
     nps: float | None = Field(default=None, ge=-100, le=100)
 
 
-# -- Telegram channel (issue 5) -----------------------------------------------------------------
+# -- Telegram channel -----------------------------------------------------------------
 
 
 class TelegramOutboxSettings(_Section):
@@ -411,7 +416,7 @@ class Settings(_Section):
     handoff: HandoffSettings = HandoffSettings()
     surveys: SurveySettings = SurveySettings()
     kpi_targets: KpiTargets = KpiTargets()
-    telegram: TelegramSettings = TelegramSettings()  # issue 5
+    telegram: TelegramSettings = TelegramSettings()
 
     @model_validator(mode="after")
     def _staffed_queues_exist(self) -> Settings:
@@ -463,7 +468,7 @@ def _apply_env(section: dict[str, Any], env: Mapping[str, str]) -> None:
         for part in path[:-1]:
             child = node.get(part)
             node = node.setdefault(part, {}) if not isinstance(child, dict) else child
-        node[path[-1]] = yaml.safe_load(value) if value.strip() else None
+        node[path[-1]] = parse_yaml(value) if value.strip() else None
     if env.get("NLU_URL"):
         section.setdefault("nlu", {})["url"] = env["NLU_URL"]
     if env.get("DATABASE_URL"):
@@ -481,7 +486,7 @@ def load_settings(
     env = os.environ if env is None else env
     config_path = Path(path or env.get(CONFIG_ENV) or PROJECT_ROOT / "config.yml").resolve()
     try:
-        raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        raw = read_yaml(config_path) or {}
     except FileNotFoundError as e:
         raise SettingsError(f"{config_path}: configuration file not found") from e
     except yaml.YAMLError as e:

@@ -41,8 +41,8 @@ class Layer:
 LAYERS: tuple[Layer, ...] = (
     Layer(
         "shared",
-        "pure code both runtimes share: Vietnamese text, the batch protocol, datasets, scores",
-        ("nlu.vi", "nlu.batching", "nlu.datasets", "nlu.scores"),
+        "code both runtimes share: Vietnamese text, YAML, the batch protocol, datasets, scores",
+        ("nlu.vi", "nlu.batching", "nlu.datasets", "nlu.scores", "nlu.files"),
     ),
     Layer(
         "ground",

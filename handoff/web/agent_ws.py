@@ -33,7 +33,7 @@ from aiohttp import WSMsgType, web
 from bot.auth.accounts import Principal
 from bot.auth.web import AUTH, COOKIE, same_origin
 from bot.core.live.hub import Hub
-from bot.core.live.streams import Streams
+from bot.core.live.streams import EventLog
 from bot.core.metrics import AGENT_CONNECTIONS
 from handoff.desk import DeskError, HelpDesk
 
@@ -51,7 +51,7 @@ class AgentSocket:
         who: Principal,
         desk: HelpDesk,
         hub: Hub,
-        streams: Streams,
+        event_log: EventLog,
         current: Callable[[], Awaitable[Principal | None]] | None = None,
         revoked_channel: str | None = None,
     ) -> None:
@@ -63,7 +63,7 @@ class AgentSocket:
         self.who = who
         self.desk = desk
         self.hub = hub
-        self.streams = streams
+        self.event_log = event_log
         self.send_lock = asyncio.Lock()
         self.watched: dict[str, tuple[asyncio.Queue[dict[str, Any]], asyncio.Task[None]]] = {}
         self.cursors: dict[str, str] = {}
@@ -151,7 +151,7 @@ class AgentSocket:
                 cid = _cid(frame)
                 if cid in self.watched:
                     on = bool(frame.get("on"))
-                    await self.streams.signal(cid, {"typing": {"who": "agent", "on": on}})
+                    await self.event_log.signal(cid, {"typing": {"who": "agent", "on": on}})
             elif kind == "heartbeat":
                 await self.desk.heartbeat(self.who)
             elif kind == "ping":
@@ -191,7 +191,7 @@ class AgentSocket:
         if isinstance(after, str) and after:
             self.cursors[cid] = after
         else:
-            self.cursors[cid] = await self.streams.last_id(cid)
+            self.cursors[cid] = await self.event_log.last_id(cid)
         await self.send(
             {"type": "watching", "conversation_id": cid, "last_event_id": self.cursors[cid]}
         )
@@ -233,7 +233,7 @@ class AgentSocket:
 
     async def _flush_unlocked(self, cid: str) -> None:
         while cid in self.cursors:
-            events = await self.streams.after(cid, self.cursors[cid])
+            events = await self.event_log.after(cid, self.cursors[cid])
             for eid, event in events:
                 await self.send(
                     {"type": "event", "conversation_id": cid, "eid": eid, "event": event}
@@ -261,7 +261,7 @@ def _concerns(event: dict[str, Any], agent_id: str, queues: set[str]) -> bool:
     return event.get("agent_id") == agent_id or event.get("queue") in queues
 
 
-async def handle(request: web.Request, desk: HelpDesk, hub: Hub, streams: Streams) -> Any:
+async def handle(request: web.Request, desk: HelpDesk, hub: Hub, event_log: EventLog) -> Any:
     """Upgrade after checking the session and that the page is ours (no cross-site sockets)."""
     if not same_origin(request):
         raise web.HTTPForbidden(text="cross-site WebSocket refused")
@@ -280,7 +280,7 @@ async def handle(request: web.Request, desk: HelpDesk, hub: Hub, streams: Stream
     AGENT_CONNECTIONS.inc()
     revoked = auth.sessions.revoked_channel if auth.sessions else None
     try:
-        await AgentSocket(ws, found[0], desk, hub, streams, current, revoked).run()
+        await AgentSocket(ws, found[0], desk, hub, event_log, current, revoked).run()
     finally:
         AGENT_CONNECTIONS.dec()
     return ws

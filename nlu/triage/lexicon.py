@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from nlu.files import read_yaml
 from nlu.triage.patterns import (
     GAP_MARKS,
     Hit,
@@ -133,7 +134,7 @@ class Lexicon:
     def load(cls, path: Path) -> Lexicon:
         """Read and compile the lexicon; raise LexiconError naming the file and entry."""
         try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            doc = read_yaml(path)
         except FileNotFoundError as e:
             raise LexiconError(f"{path}: triage lexicon not found") from e
         except yaml.YAMLError as e:

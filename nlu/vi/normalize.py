@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nlu.files import read_yaml
 from nlu.vi.text import has_diacritics, language_votes
 
 SECTIONS = ("any", "vi", "en")
@@ -88,9 +89,7 @@ class Lexicon:
     @classmethod
     def load(cls, path: Path) -> Lexicon:
         """Read data/lexicon/abbreviations.yml (PyYAML is in both runtimes)."""
-        import yaml
-
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        doc = read_yaml(path) or {}
         if not isinstance(doc, Mapping):
             raise ValueError(f"{path}: expected a mapping at the top level")
         return cls.from_mapping(doc)

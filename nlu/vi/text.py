@@ -11,6 +11,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import overload
 
 _VI_SPECIAL = str.maketrans({"đ": "d", "Đ": "D"})  # not a combining mark: NFD keeps it whole
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
@@ -181,6 +182,10 @@ def has_diacritics(text: str) -> bool:
     return strip_diacritics(text) != nfc(text)
 
 
+@overload
+def detect_language(text: str, default: str) -> str: ...
+@overload
+def detect_language(text: str, default: None = None) -> str | None: ...
 def detect_language(text: str, default: str | None = None) -> str | None:
     """'vi', 'en', or `default` when the text gives no evidence (e.g. '??', 'ok').
 

@@ -23,14 +23,14 @@ async def test_thousands_of_closed_conversations_leave_redis_flat(tmp_path, nlu_
         s = with_section(s, "redis", closed_ttl_s=2)
         async with running_gateway(s, nlu_url) as g:
             engine, db, redis, prefix = g.gw.engine, g.gw.db, g.gw.redis.client, s.redis.prefix
-            inbox = engine.streams.keys.inbox
+            inbox = engine.inbox.key
             base = await _keys(redis, prefix, "conv:*")
             for i in range(N):
                 customer = await db.get_or_create_customer("widget", f"visitor-{i:05d}")
                 conv = await db.create_conversation(customer.id, "widget", "vi")
-                await engine.streams.append(conv.id, {"kind": "state", "state": "BOT"})
+                await engine.event_log.append(conv.id, {"kind": "state", "state": "BOT"})
                 await redis.hset(engine.keys.bot_state(conv.id), "misses", 1)
-                await engine.streams.enqueue(conv.id, 0)  # work the inbox must get through
+                await engine.inbox.enqueue(conv.id, 0)  # work the inbox must get through
                 await engine.transcript.set_state(conv, State.CLOSED)
             last = engine.keys.events(conv.id)
             assert 0 < await redis.ttl(last) <= 2  # each closed one's keys are on their way out

@@ -3,8 +3,8 @@
 A small DIET with one transformer layer — so padding inside a batch really matters — is
 trained on the project data; every project text is then parsed both ways in the NLU runtime.
 On the n-gram featurizers. With the sentence-only token vectors, batched DIET scores moved
-by ~2e-4 and flipped near-ties on 148 project texts (a DIET trained on the whole pipeline,
-session 6), so the classifier keeps Rasa's loop there; the second test checks it notices.
+by ~2e-4 and flipped near-ties on 148 project texts (a DIET trained on the whole pipeline
+with the vectors), so the classifier keeps Rasa's loop there; the second test checks that.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ then the real NLU service starts there (back), and the client must notice both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from aiohttp import web
@@ -214,8 +215,8 @@ async def test_a_cancelled_probe_does_not_keep_the_circuit_open() -> None:
     release = asyncio.Event()
 
     async def hanging_then_fine(request: web.Request) -> web.Response:
-        if not release.is_set():
-            await asyncio.sleep(30)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(release.wait(), 30)  # hangs until released
         return web.json_response({"text": "x", "intent": {"name": "greet", "confidence": 0.9}})
 
     runner, url = await _fake_nlu(hanging_then_fine)

@@ -44,7 +44,7 @@ from bot.channels.telegram.sender import CHANNEL, TelegramSender
 from bot.channels.telegram.texts import TelegramTexts
 from bot.channels.widget import clean_text
 from bot.conversation.ports import ChannelInbound
-from bot.core.live.ratelimit import ip_window
+from bot.core.live.ratelimit import rate_window
 from bot.core.messages import InboundMessage
 from bot.core.settings import Settings
 
@@ -91,7 +91,7 @@ class TelegramChannel:
         self.max_text = min(self.cfg.max_text_chars, settings.nlu.max_text_chars)
         self.app = self._build_application()
         self.bot = self.app.bot
-        prefix = f"{live.keys.prefix}:tg:{credentials.bot_id}"
+        prefix = live.keys.telegram(credentials.bot_id)
         self.dedup = UpdateDedup(
             live.redis, prefix, done_ttl_s=int(self.cfg.dedup_ttl_hours * 3600)
         )
@@ -289,7 +289,7 @@ class TelegramChannel:
             return False
         limit = self.cfg.rate_per_chat_per_minute
         # The shared fixed-window counter the widget uses per IP, keyed by chat here.
-        wait = await ip_window(self.live.redis, self.live.keys, f"tg{chat.id}", limit)
+        wait = await rate_window(self.live.redis, self.live.keys, f"tg{chat.id}", limit)
         if not wait:
             return False
         log.warning("telegram chat %s is flooding; message dropped", chat.id,

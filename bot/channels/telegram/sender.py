@@ -138,11 +138,11 @@ class TelegramSender:
         self.consumer = consumer
         self.ready = ready
         self.stream = outbound.outbox(CHANNEL)
-        prefix = outbound.keys.prefix
-        self.retry_key = f"{prefix}:tg:retry"  # sorted set: conversation id -> when due
-        self.attempts_key = f"{prefix}:tg:attempts"  # hash: conversation id -> failures in a row
-        self.hold_prefix = f"{prefix}:tg:hold:"  # key with TTL: do not send before it expires
-        self.lock_prefix = f"{prefix}:tg:deliver:"
+        keys = outbound.keys
+        self.retry_key = keys.telegram_retries
+        self.attempts_key = keys.telegram_attempts
+        self.hold_prefix = keys.telegram_hold_prefix
+        self.lock_prefix = keys.telegram_delivery_lock_prefix
         self._slots = asyncio.Semaphore(cfg.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: dict[str, bool] = {}  # conversation -> "woken again meanwhile"

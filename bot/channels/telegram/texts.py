@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bot.core.vocabulary import LANGS
+from nlu.files import read_yaml
 
 REQUIRED = ("start", "help", "lang_set", "lang_usage", "attachment", "slow_down")
 
@@ -27,7 +26,7 @@ class TelegramTexts:
 
     @classmethod
     def load(cls, path: Path, placeholders: dict[str, str]) -> TelegramTexts:
-        raw: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw: dict[str, Any] = read_yaml(path) or {}
         texts = raw.get("texts") or {}
         kinds = raw.get("kinds") or {}
         for key in REQUIRED:

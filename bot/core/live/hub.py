@@ -41,7 +41,7 @@ class Hub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._pubsub.aclose()
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def subscribe(self, conversation_id: str) -> asyncio.Queue[dict[str, Any]]:
         """A queue that receives every notification for this conversation."""

@@ -16,6 +16,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -71,7 +72,7 @@ async def redis_lock(
 
 async def _renew(
     redis: aioredis.Redis, key: str, token: str, ttl_ms: int,
-    holder: asyncio.Task | None, lost: asyncio.Event,
+    holder: asyncio.Task[Any] | None, lost: asyncio.Event,
 ) -> None:  # fmt: skip
     while True:
         await asyncio.sleep(ttl_ms / 3000)

@@ -33,7 +33,7 @@ class Outbound:
         return frozenset(self._push)
 
     def outbox(self, channel: str) -> str:
-        return f"{self.keys.prefix}:outbox:{channel}"
+        return self.keys.outbox(channel)
 
     async def notify(self, channel: str, conversation_id: str) -> None:
         if channel not in self._push:

@@ -1,5 +1,5 @@
-"""Flood control: a token bucket per connection (in memory) and a per-IP window shared by
-all replicas (in Redis)."""
+"""Flood control: a token bucket per connection (in memory) and a per-sender window shared
+by all replicas (in Redis); a sender is a visitor's address or a Telegram chat."""
 
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.rate
 
 
-async def ip_window(
-    redis: aioredis.Redis, keys: Keys, ip: str, limit: int, window_s: int = 60
+async def rate_window(
+    redis: aioredis.Redis, keys: Keys, sender: str, limit: int, window_s: int = 60
 ) -> float:
-    """0.0 if this IP is under `limit` messages in the current window, else seconds to wait."""
-    key = keys.ip_window(ip, window_s)
+    """0.0 if `sender` is under `limit` messages in the current window, else seconds to wait."""
+    key = keys.rate_window(sender, window_s)
     n, ttl_ms = await redis.eval(_WINDOW, 1, key, window_s * 1000)
     return 0.0 if int(n) <= limit else max(0.001, int(ttl_ms) / 1000)

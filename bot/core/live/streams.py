@@ -1,4 +1,5 @@
-"""Per-conversation event streams and the engine's inbox, on Redis Streams.
+"""Per-conversation event logs (`EventLog`) and the engine's inbox (`Inbox`), on Redis
+EventLog.
 
 - `cl:conv:<id>:events`: every visible event of a conversation (messages, state changes), in
   order, with Redis-assigned increasing ids. A reconnecting widget replays from the last id
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -80,13 +81,16 @@ async def read_group(
         # work is idempotent, and SQL says what is already done.
         await ensure_group(redis, stream, group)
         return []
-    entries = [(str(eid), fields) for _stream, batch in resp or [] for eid, fields in batch]
+    batches = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]] | None, resp)
+    entries = [(str(eid), fields) for _stream, batch in batches or [] for eid, fields in batch]
     if not entries and loop.time() - started < block_ms / 2000:
         await asyncio.sleep(min(EARLY_EMPTY_PAUSE_S, block_ms / 1000))
     return entries
 
 
-class Streams:
+class EventLog:
+    """Each conversation's visible events, in order, for live viewers and lossless resume."""
+
     def __init__(self, redis: aioredis.Redis, keys: Keys, *, maxlen: int = 2000) -> None:
         self.redis = redis
         self.keys = keys
@@ -116,7 +120,10 @@ class Streams:
     ) -> list[tuple[str, dict[str, Any]]]:
         """Events with id > after_id, oldest first."""
         key = self.keys.events(conversation_id)
-        rows = await self.redis.xrange(key, min=f"({after_id}", count=count)
+        rows = cast(
+            list[tuple[str, dict[str, str]]],
+            await self.redis.xrange(key, min=f"({after_id}", count=count),
+        )  # decoded: the client is made with decode_responses
         return [(str(eid), json.loads(fields["e"])) for eid, fields in rows]
 
     async def last_id(self, conversation_id: str) -> str:
@@ -128,10 +135,16 @@ class Streams:
         rows = await self.redis.xrange(self.keys.events(conversation_id), count=1)
         return str(rows[0][0]) if rows else None
 
-    # -- the engine's inbox --------------------------------------------------------------
+
+class Inbox:
+    """Customer messages waiting for the bot engine (one stream, consumer group `engine`)."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.key = keys.inbox
 
     async def ensure_group(self) -> None:
-        await ensure_group(self.redis, self.keys.inbox, GROUP)
+        await ensure_group(self.redis, self.key, GROUP)
 
     async def enqueue(self, conversation_id: str, message_id: int) -> None:
-        await self.redis.xadd(self.keys.inbox, {"c": conversation_id, "m": str(message_id)})
+        await self.redis.xadd(self.key, {"c": conversation_id, "m": str(message_id)})

@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, event, select, text, update
+from sqlalchemy import Connection, Select, event, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import (
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, col
 
 from bot.core.store.models import (
     Conversation,
@@ -221,8 +221,8 @@ class Database:
         """The customer's newest conversation (by created_at), whatever its state."""
         query = (
             select(Conversation)
-            .where(Conversation.customer_id == customer_id)
-            .order_by(Conversation.created_at.desc())  # type: ignore[attr-defined]
+            .where(col(Conversation.customer_id) == customer_id)
+            .order_by(col(Conversation.created_at).desc())
             .limit(1)
         )
         async with self._sessions() as s:
@@ -251,10 +251,10 @@ class Database:
         """Newest first, optionally for one customer and/or in the given states."""
         query = select(Conversation)
         if customer_id is not None:
-            query = query.where(Conversation.customer_id == customer_id)
+            query = query.where(col(Conversation.customer_id) == customer_id)
         if states is not None:
-            query = query.where(Conversation.state.in_(states))  # type: ignore[attr-defined]
-        query = query.order_by(Conversation.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
+            query = query.where(col(Conversation.state).in_(states))
+        query = query.order_by(col(Conversation.created_at).desc()).limit(limit)
         async with self._sessions() as s:
             return list((await s.scalars(query)).all())
 
@@ -296,7 +296,8 @@ class Database:
             if created is not None:
                 return created, True
             existing = select(Message).where(
-                Message.conversation_id == conversation_id, Message.client_msg_id == client_msg_id
+                col(Message.conversation_id) == conversation_id,
+                col(Message.client_msg_id) == client_msg_id,
             )
             return (await s.scalars(existing)).one(), False
 
@@ -304,7 +305,7 @@ class Database:
         """Record that the engine handled this message (keeps the first time if repeated)."""
         query = (
             update(Message)
-            .where(Message.id == message_id, Message.processed_at.is_(None))  # type: ignore[union-attr]
+            .where(col(Message.id) == message_id, col(Message.processed_at).is_(None))
             .values(processed_at=utcnow())
             .execution_options(synchronize_session=False)
         )
@@ -318,13 +319,13 @@ class Database:
         conversation: the engine's work list, served by the unprocessed index)."""
         cutoff = utcnow() - timedelta(seconds=older_than_s)
         query = select(Message).where(
-            Message.sender == Sender.CUSTOMER.value,
-            Message.processed_at.is_(None),  # type: ignore[union-attr]
-            Message.created_at <= cutoff,
+            col(Message.sender) == Sender.CUSTOMER.value,
+            col(Message.processed_at).is_(None),
+            col(Message.created_at) <= cutoff,
         )
         if conversation_id is not None:
-            query = query.where(Message.conversation_id == conversation_id)
-        query = query.order_by(Message.created_at, Message.id).limit(limit)
+            query = query.where(col(Message.conversation_id) == conversation_id)
+        query = query.order_by(col(Message.created_at), col(Message.id)).limit(limit)
         async with self._sessions() as s:
             return list((await s.scalars(query)).all())
 
@@ -332,13 +333,13 @@ class Database:
         self, conversation_id: str, *, limit: int | None = None, include_notes: bool = True
     ) -> list[Message]:
         """The conversation's messages, oldest first; with limit, only the last `limit`."""
-        query = select(Message).where(Message.conversation_id == conversation_id)
+        query = select(Message).where(col(Message.conversation_id) == conversation_id)
         if not include_notes:
-            query = query.where(Message.sender != Sender.NOTE.value)
+            query = query.where(col(Message.sender) != Sender.NOTE.value)
         if limit is None:
-            query = query.order_by(Message.id)
+            query = query.order_by(col(Message.id))
         else:
-            query = query.order_by(Message.id.desc()).limit(limit)  # type: ignore[union-attr]
+            query = query.order_by(col(Message.id).desc()).limit(limit)
         async with self._sessions() as s:
             rows = list((await s.scalars(query)).all())
         return rows if limit is None else rows[::-1]
@@ -374,8 +375,8 @@ class Database:
         """The conversation's handoff history, oldest first."""
         query = (
             select(Escalation)
-            .where(Escalation.conversation_id == conversation_id)
-            .order_by(Escalation.id)
+            .where(col(Escalation.conversation_id) == conversation_id)
+            .order_by(col(Escalation.id))
         )
         async with self._sessions() as s:
             return list((await s.scalars(query)).all())
@@ -388,12 +389,12 @@ class Database:
         put it back when Redis has lost it, so a possible hazard never waits unanswered."""
         query = (
             select(Escalation)
-            .join(Conversation, Conversation.id == Escalation.conversation_id)  # type: ignore[arg-type]
+            .join(Conversation, col(Conversation.id) == Escalation.conversation_id)
             .where(
-                Escalation.kind == EscalationKind.SAFETY_QUESTION,
-                Conversation.state == ConversationState.BOT,
+                col(Escalation.kind) == EscalationKind.SAFETY_QUESTION,
+                col(Conversation.state) == ConversationState.BOT,
             )
-            .order_by(Escalation.id)  # type: ignore[arg-type]
+            .order_by(col(Escalation.id))
         )
         async with self._sessions() as s:
             rows = list((await s.scalars(query)).all())
@@ -430,8 +431,10 @@ def _check_choice(what: str, value: str, allowed: frozenset[str]) -> None:
         raise ValueError(f"unknown {what} {value!r}; expected one of {sorted(allowed)}")
 
 
-def _customer_by_identity(channel: str, external_id: str) -> Any:
-    return select(Customer).where(Customer.channel == channel, Customer.external_id == external_id)
+def _customer_by_identity(channel: str, external_id: str) -> Select[Customer]:
+    return select(Customer).where(
+        col(Customer.channel) == channel, col(Customer.external_id) == external_id
+    )
 
 
 async def _update_row(

@@ -185,6 +185,13 @@ class Message(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False)
     processed_at: datetime | None = _ts(nullable=True)  # set once the bot engine handled it
 
+    @property
+    def stored_id(self) -> int:
+        """The id of a stored message (None only before its INSERT)."""
+        if self.id is None:
+            raise ValueError("the message is not stored yet")
+        return self.id
+
 
 class Escalation(SQLModel, table=True):
     """Append-only handoff history; the conversation row holds the current state."""
@@ -236,7 +243,7 @@ class AgentAccount(SQLModel, table=True):
     password_changed_at: datetime = _ts(nullable=False)
 
 
-# -- surveys (issue 8): appended here so SQLModel.metadata sees them; migration 0004_surveys --
+# -- surveys: appended here so SQLModel.metadata sees them; migration 0004_surveys --
 
 
 class SurveyStatus(StrEnum):
@@ -297,7 +304,7 @@ class SurveyResponse(SQLModel, table=True):
     finished_at: datetime | None = _ts(nullable=True)  # completed, skipped or expired
 
 
-# -- Telegram channel (issue 5) -------------------------------------------------------------------
+# -- Telegram channel -------------------------------------------------------------------
 
 
 class TelegramDelivery(SQLModel, table=True):
@@ -327,7 +334,7 @@ class TelegramDelivery(SQLModel, table=True):
     updated_at: datetime = _ts(nullable=False)
 
 
-# -- agent console (issue 7): canned responses; migration 0005_canned --
+# -- agent console: canned responses; migration 0005_canned --
 
 
 class CannedResponse(SQLModel, table=True):
