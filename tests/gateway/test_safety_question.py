@@ -129,6 +129,9 @@ async def test_a_yes_after_redis_lost_the_question_goes_to_safety(tmp_path, nlu_
             db, engine, c = g.gw.db, g.gw.engine, WidgetClient(g.ws_url)
             try:
                 await _asked(c)
+                await wait_for(
+                    lambda: _pending(engine, c.conversation_id)
+                )  # stored after it is sent
                 before = await engine.safety_checks.pending(c.conversation_id)
                 await _wipe_redis(g)
                 await wait_for(lambda: _pending(engine, c.conversation_id), timeout=15)

@@ -74,9 +74,10 @@ async def read_group(
     try:
         resp = await redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
     except ResponseError as e:
-        if "NOGROUP" not in str(e):
+        if "NOGROUP" not in str(e) and "UNBLOCKED" not in str(e):
             raise
-        # Redis lost the group (a restart without persistence, FLUSHALL, a failover): make it
+        # Redis lost the group (a restart without persistence, FLUSHALL, a failover), or the
+        # stream was deleted under a blocked read ("UNBLOCKED ... no longer exists"): make it
         # again and go on. Entries redelivered from the start are harmless: every consumer's
         # work is idempotent, and SQL says what is already done.
         await ensure_group(redis, stream, group)

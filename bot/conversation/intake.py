@@ -1,0 +1,109 @@
+"""Intake, on the channel's request path: store the customer's message durably and idempotently,
+in the customer's open conversation (reopening a recent one, or starting anew), and queue it
+for the bot; only then does the channel acknowledge it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, timedelta
+from typing import Any
+
+from bot.conversation.parts import EngineParts, now
+from bot.conversation.ports import (
+    Accepted,
+)
+from bot.core.live.locks import redis_lock
+from bot.core.messages import InboundMessage
+from bot.core.store.models import Conversation
+from bot.core.vocabulary import LANGS, State
+from nlu.vi.text import detect_language
+
+log = logging.getLogger("careline.engine")
+
+
+class Intake(EngineParts):
+    async def accept(self, inbound: InboundMessage) -> Accepted:
+        """Store a customer message durably and queue it for the bot. Idempotent."""
+        customer = await self.db.get_or_create_customer(
+            inbound.channel,
+            inbound.external_id,
+            language=inbound.locale,
+            display_name=inbound.display_name,
+        )
+        async with redis_lock(self.redis, self.keys.customer_lock(customer.id)):
+            conv = await self._open_conversation(customer.id, inbound)
+        payload: dict[str, Any] = {}
+        if inbound.payload:
+            payload["quick_reply"] = inbound.payload
+        if inbound.attachment:
+            payload["attachment"] = inbound.attachment
+        msg, created = await self.db.add_message(
+            conv.id,
+            "customer",
+            inbound.text,
+            client_msg_id=inbound.client_msg_id,
+            payload=payload or None,
+        )
+        if created:
+            await self.transcript.publish(conv, msg)
+        if msg.processed_at is None:
+            # Also on a retry: if we crashed before queueing it, this queues it now.
+            await self.inbox.enqueue(conv.id, msg.stored_id)
+        log.info(
+            "accepted customer message",
+            extra={"conversation_id": conv.id, "client_msg_id": inbound.client_msg_id},
+        )
+        return Accepted(conv.id, msg.stored_id, created)
+
+    async def _open_conversation(self, customer_id: str, inbound: InboundMessage) -> Conversation:
+        """The customer's open conversation; reopen a recently closed one, or start anew."""
+        conv = await self.db.latest_conversation(customer_id)
+        if conv is not None and conv.state != State.CLOSED:
+            return conv
+        if conv is not None and self.closing and self.closing.is_answer(inbound.payload):
+            return conv  # a late survey button: answered politely, never reopens the chat
+        window = timedelta(hours=self.cfg.reopen_window_hours)
+        closed_at = conv.closed_at if conv is not None else None
+        if closed_at is not None and closed_at.tzinfo is None:
+            closed_at = closed_at.replace(tzinfo=UTC)
+        if conv is not None and closed_at is not None and now() - closed_at <= window:
+            conv = await self.transcript.set_state(
+                conv, State.BOT, closed_at=None, reopen_count=conv.reopen_count + 1
+            )
+            await self.redis.delete(self._bot_key(conv.id))
+            if self.closing:
+                await self.closing.reopened(conv.id)  # not resolved at first contact
+            return conv
+        lang = inbound.locale if inbound.locale in LANGS else None
+        lang = detect_language(inbound.text, default=lang or "vi")
+        if self.closing:  # a new chat soon after a resolved one: that one did not hold (FCR)
+            await self.closing.new_contact(customer_id, now())
+        return await self.db.create_conversation(customer_id, inbound.channel, lang)
+
+    async def answer_directly(
+        self, inbound: InboundMessage, key: str, text: str, *, language: str | None = None
+    ) -> Accepted:
+        """A message the channel answers itself (a channel command such as /help, or a file the
+        bot cannot read): stored in the transcript like any other, answered with `text`, never
+        interpreted by the bot. `language` records an explicit choice (e.g. /lang en).
+        Idempotent like accept(): a retry stores and answers nothing twice."""
+        customer = await self.db.get_or_create_customer(
+            inbound.channel, inbound.external_id, language=inbound.locale
+        )
+        async with redis_lock(self.redis, self.keys.customer_lock(customer.id)):
+            conv = await self._open_conversation(customer.id, inbound)
+        if language in LANGS and conv.language != language:
+            conv = await self.db.update_conversation(conv.id, language=language)
+        payload = {"attachment": inbound.attachment} if inbound.attachment else None
+        msg, created = await self.db.add_message(
+            conv.id,
+            "customer",
+            inbound.text,
+            client_msg_id=inbound.client_msg_id,
+            payload=payload,
+            processed=True,
+        )
+        if created:
+            await self.transcript.publish(conv, msg)
+        await self.transcript.reply(conv, msg, key, text)
+        return Accepted(conv.id, msg.stored_id, created)

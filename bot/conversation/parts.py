@@ -1,0 +1,114 @@
+"""What every part of the conversation core shares: its collaborators, the reading of a
+conversation's recent messages, and the one rule that a conversation's severity only rises.
+
+The core is split by job, one module each (intake, the bot turn, hazards, escalation,
+agent actions), all standing on this base; engine.py puts them together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+
+from bot.conversation.content import Content
+from bot.conversation.ports import (
+    ClosingFlow,
+    ConversationEvents,
+    WaitingLine,
+)
+from bot.conversation.safety_check import SafetyChecks
+from bot.conversation.transcript import TranscriptWriter
+from bot.core.live.streams import EventLog, Inbox
+from bot.core.settings import Settings
+from bot.core.store.db import Database
+from bot.core.store.models import Conversation, Message
+from bot.core.vocabulary import State
+from nlu.client import NLUClient, SeverityReading
+from nlu.triage.triage import Triage, TriageResult, max_severity
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Understanding:
+    intent: str | None
+    confidence: float
+    options: tuple[str, ...]  # other plausible intents, best first
+    language: str | None
+    severity: SeverityReading | None = None  # the learned severity verdict, if served
+
+
+class EngineParts:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        redis: aioredis.Redis,
+        event_log: EventLog,
+        inbox: Inbox,
+        nlu: NLUClient,
+        content: Content,
+        triage: Triage,
+        line: WaitingLine,
+        transcript: TranscriptWriter,
+        closing: ClosingFlow | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cfg = settings.engine
+        self.db = db
+        self.redis = redis
+        self.event_log = event_log
+        self.inbox = inbox
+        self.keys = event_log.keys
+        self.nlu = nlu
+        self.content = content
+        self.triage = triage
+        self.line = line  # the help desk's waiting lines: the core knows nothing of agents
+        self.closing = closing  # None: resolved conversations close without a survey
+        self.transcript = transcript  # the only writer of visible messages and states
+        self.outbound = transcript.outbound
+        self.safety_checks = SafetyChecks(
+            redis, event_log.keys, settings.triage.model.ask_timeout_s
+        )
+        self.events = ConversationEvents()
+
+    async def _require(self, conversation_id: str) -> Conversation:
+        conv = await self.db.get_conversation(conversation_id)
+        if conv is None:
+            raise KeyError(f"no conversation {conversation_id!r}")
+        return conv
+
+    def _bot_key(self, conversation_id: str) -> str:
+        return self.keys.bot_state(conversation_id)
+
+    async def _raise_severity(self, conv: Conversation, t: TriageResult) -> Conversation:
+        """A conversation's severity only ever goes up."""
+        new = max_severity(conv.severity or "low", t.severity)
+        if new != conv.severity:
+            # The stored severity last: the steps before it only ever raise (a place in line,
+            # a deadline), and until it is written a re-processed message repeats them all.
+            if conv.state == State.WAITING_AGENT:
+                await self.line.raise_priority(conv.id, new)  # moves up the line
+            if conv.state in (State.WAITING_AGENT, State.WITH_AGENT):
+                for listener in self.events.severity_raised:
+                    await listener(conv.id, new)
+            conv = await self.db.update_conversation(conv.id, severity=new)
+        return conv
+
+    async def _context(self, conv: Conversation, msg: Message) -> tuple[str, ...]:
+        """The customer's last few messages before this one, oldest first: triage reads a
+        hazard told over several messages as one (careline.triage.model.context_messages)."""
+        n = self.settings.triage.model.context_messages
+        if n == 0:
+            return ()
+        recent = await self.db.transcript(conv.id, limit=4 * n + 4, include_notes=False)
+        earlier = [
+            m.text
+            for m in recent
+            if m.sender == "customer" and m.stored_id < msg.stored_id and m.text
+        ]
+        return tuple(earlier[-n:])
