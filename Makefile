@@ -23,8 +23,11 @@ run: env nlu-env
 	$(VENV)/bin/careline run
 
 # The suite must leave the checkout as it found it (tests write to temporary folders only).
+# It runs on TEST_WORKERS processes (pytest-xdist), a test file per worker at a time: each
+# test has its own Redis prefix and SQL schema or file, so they do not meet.
+TEST_WORKERS ?= 2
 test: env nlu-env services browser lint
-	@before="$$(scripts/checkout-state.sh)"; $(VENV)/bin/pytest; rc=$$?; \
+	@before="$$(scripts/checkout-state.sh)"; $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile; rc=$$?; \
 	  if [ "$$before" != "$$(scripts/checkout-state.sh)" ]; then \
 	    echo "ERROR: the test run changed files in the checkout:" >&2; git status --short >&2; exit 1; \
 	  fi; exit $$rc

@@ -12,11 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.core.store.db import Database
 from bot.core.store.models import Conversation, Message, SurveyResponse, SurveyStatus, utcnow
+from bot.core.store.upsert import insert_ignoring_conflict
 
 FINISHED = (
     SurveyStatus.COMPLETED.value,
@@ -81,11 +80,8 @@ class SurveyStore:
             "expires_at": expires_at,
             "demo": False,
         }
-        insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
-        stmt = (
-            insert(SurveyResponse)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["conversation_id"])
+        stmt = insert_ignoring_conflict(
+            self.db.dialect, SurveyResponse, values, ["conversation_id"]
         )
         async with self.engine.begin() as conn:
             created = (await conn.execute(stmt)).rowcount == 1

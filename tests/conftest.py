@@ -28,22 +28,23 @@ from tests.support import (
 )
 
 _BAD_SKIPS = pytest.StashKey[list[str]]()
+_CONFIG: list[pytest.Config] = []  # this process's config, for the report hook
 
 
 def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
     config.stash[_BAD_SKIPS] = []
+    _CONFIG[:] = [config]
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
-    """Count every skip of a test not marked optional, as it happens: the exit status is
-    decided in pytest_sessionfinish, which runs before the terminal summary."""
-    outcome = yield
-    report = outcome.get_result()
-    expected = hasattr(report, "wasxfail") or item.get_closest_marker("optional") is not None
-    if report.skipped and not expected:
+def pytest_runtest_logreport(report) -> None:  # type: ignore[no-untyped-def]
+    """Count every skip of a test not marked optional, as it is reported. This hook also
+    runs in the controller of a parallel run (pytest-xdist replays the workers' reports
+    there), so the controller, which decides the exit status, sees every skip; the status
+    is decided in pytest_sessionfinish, which runs before the terminal summary."""
+    expected = hasattr(report, "wasxfail") or "optional" in report.keywords
+    if report.skipped and not expected and _CONFIG:
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else ""
-        item.config.stash[_BAD_SKIPS].append(f"{item.nodeid}: {reason}")
+        _CONFIG[0].stash[_BAD_SKIPS].append(f"{report.nodeid}: {reason}")
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]

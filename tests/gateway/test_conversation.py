@@ -3,11 +3,12 @@ SQLite and PostgreSQL, with the real NLU service."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from bot.channels.widget_client import WidgetClient, wait_for
 from nlu.client import NLUClient
-from nlu.process import free_port
 from tests.support import backend_settings, running_gateway
 
 # Messages the model cannot place (checked against the live model before use).
@@ -114,7 +115,13 @@ async def test_english_customer_gets_english_answers(gateway) -> None:  # type: 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_nlu_down_hands_over_honestly(backend: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    dead = f"http://127.0.0.1:{free_port()}"
+    with socket.socket() as held:  # bound but not listening: refused, and no one else's
+        held.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{held.getsockname()[1]}"
+        await _nlu_down_hands_over(backend, tmp_path, dead)
+
+
+async def _nlu_down_hands_over(backend: str, tmp_path, dead: str) -> None:  # type: ignore[no-untyped-def]
     async with backend_settings(backend, tmp_path) as s, running_gateway(s, dead) as g:
         c = WidgetClient(g.ws_url)
         try:

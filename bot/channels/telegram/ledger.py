@@ -10,11 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from bot.core.store.models import Conversation, Customer, Message, TelegramDelivery, utcnow
+from bot.core.store.upsert import upsert
 
 CHANNEL = "telegram"
 OUTBOUND_SENDERS = ("bot", "agent", "system")  # never "customer", never an internal "note"
@@ -66,7 +65,6 @@ class DeliveryLedger:
         error: str | None = None,
     ) -> None:
         """Durably note progress on one message (upsert by message id)."""
-        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         values: dict[str, Any] = {
             "message_id": message.id,
             "conversation_id": message.conversation_id,
@@ -75,14 +73,7 @@ class DeliveryLedger:
             "error": error,
             "updated_at": utcnow(),
         }
-        query = (
-            insert(TelegramDelivery)
-            .values(**values)
-            .on_conflict_do_update(
-                index_elements=["message_id"],
-                set_={k: v for k, v in values.items() if k != "message_id"},
-            )
-        )
+        query = upsert(self.dialect, TelegramDelivery, values, ["message_id"])
         async with self._sessions.begin() as s:
             await s.execute(query)
 

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Select, event, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -40,6 +38,7 @@ from bot.core.store.models import (
     Sender,
     utcnow,
 )
+from bot.core.store.upsert import insert_ignoring_conflict
 from bot.core.store.url import SQLITE_DRIVER, masked, normalize_url, sqlite_path
 
 if TYPE_CHECKING:
@@ -408,11 +407,10 @@ class Database:
 
     def _insert_ignoring_conflict(self, row: SQLModel, unique: Sequence[str]) -> Any:
         """INSERT row ON CONFLICT (unique columns) DO NOTHING, in this dialect's syntax."""
-        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         values = row.model_dump()
         if values.get("id") is None:
             values.pop("id", None)  # autoincrement
-        return insert(type(row)).values(**values).on_conflict_do_nothing(index_elements=unique)
+        return insert_ignoring_conflict(self.dialect, type(row), values, unique)
 
 
 def _check_schema(schema: str | None, dialect: str) -> str | None:

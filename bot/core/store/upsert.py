@@ -1,0 +1,41 @@
+"""INSERT … ON CONFLICT in whichever dialect the store runs on (SQLite or PostgreSQL).
+
+Why one helper: idempotent writes (a retried message, a survey offered twice, a delivery
+recorded again) are how careline survives crashes and retries, and both dialects spell them
+with their own `insert` construct; callers say what they mean once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import SQLModel
+
+
+def insert_ignoring_conflict(
+    dialect: str, model: type[SQLModel], values: Mapping[str, Any], unique: Sequence[str]
+) -> Any:
+    """INSERT `values`, or nothing when a row with the same `unique` columns exists."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(model).values(**values).on_conflict_do_nothing(index_elements=list(unique))
+
+
+def upsert(
+    dialect: str, model: type[SQLModel], values: Mapping[str, Any], unique: Sequence[str]
+) -> Any:
+    """INSERT `values`, or update the other columns of the row with the same `unique` ones."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(model)
+        .values(**values)
+        .on_conflict_do_update(
+            index_elements=list(unique),
+            set_={k: v for k, v in values.items() if k not in unique},
+        )
+    )
+
+
+__all__ = ["insert_ignoring_conflict", "upsert"]
