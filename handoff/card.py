@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.core.store.db import Database
+from bot.core.store.models import Conversation
 from bot.core.views import message_view
 
 
@@ -27,7 +29,7 @@ def _message(m: Any) -> dict[str, Any]:
 
 
 async def context_card(
-    db: Any, conv: Any, *, sla_deadline: float | None = None, previous: int = 5
+    db: Database, conv: Conversation, *, sla_deadline: float | None = None, previous: int = 5
 ) -> dict[str, Any]:
     customer = await db.get_customer(conv.customer_id)
     transcript = await db.transcript(conv.id)

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
+from bot.core.store.db import Database
 from bot.core.store.models import Conversation, Customer, SurveyResponse, utcnow
 from bot.core.vocabulary import SEVERITIES as SEVERITIES_MOST_FIRST
 
@@ -133,7 +134,7 @@ def _one(rng: random.Random, now: datetime, span: int, out: DemoBatch, known: li
     })  # fmt: skip
 
 
-async def has_real_data(db: Any) -> bool:
+async def has_real_data(db: Database) -> bool:
     """True when the database holds survey rows that are not demo rows."""
     t = SurveyResponse.__table__  # type: ignore[attr-defined]
     async with db.engine.connect() as conn:
@@ -141,7 +142,7 @@ async def has_real_data(db: Any) -> bool:
         return bool((await conn.execute(query)).scalar_one())
 
 
-async def insert_rows(db: Any, table: str, rows: list[dict[str, Any]]) -> None:
+async def insert_rows(db: Database, table: str, rows: list[dict[str, Any]]) -> None:
     """Bulk insert: COPY on PostgreSQL, one multi-row executemany on SQLite."""
     if not rows:
         return
@@ -162,7 +163,7 @@ async def insert_rows(db: Any, table: str, rows: list[dict[str, Any]]) -> None:
             await conn.execute(insert(t), rows)
 
 
-async def fill(db: Any, n: int, *, days: int = 90, seed: int | None = None,
+async def fill(db: Database, n: int, *, days: int = 90, seed: int | None = None,
                progress: Progress | None = None) -> int:  # fmt: skip
     """Insert `n` demo conversations with their survey rows; returns n. Batches are
     generated on a thread (CPU work) while the previous one is being written."""

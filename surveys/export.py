@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.core.store.db import Database
 from surveys.metrics import EXPORT_ROWS
 from surveys.reports import Scope, stream_rows
 
@@ -114,7 +115,7 @@ def csv_row(r: Any) -> tuple[Any, ...]:
 
 
 async def csv_chunks(
-    db: Any, scope: Scope, progress: Progress | None = None
+    db: Database, scope: Scope, progress: Progress | None = None
 ) -> AsyncIterator[bytes]:
     """The export as UTF-8 CSV byte chunks (BOM and header first), one per row batch."""
     buf = io.StringIO()
@@ -134,7 +135,9 @@ async def csv_chunks(
             progress(done)
 
 
-async def write_csv(db: Any, scope: Scope, path: Path, progress: Progress | None = None) -> int:
+async def write_csv(
+    db: Database, scope: Scope, path: Path, progress: Progress | None = None
+) -> int:
     done = [0]
 
     def seen(n: int) -> None:
@@ -151,7 +154,9 @@ async def write_csv(db: Any, scope: Scope, path: Path, progress: Progress | None
     return done[0]
 
 
-async def write_xlsx(db: Any, scope: Scope, path: Path, progress: Progress | None = None) -> int:
+async def write_xlsx(
+    db: Database, scope: Scope, path: Path, progress: Progress | None = None
+) -> int:
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
@@ -181,7 +186,7 @@ def _xlsx_cell(v: Any) -> Any:
 
 
 async def export(
-    db: Any, scope: Scope, fmt: str, path: Path, progress: Progress | None = None
+    db: Database, scope: Scope, fmt: str, path: Path, progress: Progress | None = None
 ) -> int:
     """Write the scope to `path` as `fmt`; returns the number of data rows."""
     if fmt == "csv":

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from bot.conversation.ports import ConversationOutput
 from bot.core.messages import QuickReply
 from bot.core.settings import SurveySettings
 from bot.core.store.db import Database
-from bot.core.store.models import SurveyStatus, utcnow
+from bot.core.store.models import Conversation, Message, SurveyStatus, utcnow
 from bot.core.vocabulary import State
 from surveys.answers import (
     SCALES,
@@ -73,7 +72,7 @@ class SurveyFlow:
 
     # -- at close ------------------------------------------------------------------------
 
-    async def start(self, conv: Any) -> bool:
+    async def start(self, conv: Conversation) -> bool:
         """Offer the survey for a conversation being resolved (the engine holds its lock).
 
         True: the first question is out and the conversation is in SURVEY. False: no survey
@@ -100,7 +99,7 @@ class SurveyFlow:
         log.info("survey offered", extra={"conversation_id": conv.id})
         return True
 
-    async def skip(self, conv: Any) -> None:
+    async def skip(self, conv: Conversation) -> None:
         """The customer ended the chat again while the survey was open: that is a skip."""
         if await self.store.finish(conv.id, SurveyStatus.SKIPPED):
             SURVEYS_FINISHED.labels("skipped").inc()
@@ -133,10 +132,10 @@ class SurveyFlow:
             customer_id, at, timedelta(days=self.cfg.repeat_contact_days)
         )
 
-    def wants(self, conv: Any, msg: Any) -> bool:
+    def wants(self, conv: Conversation, msg: Message) -> bool:
         return conv.state == State.SURVEY or is_survey_payload(_payload(msg))
 
-    async def on_message(self, conv: Any, msg: Any) -> bool:
+    async def on_message(self, conv: Conversation, msg: Message) -> bool:
         """Handle a customer message in SURVEY (or a survey button pressed later).
 
         Returns False when the message is not an answer but a new request: the survey is
@@ -225,7 +224,9 @@ class SurveyFlow:
         )
         return (*scores, skip)
 
-    async def _ask(self, conv: Any, step: str, *, key: str | None, to: Any) -> None:
+    async def _ask(
+        self, conv: Conversation, step: str, *, key: str | None, to: Message | None
+    ) -> None:
         text = self.texts.question(step, conv.language)
         buttons = self._buttons(step, conv.language)
         if to is None:
@@ -235,16 +236,21 @@ class SurveyFlow:
             await self._say(conv, to, f"survey-{step}", text, quick_replies=buttons)
 
     async def _say(
-        self, conv: Any, to: Any, key: str, text: str, quick_replies: tuple[QuickReply, ...] = ()
+        self,
+        conv: Conversation,
+        to: Message,
+        key: str,
+        text: str,
+        quick_replies: tuple[QuickReply, ...] = (),
     ) -> None:
         await self.output.bot_message(
             conv, f"re-{to.id}-survey-{key}", text, quick_replies=quick_replies
         )
 
-    async def _close(self, conv: Any) -> None:
+    async def _close(self, conv: Conversation) -> None:
         if conv.state == State.SURVEY:
             await self.output.set_state(conv, State.CLOSED, closed_at=utcnow())
 
 
-def _payload(msg: Any) -> str | None:
+def _payload(msg: Message) -> str | None:
     return (msg.payload or {}).get("quick_reply")

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from bot.core.settings import Settings
+from bot.core.store.db import Database
 from bot.core.store.models import SurveyResponse
 from surveys.kpis import KpiAccumulator
 from surveys.metrics import REPORT_SECONDS
@@ -101,7 +102,7 @@ def _date(value: str | None, name: str) -> date | None:
 
 
 async def stream_rows(
-    db: Any, scope: Scope, *, columns: Sequence[str] | None = None, batch: int = 5000
+    db: Database, scope: Scope, *, columns: Sequence[str] | None = None, batch: int = 5000
 ) -> AsyncIterator[list[Any]]:
     """The scope's rows (all columns, or tuples of `columns`) in resolution order, `batch`
     at a time, from a server-side cursor on PostgreSQL: never the whole result in memory."""
@@ -131,7 +132,7 @@ async def _raw_cursor(conn: Any, query: Any, batch: int) -> AsyncIterator[list[A
             yield part
 
 
-async def count_rows(db: Any, scope: Scope) -> int:
+async def count_rows(db: Database, scope: Scope) -> int:
     async with db.engine.connect() as conn:
         return int(
             (
@@ -140,7 +141,7 @@ async def count_rows(db: Any, scope: Scope) -> int:
         )
 
 
-async def survey_report(db: Any, settings: Settings, scope: Scope) -> dict[str, Any]:
+async def survey_report(db: Database, settings: Settings, scope: Scope) -> dict[str, Any]:
     """The dashboard's JSON: KPIs, distributions, daily trend and target attainment."""
     started = time.monotonic()
     acc = KpiAccumulator(tz=ZoneInfo(scope.tz))
@@ -153,7 +154,7 @@ async def survey_report(db: Any, settings: Settings, scope: Scope) -> dict[str, 
     return report
 
 
-async def filter_options(db: Any) -> dict[str, list[str]]:
+async def filter_options(db: Database) -> dict[str, list[str]]:
     """Values present in the data, for the dashboard's filter lists (bounded)."""
     out: dict[str, list[str]] = {}
     async with db.engine.connect() as conn:

@@ -45,7 +45,7 @@ class Snapshot:
     resolved_at: datetime
 
     @classmethod
-    def of(cls, conv: Any, resolved_at: datetime) -> Snapshot:
+    def of(cls, conv: Conversation, resolved_at: datetime) -> Snapshot:
         return cls(
             conversation_id=conv.id,
             customer_id=conv.customer_id,

@@ -6,12 +6,11 @@ on load so a missing translation is a startup error, not a blank question.
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.core.vocabulary import LANGS
+from bot.core.catalog import Catalog, CatalogError
 from nlu.files import read_yaml
 from nlu.vi.text import fold
 
@@ -19,15 +18,15 @@ QUESTIONS = ("ces", "csat", "nps", "comment")
 REPLIES = ("thanks", "skipped", "expired", "already", "retry_ces", "retry_csat", "retry_nps")
 
 
-class SurveyTextError(ValueError):
+class SurveyTextError(CatalogError):
     """data/surveys.yml is incomplete; the message names the key."""
 
 
 @dataclass(frozen=True)
 class SurveyTexts:
-    questions: dict[str, dict[str, str]]
+    questions: Catalog
     labels: dict[str, Any]
-    replies: dict[str, dict[str, str]]
+    replies: Catalog
     skip_words: tuple[str, ...]  # folded
     numbers: dict[str, int]  # folded number word -> value
     phrases: dict[str, dict[str, int]]  # question -> folded phrase -> value
@@ -36,15 +35,14 @@ class SurveyTexts:
     @classmethod
     def load(cls, path: Path, placeholders: dict[str, str]) -> SurveyTexts:
         raw = read_yaml(path) or {}
-        questions = raw.get("questions") or {}
-        replies = raw.get("replies") or {}
-        for group, keys, where in (
-            (questions, QUESTIONS, "questions"),
-            (replies, REPLIES, "replies"),
-        ):
-            for key in keys:
-                if not all((group.get(key) or {}).get(lang) for lang in LANGS):
-                    raise SurveyTextError(f"{path}: {where}.{key} needs vi and en")
+        questions = Catalog.section(
+            raw.get("questions"), f"{path}: questions", placeholders, required=QUESTIONS,
+            error=SurveyTextError,
+        )  # fmt: skip
+        replies = Catalog.section(
+            raw.get("replies"), f"{path}: replies", placeholders, required=REPLIES,
+            error=SurveyTextError,
+        )  # fmt: skip
         answers = raw.get("answers") or {}
         return cls(
             questions=questions,
@@ -59,16 +57,11 @@ class SurveyTexts:
             placeholders=placeholders,
         )
 
-    def _fill(self, text: str) -> str:
-        return string.Formatter().vformat(text, (), {**self.placeholders})
-
     def question(self, step: str, lang: str) -> str:
-        entry = self.questions[step]
-        return self._fill(entry.get(lang) or entry["en"])
+        return self.questions.text(step, lang)
 
     def reply(self, key: str, lang: str) -> str:
-        entry = self.replies[key]
-        return self._fill(entry.get(lang) or entry["en"])
+        return self.replies.text(key, lang)
 
     def skip_label(self, lang: str) -> str:
         entry = self.labels.get("skip") or {}

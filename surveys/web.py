@@ -46,14 +46,18 @@ class ReportSource:
     settings: Settings
     db: Database | None = None
 
+    def database(self) -> Database:
+        if self.db is None:
+            raise web.HTTPServiceUnavailable(text="starting")
+        return self.db
+
 
 REPORTS: web.AppKey[ReportSource] = web.AppKey("survey_reports", ReportSource)
 
 
 def _source(request: web.Request) -> ReportSource:
     source = request.app[REPORTS]
-    if source.db is None:
-        raise web.HTTPServiceUnavailable(text="starting")
+    source.database()  # 503 until the database is open
     return source
 
 
@@ -98,9 +102,9 @@ async def dashboard_asset(request: web.Request) -> web.StreamResponse:
 async def report_json(request: web.Request) -> web.Response:
     gw = _source(request)
     scope = _scope(request)
-    report = await survey_report(gw.db, gw.settings, scope)
+    report = await survey_report(gw.database(), gw.settings, scope)
     if request.query.get("options") == "1":
-        report["options"] = await filter_options(gw.db)
+        report["options"] = await filter_options(gw.database())
     return web.json_response(report, headers={"Cache-Control": "no-store"})
 
 
@@ -126,7 +130,7 @@ async def export_file(request: web.Request) -> web.StreamResponse:
             }
         )
         await resp.prepare(request)
-        async for chunk in csv_chunks(gw.db, scope):
+        async for chunk in csv_chunks(gw.database(), scope):
             await resp.write(chunk)
         await resp.write_eof()
         return resp
@@ -141,7 +145,7 @@ async def _xlsx_response(
     await asyncio.to_thread(os.close, fd)
     path = Path(tmp)
     try:
-        await write_xlsx(gw.db, scope, path)
+        await write_xlsx(gw.database(), scope, path)
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

@@ -28,6 +28,7 @@ from bot.core.messages import InboundMessage
 from bot.core.metrics import WIDGET_CONNECTIONS, WIDGET_ERRORS, WIDGET_MESSAGES
 from bot.core.security import TokenSigner
 from bot.core.settings import Settings
+from bot.core.store.db import Database
 from bot.core.views import message_view
 from nlu.vi.text import nfc
 
@@ -69,7 +70,7 @@ class WidgetChannel:
         *,
         settings: Settings,
         engine: ChannelInbound,
-        db: Any,
+        db: Database,
         event_log: EventLog,
         hub: Hub,
         signer: TokenSigner,

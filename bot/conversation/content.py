@@ -6,24 +6,17 @@ customer seeing a blank bubble.
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from bot.core.vocabulary import LANGS
+from bot.core.catalog import Catalog, CatalogError, complete
 from nlu.files import read_yaml
 
+SYSTEM_REQUIRED = ("fallback", "clarify", "escalated", "nlu_unavailable", "safety")
 
-class ContentError(ValueError):
+
+class ContentError(CatalogError):
     """data/ content is inconsistent; the message says which file and key."""
-
-
-class _Keep(dict[str, str]):
-    """format_map helper: unknown {placeholders} stay visible instead of raising."""
-
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
 
 
 @dataclass(frozen=True)
@@ -37,11 +30,10 @@ class IntentInfo:
 
 
 class Content:
-    def __init__(self, responses: dict[str, Any], intents: dict[str, IntentInfo],
-                 placeholders: dict[str, str]) -> None:  # fmt: skip
-        self._responses = responses
+    def __init__(self, answers: Catalog, system: Catalog, intents: dict[str, IntentInfo]) -> None:
+        self._answers = answers  # intent -> {language -> answer}
+        self._system = system  # the bot's own lines (fallback, clarify, safety, …)
         self.intents = intents
-        self._placeholders = placeholders
 
     @classmethod
     def load(
@@ -53,32 +45,25 @@ class Content:
         for name, spec in raw.items():
             if spec.get("action") not in ("answer", "escalate"):
                 raise ContentError(f"{intents_path}: intents.{name}.action must be answer|escalate")
-            if not all(spec.get("title", {}).get(lang) for lang in LANGS):
+            if not complete(spec.get("title")):
                 raise ContentError(f"{intents_path}: intents.{name}.title needs vi and en")
             intents[name] = IntentInfo(name, spec["action"], dict(spec["title"]))
         for name, info in intents.items():
-            if info.action == "answer" and not all(
-                (responses.get(name) or {}).get(lang) for lang in LANGS
-            ):
+            if info.action == "answer" and not complete(responses.get(name)):
                 raise ContentError(f"{responses_path}: no vi/en answer for intent '{name}'")
-        for key in ("fallback", "clarify", "escalated", "nlu_unavailable", "safety"):
-            if not all(
-                ((responses.get("_system") or {}).get(key) or {}).get(lang) for lang in LANGS
-            ):
-                raise ContentError(f"{responses_path}: _system.{key} needs vi and en")
-        return cls(responses, intents, placeholders)
-
-    def _fill(self, text: str, extra: dict[str, str]) -> str:
-        return string.Formatter().vformat(text, (), _Keep({**self._placeholders, **extra}))
+        system = Catalog.section(
+            responses.get("_system"), f"{responses_path}: _system", placeholders,
+            required=SYSTEM_REQUIRED, error=ContentError,
+        )  # fmt: skip
+        answers = {k: v for k, v in responses.items() if k != "_system"}
+        return cls(Catalog(answers, placeholders), system, intents)
 
     def answer(self, intent: str, lang: str) -> str | None:
-        entry = self._responses.get(intent) or {}
-        text = entry.get(lang) or entry.get("en")
-        return self._fill(text, {}) if text else None
+        entry = self._answers.entries.get(intent) or {}
+        return self._answers.text(intent, lang) if entry.get(lang) or entry.get("en") else None
 
     def system(self, key: str, lang: str, **extra: str) -> str:
-        entry = self._responses["_system"][key]
-        return self._fill(entry.get(lang) or entry["en"], extra)
+        return self._system.text(key, lang, **extra)
 
     def title(self, intent: str, lang: str) -> str:
         info = self.intents.get(intent)

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 from telegram import Update
 from telegram.error import BadRequest, InvalidToken, TelegramError
@@ -33,6 +32,7 @@ from bot.channels.telegram.texts import TelegramTexts
 from bot.channels.telegram.webhook import Result, TelegramInbound
 from bot.conversation.ports import ChannelInbound
 from bot.core.settings import Settings
+from bot.core.store.db import Database
 
 __all__ = ["SECRET_HEADER", "Result", "TelegramChannel", "start_telegram"]
 
@@ -113,7 +113,7 @@ async def start_telegram(
     settings: Settings,
     inbound: ChannelInbound,
     live: LiveServices,
-    db: Any,
+    db: Database,
     *,
     public_url: str,
     replica: str,

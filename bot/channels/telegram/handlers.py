@@ -33,6 +33,7 @@ from bot.channels.widget import clean_text
 from bot.conversation.ports import ChannelInbound
 from bot.core.messages import InboundMessage
 from bot.core.settings import Settings
+from bot.core.store.db import Database
 from bot.core.vocabulary import LANGS
 
 log = logging.getLogger("careline.telegram")
@@ -67,7 +68,7 @@ class TelegramHandlers:
         settings: Settings,
         inbound: ChannelInbound,
         live: LiveServices,
-        db: Any,
+        db: Database,
         credentials: TelegramCredentials,
         texts: TelegramTexts,
         public_url: str,

@@ -57,6 +57,7 @@ from bot.core.live.outbound import Outbound
 from bot.core.live.streams import ensure_group, read_group, trim_acknowledged
 from bot.core.live.tasks import stop_loop_and_tasks
 from bot.core.settings import TelegramOutboxSettings
+from bot.core.store.db import Database
 from bot.core.store.models import utcnow
 
 log = logging.getLogger("careline.telegram.sender")
@@ -123,7 +124,7 @@ class TelegramSender:
         bot: Bot,
         redis: aioredis.Redis,
         outbound: Outbound,
-        db: Any,
+        db: Database,
         ledger: DeliveryLedger,
         cfg: TelegramOutboxSettings,
         consumer: str,
