@@ -132,7 +132,7 @@ async def careline(
                 ready.set()
                 cfg = TelegramOutboxSettings(concurrency=inflight, poll_s=0.05)
                 sender = TelegramSender(bot=bot, redis=redis, outbound=outbound, db=db,
-                                        ledger=DeliveryLedger(db.engine), cfg=cfg,
+                                        ledger=DeliveryLedger(db.sql_engine), cfg=cfg,
                                         consumer="bench", ready=ready)  # fmt: skip
                 convs = []
                 for c in range(chats):

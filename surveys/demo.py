@@ -137,7 +137,7 @@ def _one(rng: random.Random, now: datetime, span: int, out: DemoBatch, known: li
 async def has_real_data(db: Database) -> bool:
     """True when the database holds survey rows that are not demo rows."""
     t = SurveyResponse.__table__  # type: ignore[attr-defined]
-    async with db.engine.connect() as conn:
+    async with db.sql_engine.connect() as conn:
         query = select(func.count()).select_from(t).where(t.c.demo.is_(False))
         return bool((await conn.execute(query)).scalar_one())
 
@@ -150,7 +150,7 @@ async def insert_rows(db: Database, table: str, rows: list[dict[str, Any]]) -> N
              "survey_response": SurveyResponse}[table]  # fmt: skip
     t = model.__table__  # type: ignore[attr-defined]
     columns = [c.name for c in t.columns if c.name in rows[0]]
-    async with db.engine.begin() as conn:
+    async with db.sql_engine.begin() as conn:
         if db.dialect == "postgresql":
             raw = await conn.get_raw_connection()
             await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]

@@ -108,7 +108,7 @@ async def stream_rows(
     at a time, from a server-side cursor on PostgreSQL: never the whole result in memory."""
     chosen = [T.c[c] for c in columns] if columns else [T]
     query = select(*chosen).where(*scope.where()).order_by(T.c.resolved_at, T.c.id)
-    async with db.engine.connect() as conn:
+    async with db.sql_engine.connect() as conn:
         if columns and db.dialect == "postgresql":
             async for part in _raw_cursor(conn, query, batch):
                 yield part
@@ -133,7 +133,7 @@ async def _raw_cursor(conn: Any, query: Any, batch: int) -> AsyncIterator[list[A
 
 
 async def count_rows(db: Database, scope: Scope) -> int:
-    async with db.engine.connect() as conn:
+    async with db.sql_engine.connect() as conn:
         return int(
             (
                 await conn.execute(select(func.count()).select_from(T).where(*scope.where()))
@@ -157,7 +157,7 @@ async def survey_report(db: Database, settings: Settings, scope: Scope) -> dict[
 async def filter_options(db: Database) -> dict[str, list[str]]:
     """Values present in the data, for the dashboard's filter lists (bounded)."""
     out: dict[str, list[str]] = {}
-    async with db.engine.connect() as conn:
+    async with db.sql_engine.connect() as conn:
         for name in FILTERS:
             col = T.c[_COLUMN.get(name, name)]
             query = select(col).where(col.is_not(None)).distinct().order_by(col).limit(200)

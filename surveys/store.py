@@ -66,7 +66,7 @@ class Snapshot:
 class SurveyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.engine = db.engine
+        self.sql_engine = db.sql_engine
 
     async def offer(
         self, snap: Snapshot, *, first_step: str, expires_at: datetime
@@ -83,7 +83,7 @@ class SurveyStore:
         stmt = insert_ignoring_conflict(
             self.db.dialect, SurveyResponse, values, ["conversation_id"]
         )
-        async with self.engine.begin() as conn:
+        async with self.sql_engine.begin() as conn:
             created = (await conn.execute(stmt)).rowcount == 1
         row = await self.get(snap.conversation_id)
         assert row is not None
@@ -99,7 +99,7 @@ class SurveyStore:
         await self._update(SurveyResponse.conversation_id == snap.conversation_id, fields)
 
     async def get(self, conversation_id: str) -> Any | None:
-        async with self.engine.connect() as conn:
+        async with self.sql_engine.connect() as conn:
             result = await conn.execute(select(T).where(T.c.conversation_id == conversation_id))
             return result.first()
 
@@ -151,7 +151,7 @@ class SurveyStore:
             .where(T.c.status == SurveyStatus.ASKED.value, T.c.expires_at <= now)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self.sql_engine.connect() as conn:
             return list((await conn.execute(query)).scalars().all())
 
     async def idle_bot_conversations(self, cutoff: datetime, limit: int = 200) -> list[str]:
@@ -161,10 +161,10 @@ class SurveyStore:
         query = (
             select(C.c.id).where(C.c.state == "BOT", C.c.created_at <= cutoff, ~recent).limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self.sql_engine.connect() as conn:
             return list((await conn.execute(query)).scalars().all())
 
     async def _update(self, where: Any, fields: dict[str, Any], *, count: bool = False) -> Any:
-        async with self.engine.begin() as conn:
+        async with self.sql_engine.begin() as conn:
             result = await conn.execute(update(T).where(where).values(**fields))
         return result.rowcount if count else result.rowcount > 0

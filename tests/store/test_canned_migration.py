@@ -17,5 +17,5 @@ async def test_canned_response_table_matches_the_model(db: Database) -> None:
         diffs = [d for d in compare_metadata(ctx, metadata) if _table_of(d) == "canned_response"]
         return "canned_response" in inspect(conn).get_table_names(schema=db.schema), diffs
 
-    async with db.engine.connect() as conn:
+    async with db.sql_engine.connect() as conn:
         assert await conn.run_sync(check) == (True, [])

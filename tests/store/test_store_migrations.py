@@ -17,7 +17,7 @@ TABLES = {"customer", "conversation", "message", "escalation", "survey_response"
 
 
 async def _scalar(db: Database, sql: str) -> object:
-    async with db.engine.connect() as conn:
+    async with db.sql_engine.connect() as conn:
         return (await conn.execute(text(sql))).scalar_one()
 
 
@@ -25,7 +25,7 @@ async def test_migrate_twice_is_a_no_op(db: Database) -> None:
     await db.migrate()  # the fixture already migrated once
     heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
     assert "0004_surveys" in heads  # feature branches sit side by side, each off 0001
-    async with db.engine.connect() as conn:
+    async with db.sql_engine.connect() as conn:
         found = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars()
         assert set(found) == heads
     customer = await db.get_or_create_customer("widget", "kept")
@@ -37,7 +37,7 @@ async def test_tables_and_version_table_live_in_the_schema(db: Database) -> None
     def tables(conn: Connection) -> set[str]:
         return set(inspect(conn).get_table_names(schema=db.schema))
 
-    async with db.engine.connect() as conn:
+    async with db.sql_engine.connect() as conn:
         found = await conn.run_sync(tables)
     assert found >= {*TABLES, "alembic_version"}
 
@@ -49,7 +49,7 @@ async def test_migration_matches_the_models(db: Database) -> None:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         return [d for d in compare_metadata(ctx, metadata) if _table_of(d) in TABLES]
 
-    async with db.engine.connect() as conn:
+    async with db.sql_engine.connect() as conn:
         assert await conn.run_sync(diff) == []
 
 
@@ -69,7 +69,7 @@ async def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/p.db")
     try:
         await db.migrate()
-        async with db.engine.connect() as conn:
+        async with db.sql_engine.connect() as conn:
             pragma = conn.exec_driver_sql
             assert (await pragma("PRAGMA journal_mode")).scalar_one() == "wal"
             assert (await pragma("PRAGMA foreign_keys")).scalar_one() == 1

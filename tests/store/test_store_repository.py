@@ -13,7 +13,7 @@ from bot.core.store import Conversation, ConversationState, Database, Message, u
 
 
 async def _count(db: Database, sql: str, **params: object) -> int:
-    async with db.engine.connect() as conn:
+    async with db.sql_engine.connect() as conn:
         return int((await conn.execute(text(sql), params)).scalar_one())
 
 
@@ -229,7 +229,7 @@ async def test_old_unprocessed_messages_are_found_by_age(db: Database) -> None:
     conv = await _conversation(db)
     msg, _ = await db.add_message(conv.id, "customer", "stuck")
     old = datetime(2024, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=7)))  # any zone in
-    async with db.engine.begin() as conn:
+    async with db.sql_engine.begin() as conn:
         await conn.execute(update(Message).where(Message.id == msg.id).values(created_at=old))
     found = await db.unprocessed_customer_messages(older_than_s=60)
     assert [m.id for m in found] == [msg.id]

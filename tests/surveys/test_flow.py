@@ -33,7 +33,7 @@ async def _survey(gateway: Any, conversation_id: str) -> Any:
 async def _expire(gateway: Any, conversation_id: str) -> None:
     """Move the survey's deadline into the past (instead of waiting 24 hours)."""
     table = SurveyResponse.__table__  # type: ignore[attr-defined]
-    async with gateway.gw.db.engine.begin() as conn:
+    async with gateway.gw.db.sql_engine.begin() as conn:
         await conn.execute(
             update(table)
             .where(table.c.conversation_id == conversation_id)
@@ -175,7 +175,7 @@ async def test_sweeper_expires_surveys_and_resolves_silent_bot_chats(gateway) ->
         await _start_chat(silent)
         old = utcnow() - timedelta(minutes=gateway.settings.surveys.idle_close_minutes + 5)
         msg_t = Message.__table__  # type: ignore[attr-defined]
-        async with db.engine.begin() as conn:  # as if the customer left 35 minutes ago
+        async with db.sql_engine.begin() as conn:  # as if the customer left 35 minutes ago
             await conn.execute(
                 update(msg_t)
                 .where(msg_t.c.conversation_id == silent.conversation_id)

@@ -17,7 +17,7 @@ async def test_telegram_delivery_migration_matches_the_model(db: Database) -> No
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         return [d for d in compare_metadata(ctx, metadata) if _table_of(d) == "telegram_delivery"]
 
-    async with db.engine.connect() as conn:
+    async with db.sql_engine.connect() as conn:
         assert await conn.run_sync(diff) == []
         tables = await conn.run_sync(lambda c: set(c.dialect.get_table_names(c, schema=db.schema)))
     assert "telegram_delivery" in tables

@@ -92,7 +92,7 @@ class TelegramHandlers:
             live.redis, prefix, done_ttl_s=int(self.cfg.dedup_ttl_hours * 3600)
         )
         self.ready = asyncio.Event()
-        self.ledger = DeliveryLedger(db.engine)
+        self.ledger = DeliveryLedger(db.sql_engine)
         self.sender = TelegramSender(
             bot=self.bot,
             redis=live.redis,

@@ -21,10 +21,10 @@ SENDING, DELIVERED, FAILED = "sending", "delivered", "failed"
 
 
 class DeliveryLedger:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.dialect = engine.dialect.name
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+    def __init__(self, sql_engine: AsyncEngine) -> None:
+        self.sql_engine = sql_engine
+        self.dialect = sql_engine.dialect.name
+        self._sessions = async_sessionmaker(sql_engine, expire_on_commit=False)
 
     async def undelivered(
         self, conversation_id: str, *, limit: int = 50

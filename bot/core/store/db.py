@@ -72,8 +72,8 @@ class Database:
         self.schema = _check_schema(schema, self.dialect)
         if self._url.drivername == SQLITE_DRIVER:
             sqlite_path(self._url).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = self._create_engine(echo)
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sql_engine: AsyncEngine = self._create_engine(echo)
+        self._sessions = async_sessionmaker(self.sql_engine, expire_on_commit=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -138,7 +138,7 @@ class Database:
 
         Used by migrate() and by migrations/env.py for the alembic CLI.
         """
-        async with self.engine.connect() as conn:
+        async with self.sql_engine.connect() as conn:
             await self._lock_for_migration(conn)
             await conn.run_sync(fn)
             await conn.commit()
@@ -157,7 +157,7 @@ class Database:
         """Readiness: can we run SELECT 1 within PING_TIMEOUT_S?"""
         try:
             async with asyncio.timeout(PING_TIMEOUT_S):
-                async with self.engine.connect() as conn:
+                async with self.sql_engine.connect() as conn:
                     await conn.execute(text("SELECT 1"))
         except Exception as e:  # readiness only reports; the cause goes to the log
             log.warning("database %s is not reachable: %r", masked(self._url), e)
@@ -165,7 +165,7 @@ class Database:
         return True
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self.sql_engine.dispose()
 
     # -- customers -----------------------------------------------------------------------------
 
