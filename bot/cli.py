@@ -163,8 +163,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
         embedded.append("NLU service as a supervised child process")
     app = create_app(settings, nlu_url=nlu_url, public_url=public_url)
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()  # runs startup: migrations, Redis, workers
-    try:
+    try:  # a failed start closes what it had opened, the NLU child included
+        await runner.setup()  # runs startup: migrations, Redis, workers
         await web.TCPSite(runner, host, port).start()
         gw = app[GATEWAY]
         assert gw.redis is not None and gw.db is not None

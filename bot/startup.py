@@ -37,6 +37,7 @@ from bot.core.live.keys import Keys
 from bot.core.live.outbound import Outbound
 from bot.core.live.redis_conn import RedisHandle, connect
 from bot.core.live.streams import EventLog, Inbox
+from bot.core.live.tasks import stop_loop_and_tasks
 from bot.core.security import TokenSigner, load_secret_key, require_shared_redis
 from bot.core.settings import Settings
 from bot.core.store.db import Database
@@ -213,8 +214,7 @@ async def surveys(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         gw.surveys.stop()
-        await asyncio.wait([task], timeout=5)
-        task.cancel()
+        await stop_loop_and_tasks(task, set(), grace_s=5.0)
 
 
 async def widget(app: web.Application) -> AsyncIterator[None]:

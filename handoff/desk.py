@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.auth.accounts import Accounts, Principal
-from bot.conversation.ports import AgentActions, Availability, Escalated, NotWithAgent
+from bot.conversation.ports import AgentActions, Escalated, NotWithAgent
 from bot.core.live.streams import EventLog
 from bot.core.metrics import AGENT_MESSAGES, SLA_BREACHES
 from bot.core.settings import Settings
@@ -126,9 +126,6 @@ class HelpDesk:
             await self.engine.offer_callback(
                 e.conversation_id, closed=closed, hours=describe(hours)
             )
-
-    async def availability(self, queue: str) -> Availability:
-        return await self.line.availability(queue)
 
     async def on_severity_raised(self, conversation_id: str, severity: str) -> None:
         await self.sla.tighten(conversation_id, severity)

@@ -14,7 +14,6 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -62,9 +61,9 @@ def _source(request: web.Request) -> ReportSource:
 
 
 def _scope(request: web.Request) -> Scope:
-    gw = _source(request)
+    source = _source(request)
     try:
-        return Scope.parse(request.query, gw.settings.surveys.report_timezone)
+        return Scope.parse(request.query, source.settings.surveys.report_timezone)
     except ScopeError as e:
         raise web.HTTPBadRequest(
             text=f'{{"error":{{"code":"bad_scope","message":{_json_str(str(e))}}}}}',
@@ -100,17 +99,17 @@ async def dashboard_asset(request: web.Request) -> web.StreamResponse:
 
 @manager_only()
 async def report_json(request: web.Request) -> web.Response:
-    gw = _source(request)
+    source = _source(request)
     scope = _scope(request)
-    report = await survey_report(gw.database(), gw.settings, scope)
+    report = await survey_report(source.database(), source.settings, scope)
     if request.query.get("options") == "1":
-        report["options"] = await filter_options(gw.database())
+        report["options"] = await filter_options(source.database())
     return web.json_response(report, headers={"Cache-Control": "no-store"})
 
 
 @manager_only()
 async def export_file(request: web.Request) -> web.StreamResponse:
-    gw = _source(request)
+    source = _source(request)
     scope = _scope(request)
     fmt = request.query.get("format", "csv")
     if fmt not in FORMATS:
@@ -130,22 +129,22 @@ async def export_file(request: web.Request) -> web.StreamResponse:
             }
         )
         await resp.prepare(request)
-        async for chunk in csv_chunks(gw.database(), scope):
+        async for chunk in csv_chunks(source.database(), scope):
             await resp.write(chunk)
         await resp.write_eof()
         return resp
-    return await _xlsx_response(request, gw, scope, name)
+    return await _xlsx_response(request, source, scope, name)
 
 
 async def _xlsx_response(
-    request: web.Request, gw: Any, scope: Scope, name: str
+    request: web.Request, source: ReportSource, scope: Scope, name: str
 ) -> web.StreamResponse:
     """XLSX is a zip: it is built in a temporary file, streamed, and removed."""
     fd, tmp = await asyncio.to_thread(tempfile.mkstemp, suffix=".xlsx", prefix="careline-export-")
     await asyncio.to_thread(os.close, fd)
     path = Path(tmp)
     try:
-        await write_xlsx(gw.database(), scope, path)
+        await write_xlsx(source.database(), scope, path)
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

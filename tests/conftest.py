@@ -29,6 +29,7 @@ from tests.support import (
 
 _BAD_SKIPS = pytest.StashKey[list[str]]()
 _CONFIG: list[pytest.Config] = []  # this process's config, for the report hook
+OPTIONAL = "careline-optional"
 
 
 def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
@@ -36,12 +37,21 @@ def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
     _CONFIG[:] = [config]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    """Mark reports of tests marked optional (user properties travel to xdist's controller,
+    where the item's markers are not at hand)."""
+    outcome = yield
+    if item.get_closest_marker("optional") is not None:
+        outcome.get_result().user_properties.append((OPTIONAL, True))
+
+
 def pytest_runtest_logreport(report) -> None:  # type: ignore[no-untyped-def]
     """Count every skip of a test not marked optional, as it is reported. This hook also
     runs in the controller of a parallel run (pytest-xdist replays the workers' reports
     there), so the controller, which decides the exit status, sees every skip; the status
     is decided in pytest_sessionfinish, which runs before the terminal summary."""
-    expected = hasattr(report, "wasxfail") or "optional" in report.keywords
+    expected = hasattr(report, "wasxfail") or (OPTIONAL, True) in report.user_properties
     if report.skipped and not expected and _CONFIG:
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else ""
         _CONFIG[0].stash[_BAD_SKIPS].append(f"{report.nodeid}: {reason}")

@@ -132,9 +132,9 @@ async def running_gateway(
     if replica:
         app[GATEWAY].replica = replica
     runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    try:  # a failed start closes what it had opened (runner.cleanup runs the cleanup_ctx)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
         yield RunningGateway(url, app, settings)
     finally:
         await runner.cleanup()

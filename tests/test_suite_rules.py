@@ -9,6 +9,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 HOOKS = (
     "from tests.conftest import (pytest_configure, pytest_runtest_logreport,\n"
+    "    pytest_runtest_makereport,\n"
     "    pytest_sessionfinish, pytest_terminal_summary)\n"
 )
 

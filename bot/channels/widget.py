@@ -1,6 +1,6 @@
 """The website widget channel: one WebSocket per browser tab (docs/WIDGET_PROTOCOL.md).
 
-Adapts frames to `InboundMessage` for the engine and event_log the conversation's events back.
+Adapts frames to `InboundMessage` for the core and streams the conversation's events back.
 Hostile input is expected: every frame is size-checked, parsed defensively and rate-limited,
 and a bad frame gets an `error` frame while the connection stays usable.
 """

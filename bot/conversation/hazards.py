@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 from bot.conversation.escalation import EscalationSteps
-from bot.conversation.parts import Understanding
+from bot.conversation.parts import Understanding, now
 from bot.conversation.safety_check import NO, YES, PendingCheck
-from bot.core.live.locks import redis_lock
+from bot.core.live.locks import LockTimeout, redis_lock
 from bot.core.messages import QuickReply
 from bot.core.store.models import Conversation, Message
 from bot.core.vocabulary import State
@@ -23,6 +23,14 @@ log = logging.getLogger("careline.engine")
 
 # The idempotency key of the bot's safety question: "re-<customer message id>-safety_check".
 _SAFETY_QUESTION_KEY = re.compile(r"re-(\d+)-safety_check")
+# Bot-state field: the customer answered "no" to the safety question in this conversation.
+CLEARED = "safety_cleared"
+# Questions older than this are not brought back: after a day the moment has passed.
+RESTORE_HORIZON = timedelta(days=1)
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 class HazardSteps(EscalationSteps):
@@ -86,6 +94,10 @@ class HazardSteps(EscalationSteps):
             conv.id, "safety_question", actor="customer", queue="safety",
             severity=conv.severity, note="answered no",
         )  # fmt: skip
+        # The customer said it is not dangerous: the same worry, read again in the context
+        # of their next messages, is not asked about again (a real hazard still is caught:
+        # a critical verdict never asks, it escalates).
+        await self.redis.hset(self._bot_key(conv.id), CLEARED, 1)
         await self.transcript.reply(
             conv, msg, "safety_clear", self.content.system("safety_check_clear", lang)
         )
@@ -125,27 +137,49 @@ class HazardSteps(EscalationSteps):
         """Put back from SQL every unanswered safety question Redis no longer holds, with
         its deadline from when it was asked (the timer then fires any that are overdue).
         Idempotent, so every replica may run it; returns how many were put back."""
+        since = now() - RESTORE_HORIZON
         restored = 0
-        timeout = self.settings.triage.model.ask_timeout_s
-        for asked in await self.db.open_safety_questions():
-            if await self.safety_checks.pending(asked.conversation_id) is not None:
-                continue
-            transcript = await self.db.transcript(asked.conversation_id, limit=50)
-            keys = (_SAFETY_QUESTION_KEY.fullmatch(m.client_msg_id or "") for m in transcript)
-            found = [(m, k) for m, k in zip(transcript, keys, strict=True) if k]
-            if not found:
-                continue
-            question, match = found[-1]
-            asked_at = asked.created_at.replace(tzinfo=asked.created_at.tzinfo or UTC)
-            check = PendingCheck(
-                int(match[1]), question.intent, question.confidence or 0.0, asked.reason or "",
-                asked_at.timestamp() + timeout,
-            )  # fmt: skip
-            if await self.safety_checks.restore(asked.conversation_id, check):
-                restored += 1
+        for conversation_id in await self.db.open_safety_questions(since):
+            try:
+                async with redis_lock(
+                    self.redis, self.keys.conversation_lock(conversation_id), wait_s=1.0
+                ):
+                    restored += await self._restore_safety_question(conversation_id)
+            except LockTimeout:
+                continue  # a turn is running: it decides; the next pass looks again
         if restored:
             log.warning("restored from SQL %d unanswered safety questions", restored)
         return restored
+
+    async def _restore_safety_question(self, conversation_id: str) -> int:
+        """Under the conversation's lock, so no answer is being handled meanwhile: the
+        question is still open only if it is the conversation's last handoff record and the
+        chat has stayed with the bot since (no escalation, no close in between)."""
+        conv = await self.db.get_conversation(conversation_id)
+        records = await self.db.escalations(conversation_id)
+        if conv is None or conv.state != State.BOT or not records:
+            return 0
+        asked = records[-1]
+        if asked.kind != "safety_question" or asked.note != "asked":
+            return 0
+        asked_at = _aware(asked.created_at)
+        if any(
+            t is not None and _aware(t) > asked_at for t in (conv.escalated_at, conv.resolved_at)
+        ):
+            return 0  # the chat left the bot after the question: it no longer stands
+        if await self.safety_checks.pending(conversation_id) is not None:
+            return 0
+        transcript = await self.db.transcript(conversation_id, limit=50)
+        keys = (_SAFETY_QUESTION_KEY.fullmatch(m.client_msg_id or "") for m in transcript)
+        found = [(m, k) for m, k in zip(transcript, keys, strict=True) if k]
+        if not found:
+            return 0
+        question, match = found[-1]
+        check = PendingCheck(
+            int(match[1]), question.intent, question.confidence or 0.0, asked.reason or "",
+            asked_at.timestamp() + self.settings.triage.model.ask_timeout_s,
+        )  # fmt: skip
+        return int(await self.safety_checks.restore(conversation_id, check))
 
     async def _safety_escalate(
         self, conv: Conversation, msg: Message, why: str, asked: str

@@ -70,7 +70,6 @@ class EngineParts:
         self.line = line  # the help desk's waiting lines: the core knows nothing of agents
         self.closing = closing  # None: resolved conversations close without a survey
         self.transcript = transcript  # the only writer of visible messages and states
-        self.outbound = transcript.outbound
         self.safety_checks = SafetyChecks(
             redis, event_log.keys, settings.triage.model.ask_timeout_s
         )

@@ -154,10 +154,13 @@ class SafetyCheckTimer:
     async def run(self) -> None:
         next_recovery = 0.0
         while not self._stop.is_set():
-            try:
-                if self.recover is not None and time.monotonic() >= next_recovery:
-                    next_recovery = time.monotonic() + self.recover_every_s
+            if self.recover is not None and time.monotonic() >= next_recovery:
+                next_recovery = time.monotonic() + self.recover_every_s
+                try:
                     await self.recover()
+                except Exception:  # SQL or Redis down: the deadlines below still fire
+                    log.exception("restoring safety questions failed; retrying next pass")
+            try:
                 for conversation_id in await self.checks.due():
                     await self.on_timeout(conversation_id)
             except Exception:  # a Redis hiccup must not end the timer

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from bot.conversation.hazards import HazardSteps
+from bot.conversation.hazards import CLEARED, HazardSteps
 from bot.conversation.parts import Understanding
 from bot.conversation.safety_check import answer_of
 from bot.core.messages import QuickReply
@@ -54,7 +54,8 @@ class BotTurn(HazardSteps):
         lang = u.language or conv.language
         if lang != conv.language:
             conv = await self.db.update_conversation(conv.id, language=lang)
-        misses = int(await self.redis.hget(self._bot_key(conv.id), "misses") or 0)
+        raw_misses, cleared = await self.redis.hmget(self._bot_key(conv.id), "misses", CLEARED)
+        misses = int(raw_misses or 0)
         t = self.triage.classify(
             msg.text,
             intent=u.intent,
@@ -69,7 +70,7 @@ class BotTurn(HazardSteps):
                 await self.safety_checks.close(conv.id)
             await self._hazard(conv, msg, u, t, lang)
             return
-        if t.ask and check is None:
+        if t.ask and check is None and not cleared:  # once told "no", the bot asks no more
             await self._ask_safety(conv, msg, u, t, lang)
             return
         await self._answer(conv, msg, u, t, lang)

@@ -4,6 +4,8 @@ answer in time, sends the chat to the safety queue; no lets it go on."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -37,6 +39,19 @@ async def quick_gateway(request, tmp_path, nlu_url: str) -> AsyncIterator[Runnin
             yield g
 
 
+ANSWER_WITHIN_S = 5.0  # long enough to answer in time on a loaded machine
+
+
+@pytest.fixture(params=BACKENDS)
+async def answering_gateway(request, tmp_path, nlu_url: str) -> AsyncIterator[RunningGateway]:  # type: ignore[no-untyped-def]
+    """A gateway whose safety question times out after ANSWER_WITHIN_S."""
+    async with (
+        backend_settings(request.param, tmp_path) as s,
+        running_gateway(_timeout(s, ANSWER_WITHIN_S), nlu_url) as g,
+    ):
+        yield g
+
+
 async def _wipe_redis(g: RunningGateway) -> None:
     """Everything of this gateway in Redis is gone, as after a restart without persistence."""
     client, prefix = g.gw.redis.client, g.gw.settings.redis.prefix
@@ -54,8 +69,8 @@ async def _asked(c: WidgetClient) -> dict:
     return reply
 
 
-async def test_yes_sends_the_chat_to_safety_at_once(quick_gateway: RunningGateway) -> None:
-    db, c = quick_gateway.gw.db, WidgetClient(quick_gateway.ws_url)
+async def test_yes_sends_the_chat_to_safety_at_once(answering_gateway: RunningGateway) -> None:
+    db, c = answering_gateway.gw.db, WidgetClient(answering_gateway.ws_url)
     try:
         await _asked(c)
         await c.say("Có", payload=YES)
@@ -71,10 +86,11 @@ async def test_yes_sends_the_chat_to_safety_at_once(quick_gateway: RunningGatewa
         await c.close()
 
 
-async def test_no_lets_the_conversation_go_on(quick_gateway: RunningGateway) -> None:
-    db, c = quick_gateway.gw.db, WidgetClient(quick_gateway.ws_url)
+async def test_no_lets_the_conversation_go_on(answering_gateway: RunningGateway) -> None:
+    db, c = answering_gateway.gw.db, WidgetClient(answering_gateway.ws_url)
     try:
         await _asked(c)
+        asked_at = time.monotonic()
         await c.say("không", payload=None)  # typed, not the button
         clear = await c.bot_reply()
         assert "Cảm ơn" in clear["text"]
@@ -86,6 +102,7 @@ async def test_no_lets_the_conversation_go_on(quick_gateway: RunningGateway) -> 
         # the timeout no longer applies: nothing escalates after it would have fired
         await c.say("cảm ơn shop")
         await c.bot_reply()
+        await asyncio.sleep(max(0.0, asked_at + ANSWER_WITHIN_S + 1.5 - time.monotonic()))
         conv = await db.get_conversation(c.conversation_id)
         assert conv.state == "BOT"
     finally:
@@ -145,6 +162,25 @@ async def test_a_yes_after_redis_lost_the_question_goes_to_safety(tmp_path, nlu_
                 assert (conv.severity, conv.queue) == ("critical", "safety")
             finally:
                 await c.close()
+
+
+async def test_a_question_the_chat_left_is_not_brought_back(quick_gateway: RunningGateway) -> None:
+    """Asking for a person while the question waits ends it; Redis lost, back with the bot,
+    the old question must not come back and send the chat to safety."""
+    db, engine, c = quick_gateway.gw.db, quick_gateway.gw.engine, WidgetClient(quick_gateway.ws_url)
+    try:
+        await _asked(c)
+        await c.say("cho mình gặp nhân viên", payload="intent:request_human")
+        await wait_for(lambda: _state(db, c.conversation_id, "WAITING_AGENT"))
+        await _wipe_redis(quick_gateway)
+        await engine.return_to_bot(c.conversation_id)
+        await asyncio.sleep(2.5)  # several recovery passes, and past the 1 s deadline
+        conv = await db.get_conversation(c.conversation_id)
+        assert conv.state == "BOT"
+        reasons = [e.reason or "" for e in await db.escalations(conv.id)]
+        assert not any("no answer to the safety question" in r for r in reasons), reasons
+    finally:
+        await c.close()
 
 
 def test_typed_answers() -> None:

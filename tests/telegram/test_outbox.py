@@ -198,7 +198,7 @@ async def test_a_dead_replicas_delivery_is_claimed(
         conv = await tg.conversation_of(lan)
         await _agent_says(tg, conv.id, "taken over from a dead replica", wake=False)
         # A replica read the wake-up and died before delivering (never acknowledged it).
-        outbound, redis = tg.gateway.gw.engine.outbound, tg.gateway.gw.engine.redis
+        outbound, redis = tg.gateway.gw.outbound, tg.gateway.gw.redis.client
         stream = outbound.outbox("telegram")
         async with redis.pipeline(transaction=True) as pipe:  # atomic: nobody else reads it
             pipe.xadd(stream, {"conversation_id": conv.id})

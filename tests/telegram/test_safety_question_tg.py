@@ -3,7 +3,7 @@ no-answer timeout."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -16,17 +16,32 @@ from tests.telegram.harness import Harness, telegram_gateway
 WORRIED = "sạc mà sợ nổ quá"
 
 
-def _one_second(s: Settings) -> Settings:
-    model = s.triage.model.model_copy(update={"ask_timeout_s": 1.0})
-    return s.model_copy(update={"triage": s.triage.model_copy(update={"model": model})})
+def _ask_timeout(seconds: float) -> Callable[[Settings], Settings]:
+    def adjust(s: Settings) -> Settings:
+        model = s.triage.model.model_copy(update={"ask_timeout_s": seconds})
+        return s.model_copy(update={"triage": s.triage.model_copy(update={"model": model})})
+
+    return adjust
 
 
 @pytest.fixture(params=BACKENDS)
 async def tg(
     request: pytest.FixtureRequest, tmp_path: Path, nlu_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Harness]:
+    """The question times out after 1 s."""
     async with telegram_gateway(
-        request.param, tmp_path, nlu_url, monkeypatch, adjust=_one_second
+        request.param, tmp_path, nlu_url, monkeypatch, adjust=_ask_timeout(1.0)
+    ) as h:
+        yield h
+
+
+@pytest.fixture(params=BACKENDS)
+async def tg_answering(
+    request: pytest.FixtureRequest, tmp_path: Path, nlu_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Harness]:
+    """Long enough to answer in time on a loaded machine."""
+    async with telegram_gateway(
+        request.param, tmp_path, nlu_url, monkeypatch, adjust=_ask_timeout(5.0)
     ) as h:
         yield h
 
@@ -47,7 +62,8 @@ async def _asked(tg: Harness):  # type: ignore[no-untyped-def]
     return lan, keyboard
 
 
-async def test_yes_on_telegram_goes_to_safety(tg: Harness) -> None:
+async def test_yes_on_telegram_goes_to_safety(tg_answering: Harness) -> None:
+    tg = tg_answering
     lan, keyboard = await _asked(tg)
     await lan.say(lan.press(keyboard, 0))  # "Có"
     texts = await lan.received(2)

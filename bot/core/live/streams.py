@@ -1,5 +1,5 @@
 """Per-conversation event logs (`EventLog`) and the engine's inbox (`Inbox`), on Redis
-EventLog.
+Streams.
 
 - `cl:conv:<id>:events`: every visible event of a conversation (messages, state changes), in
   order, with Redis-assigned increasing ids. A reconnecting widget replays from the last id

@@ -14,7 +14,7 @@ import logging
 import re
 import zlib
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -380,18 +380,18 @@ class Database:
         async with self._sessions() as s:
             return list((await s.scalars(query)).all())
 
-    async def open_safety_questions(self, limit: int = 10_000) -> list[Escalation]:
-        """The last safety-question record of each bot-handled conversation whose question
-        is still unanswered ("asked" with no outcome after it), oldest first.
+    async def open_safety_questions(self, since: datetime, limit: int = 1000) -> list[str]:
+        """Bot-handled conversations whose last handoff record since `since` is an unanswered
+        safety question ("asked"), oldest question first.
 
-        Why: the pending question's deadline lives in Redis; these records let a replica
-        put it back when Redis has lost it, so a possible hazard never waits unanswered."""
+        Why: the pending question's deadline lives in Redis; these let a replica put it back
+        when Redis has lost it. A candidate only: the caller re-checks under the lock."""
         query = (
             select(Escalation)
             .join(Conversation, col(Conversation.id) == Escalation.conversation_id)
             .where(
-                col(Escalation.kind) == EscalationKind.SAFETY_QUESTION,
                 col(Conversation.state) == ConversationState.BOT,
+                col(Escalation.created_at) >= since,
             )
             .order_by(col(Escalation.id))
         )
@@ -401,7 +401,12 @@ class Database:
         for row in rows:
             last.pop(row.conversation_id, None)  # re-insert: dict order follows the newest
             last[row.conversation_id] = row
-        return [e for e in last.values() if e.note == "asked"][:limit]
+        open_ = [
+            e.conversation_id
+            for e in last.values()
+            if e.kind == EscalationKind.SAFETY_QUESTION and e.note == "asked"
+        ]
+        return open_[:limit]
 
     # -- helpers -------------------------------------------------------------------------------
 
