@@ -54,8 +54,8 @@ async def redis_lock(
             raise LockTimeout(f"{key} is busy")
         await asyncio.sleep(0.02)
     holder = asyncio.current_task()
-    lost = asyncio.Event()
-    renewer = asyncio.create_task(_renew(redis, key, token, ttl_ms, holder, lost))
+    lost, done = asyncio.Event(), asyncio.Event()
+    renewer = asyncio.create_task(_renew(redis, key, token, ttl_ms, holder, lost, done))
     try:
         yield
     except asyncio.CancelledError:
@@ -63,19 +63,25 @@ async def redis_lock(
             raise LockLost(f"{key} was lost while held; its new holder finishes") from None
         raise
     finally:
+        # The flag, not only the cancel: a cancel absorbed inside a Redis call (redis-py
+        # may swallow one while reconnecting) must not leave the renewer keeping the lock
+        # alive for ever after its holder is gone; nor may waiting for it block the release.
+        done.set()
         renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
+        await asyncio.wait({renewer}, timeout=1.0)
         if not lost.is_set():
             await redis.eval(_RELEASE, 1, key, token)
 
 
 async def _renew(
     redis: aioredis.Redis, key: str, token: str, ttl_ms: int,
-    holder: asyncio.Task[Any] | None, lost: asyncio.Event,
+    holder: asyncio.Task[Any] | None, lost: asyncio.Event, done: asyncio.Event,
 ) -> None:  # fmt: skip
-    while True:
-        await asyncio.sleep(ttl_ms / 3000)
+    while not done.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), ttl_ms / 3000)
+        if done.is_set() or (holder is not None and holder.done()):
+            return
         try:
             still_ours = await redis.eval(_RENEW, 1, key, token, ttl_ms)
         except Exception:  # Redis unreachable for a moment: try again next round
