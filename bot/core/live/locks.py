@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,6 +32,26 @@ _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
+
+
+LONG_HOLD_S = 60.0  # a turn holds its conversation for milliseconds; a minute is a fault
+
+
+def _where(task: asyncio.Task[Any] | None) -> str:
+    """The chain of awaits the task is suspended in, outermost first."""
+    if task is None:
+        return "(no task)"
+    lines: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and len(lines) < 40:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+        if frame is not None:
+            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        nxt = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+        if nxt is None and frame is None:
+            lines.append(f"  awaiting {awaited!r}"[:200])
+        awaited = nxt
+    return "\n".join(lines)
 
 
 class LockTimeout(TimeoutError):
@@ -77,11 +98,16 @@ async def _renew(
     redis: aioredis.Redis, key: str, token: str, ttl_ms: int,
     holder: asyncio.Task[Any] | None, lost: asyncio.Event, done: asyncio.Event,
 ) -> None:  # fmt: skip
+    started, reported = time.monotonic(), False
     while not done.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), ttl_ms / 3000)
         if done.is_set() or (holder is not None and holder.done()):
             return
+        if not reported and time.monotonic() - started > LONG_HOLD_S:
+            reported = True  # once: where the holder waits, to find what keeps it
+            log.warning("lock %s held for over %.0f s; its holder waits at:\n%s", key,
+                        LONG_HOLD_S, _where(holder))  # fmt: skip
         try:
             still_ours = await redis.eval(_RENEW, 1, key, token, ttl_ms)
         except Exception:  # Redis unreachable for a moment: try again next round
