@@ -19,7 +19,6 @@ from bot.core.store.models import CannedResponse, utcnow
 from bot.core.vocabulary import LANGS
 from nlu.vi.text import fold
 
-LANGUAGES = LANGS
 MAX_TITLE = 80
 MAX_TEXT = 2000
 MAX_ROWS = 1000  # a guard: a console list, not a knowledge base
@@ -46,7 +45,7 @@ class CannedInput:
     @classmethod
     def parse(cls, body: dict[str, Any]) -> CannedInput:
         language = body.get("language")
-        if language not in LANGUAGES:
+        if language not in LANGS:
             raise CannedError(400, "bad_request", "language must be 'vi' or 'en'")
         return cls(
             language=language,
@@ -92,7 +91,7 @@ class CannedResponses:
         """Every response whose title or text contains all words of `query` (folded), titles
         first, in title order."""
         stmt = select(CannedResponse).order_by(CannedResponse.title).limit(MAX_ROWS)
-        if language in LANGUAGES:
+        if language in LANGS:
             stmt = stmt.where(CannedResponse.language == language)
         async with self.db.sessions() as s:
             rows = list((await s.scalars(stmt)).all())

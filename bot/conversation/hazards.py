@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from bot.conversation.escalation import EscalationSteps
 from bot.conversation.parts import Understanding, now
@@ -27,10 +27,6 @@ _SAFETY_QUESTION_KEY = re.compile(r"re-(\d+)-safety_check")
 CLEARED = "safety_cleared"
 # Questions older than this are not brought back: after a day the moment has passed.
 RESTORE_HORIZON = timedelta(days=1)
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 class HazardSteps(EscalationSteps):
@@ -162,10 +158,8 @@ class HazardSteps(EscalationSteps):
         asked = records[-1]
         if asked.kind != "safety_question" or asked.note != "asked":
             return 0
-        asked_at = _aware(asked.created_at)
-        if any(
-            t is not None and _aware(t) > asked_at for t in (conv.escalated_at, conv.resolved_at)
-        ):
+        asked_at = asked.created_at  # the store reads timestamps back aware (UTC)
+        if any(t is not None and t > asked_at for t in (conv.escalated_at, conv.resolved_at)):
             return 0  # the chat left the bot after the question: it no longer stands
         if await self.safety_checks.pending(conversation_id) is not None:
             return 0

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from aiohttp import web
 
 from bot.auth.web import json_error, require_role
-from handoff.canned import LANGUAGES, CannedError, CannedInput, CannedResponses, view
+from bot.core.vocabulary import LANGS
+from handoff.canned import CannedError, CannedInput, CannedResponses, view
 from handoff.desk import DeskError
 from handoff.web.api import DESK, Handler, _body, _who
 
@@ -54,7 +55,7 @@ def canned_route(*roles: str) -> Callable[[Handler], Handler]:
 async def search(request: web.Request) -> web.Response:
     query = request.query.get("q", "")[:MAX_QUERY]
     language = request.query.get("language") or None
-    if language is not None and language not in LANGUAGES:
+    if language is not None and language not in LANGS:
         raise CannedError(400, "bad_request", "language must be 'vi' or 'en'")
     rows = await _store(request).search(query, language)
     return web.json_response({"canned": [view(r) for r in rows]})

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.core.vocabulary import State
-from handoff.canned import LANGUAGES
+from bot.core.vocabulary import LANGS, State
 from handoff.web.api import _desk, desk_route
 
 HEARTBEAT_S = 20  # the agent WebSocket's presence heartbeat (presence TTL is 60 s by default)
@@ -24,7 +23,7 @@ async def console_config(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "queues": list(s.triage.queues),
-            "languages": list(LANGUAGES),
+            "languages": list(LANGS),
             "heartbeat_s": min(HEARTBEAT_S, max(1.0, s.handoff.presence_ttl_s / 3)),
         }
     )
