@@ -9,7 +9,7 @@ VENV     := .venv
 NLU_VENV := .venv-nlu
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
-.PHONY: help run test lint fmt env nlu-env services browser train eval clean
+.PHONY: help run test lint fmt deps env nlu-env services browser train eval clean
 
 help:
 	@echo "make run    start careline (builds environments and trains the model if needed)"
@@ -18,7 +18,8 @@ help:
 	@echo "make eval   score the NLU model on the held-out split"
 	@echo "make lint   ruff, mypy (strict on bot/core and bot/conversation), the layer rules"
 
-run: env nlu-env
+run:
+	@$(MAKE) --no-print-directory -j2 env nlu-env
 	$(VENV)/bin/careline train
 	$(VENV)/bin/careline run
 
@@ -26,7 +27,8 @@ run: env nlu-env
 # It runs on TEST_WORKERS processes (pytest-xdist), a test file per worker at a time: each
 # test has its own Redis prefix and SQL schema or file, so they do not meet.
 TEST_WORKERS ?= 2
-test: env nlu-env services browser lint
+test: deps
+	@$(MAKE) --no-print-directory lint
 	@before="$$(scripts/checkout-state.sh)"; $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile; rc=$$?; \
 	  if [ "$$before" != "$$(scripts/checkout-state.sh)" ]; then \
 	    echo "ERROR: the test run changed files in the checkout:" >&2; git status --short >&2; exit 1; \
@@ -47,6 +49,11 @@ train: env nlu-env
 
 eval: env nlu-env
 	$(VENV)/bin/careline nlu eval
+
+# Both environments, the services and the browser, side by side: the NLU environment takes
+# longest to build and nothing needs it before the tests do.
+deps:
+	@$(MAKE) --no-print-directory -j4 env nlu-env services browser
 
 services:
 	@scripts/ensure-services.sh

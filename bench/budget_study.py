@@ -22,7 +22,7 @@ Decision rule, fixed before the first run (committed with this script):
 * the default budget becomes the candidate that passes the most draws, ties going to the
   smaller budget; it changes from 0.01 only if that candidate passes strictly more draws.
 Then HINT3 is run once at the resulting default and reported as it comes out.
-(Sessions 8-9: 12 draws, verdict 0.02, now nlu.threshold.IN_SCOPE_BUDGET; docs/BENCHMARKS.md.)
+(The verdict is nlu.threshold.IN_SCOPE_BUDGET; the figures are in docs/BENCHMARKS.md.)
 
     .venv-nlu/bin/python bench/budget_study.py --draws 4 --json /tmp/budget.json
     (run it again with the same --json to go on where it stopped)

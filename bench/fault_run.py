@@ -444,7 +444,7 @@ async def _check(url: str, env: dict[str, str], customers: list[Customer], stats
     r = aioredis.Redis.from_url(env["REDIS_URL"], decode_responses=True)
     prefix = env["CARELINE_REDIS_PREFIX"]
     try:
-        async with db.sessions() as s:
+        async with db.sql_sessions() as s:
             messages = list((await s.scalars(select(Message))).all())
             convs = list((await s.scalars(select(Conversation))).all())
         customer_msgs = {m.client_msg_id: m for m in messages if m.sender == "customer"}

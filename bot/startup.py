@@ -21,7 +21,7 @@ from aiohttp import web
 from bot.auth import web as auth_web
 from bot.auth.accounts import Accounts
 from bot.auth.bootstrap import ensure_demo_admin
-from bot.auth.sessions import Sessions
+from bot.auth.sessions import LoginSessions
 from bot.auth.throttle import LoginThrottle
 from bot.channels.services import LiveServices
 from bot.channels.telegram.channel import TelegramChannel, start_telegram
@@ -168,7 +168,7 @@ async def accounts(app: web.Application) -> AsyncIterator[None]:
     s, client, keys = gw.settings, _need(gw.redis, "redis").client, _need(gw.keys, "redis")
     auth = app[auth_web.AUTH]
     auth.accounts = Accounts(_need(gw.db, "database"), known_queues=s.triage.queues)
-    auth.sessions = Sessions(client, keys, idle_s=int(s.auth.session_idle_hours * 3600))
+    auth.sessions = LoginSessions(client, keys, idle_s=int(s.auth.session_idle_hours * 3600))
     auth.proxies = parse_networks(s.gateway.trusted_proxies)
     auth.throttle = LoginThrottle(
         client, keys, max_per_user=s.auth.login_max_failures,
@@ -233,7 +233,7 @@ async def widget(app: web.Application) -> AsyncIterator[None]:
 async def inbox(app: web.Application) -> AsyncIterator[None]:
     """The inbox worker: answers what the channels accepted, on any replica."""
     gw = app[GATEWAY]
-    cfg = gw.settings.engine
+    cfg = gw.settings.conversation
     gw.worker = InboxWorker(
         redis=_need(gw.redis, "redis").client, inbox=_need(gw.engine, "conversation").inbox,
         engine=_need(gw.engine, "conversation"), db=_need(gw.db, "database"),

@@ -93,7 +93,7 @@ class CannedResponses:
         stmt = select(CannedResponse).order_by(CannedResponse.title).limit(MAX_ROWS)
         if language in LANGS:
             stmt = stmt.where(CannedResponse.language == language)
-        async with self.db.sessions() as s:
+        async with self.db.sql_sessions() as s:
             rows = list((await s.scalars(stmt)).all())
         words = fold(query).split()
         if not words:
@@ -106,7 +106,7 @@ class CannedResponses:
         return [row for _, row in sorted(hits, key=lambda h: h[0])]
 
     async def get(self, canned_id: int) -> CannedResponse | None:
-        async with self.db.sessions() as s:
+        async with self.db.sql_sessions() as s:
             return await s.get(CannedResponse, canned_id)
 
     async def add(self, data: CannedInput, *, by: str) -> CannedResponse:
@@ -114,7 +114,7 @@ class CannedResponses:
             language=data.language, title=data.title, text=data.text, created_by=by, updated_by=by
         )
         try:
-            async with self.db.sessions.begin() as s:
+            async with self.db.sql_sessions.begin() as s:
                 s.add(row)
         except IntegrityError:
             raise _duplicate(data) from None
@@ -122,7 +122,7 @@ class CannedResponses:
 
     async def update(self, canned_id: int, data: CannedInput, *, by: str) -> CannedResponse:
         try:
-            async with self.db.sessions.begin() as s:
+            async with self.db.sql_sessions.begin() as s:
                 row = await s.get(CannedResponse, canned_id)
                 if row is None:
                     raise CannedError(404, "not_found", "no such canned response")
@@ -133,7 +133,7 @@ class CannedResponses:
         return row
 
     async def delete(self, canned_id: int) -> None:
-        async with self.db.sessions.begin() as s:
+        async with self.db.sql_sessions.begin() as s:
             row = await s.get(CannedResponse, canned_id)
             if row is None:
                 raise CannedError(404, "not_found", "no such canned response")

@@ -37,6 +37,29 @@ def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
     _CONFIG[:] = [config]
 
 
+# The files that take longest (about a minute each), run first: pytest-xdist's loadfile
+# hands files to workers in collection order, so a long file collected last would leave one
+# worker running it alone at the end.
+LONGEST_FIRST = (
+    "tests/nlu/test_batched_diet.py",
+    "tests/nlu/test_benchmarks.py",
+    "tests/handoff/test_triage.py",
+    "tests/browser/test_console.py",
+    "tests/gateway/test_safety_question.py",
+    "tests/gateway/test_replicas.py",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-untyped-def]
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+
+    def order(item: pytest.Item) -> int:
+        path = Path(str(item.path)).relative_to(config.rootpath).as_posix()
+        return rank.get(path, len(rank))
+
+    items.sort(key=order)  # stable: the rest keep their order
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
     """Mark reports of tests marked optional (user properties travel to xdist's controller,

@@ -45,8 +45,11 @@ async def pg_schema() -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def backend_settings(backend: str, tmp_path: Path, **engine: Any) -> AsyncIterator[Settings]:
-    """Project settings pointed at real Redis (own prefix) and the chosen SQL backend."""
+async def backend_settings(
+    backend: str, tmp_path: Path, **conversation: Any
+) -> AsyncIterator[Settings]:
+    """Project settings pointed at real Redis (own prefix) and the chosen SQL backend, with
+    any `careline.conversation` fields given replaced."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     env = {"REDIS_URL": REDIS_URL, "CARELINE_REDIS_PREFIX": prefix}
     if backend == "sqlite":
@@ -54,13 +57,13 @@ async def backend_settings(backend: str, tmp_path: Path, **engine: Any) -> Async
         await asyncio.to_thread(shutil.copyfile, await _migrated_sqlite(), db_file)
         env["DATABASE_URL"] = f"sqlite+aiosqlite:///{db_file}"
         s = load_settings(env=env)
-        yield _with(s, engine)
+        yield _with(s, conversation)
         return
     async with pg_schema() as schema:
         env["DATABASE_URL"] = PG_URL
         s = load_settings(env=env)
         s = s.model_copy(update={"database": s.database.model_copy(update={"pg_schema": schema})})
-        yield _with(s, engine)
+        yield _with(s, conversation)
 
 
 _SQLITE_TEMPLATE: Path | None = None
@@ -81,14 +84,14 @@ async def _migrated_sqlite() -> Path:
     return _SQLITE_TEMPLATE
 
 
-def _with(s: Settings, engine: dict[str, Any]) -> Settings:
+def _with(s: Settings, conversation: dict[str, Any]) -> Settings:
     # People "work" around the clock in tests, so what a test sees never depends on the time
     # of day it runs; tests of opening hours set their own (with_section "handoff").
     s = with_section(s, "handoff", opening_hours=OpeningHours(start="00:00", end="24:00"))
     # Tests make the accounts they use; the demo admin's random password would only cost an
     # argon2 hash per gateway start (tests/handoff/test_auth.py tests it on its own).
     s = with_section(s, "auth", demo_admin=False)
-    return s.model_copy(update={"engine": s.engine.model_copy(update=engine)}) if engine else s
+    return with_section(s, "conversation", **conversation) if conversation else s
 
 
 def with_section(s: Settings, section: str, **fields: Any) -> Settings:

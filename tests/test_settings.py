@@ -72,8 +72,11 @@ def test_cli_reports_config_error_without_traceback(tmp_path: Path) -> None:
 def test_generic_env_override_is_validated_like_the_file() -> None:
     s = load_settings(
         PROJECT_ROOT / "config.yml",
-        env={"CARELINE__ENGINE__CLAIM_IDLE_S": "2.5", "CARELINE__DATABASE__PG_SCHEMA": "tenant_a"},
+        env={
+            "CARELINE__CONVERSATION__CLAIM_IDLE_S": "2.5",
+            "CARELINE__DATABASE__PG_SCHEMA": "tenant_a",
+        },
     )
-    assert s.engine.claim_idle_s == 2.5 and s.database.pg_schema == "tenant_a"
-    with pytest.raises(SettingsError, match=r"careline\.engine\.workers"):
-        load_settings(PROJECT_ROOT / "config.yml", env={"CARELINE__ENGINE__WORKERS": "lots"})
+    assert s.conversation.claim_idle_s == 2.5 and s.database.pg_schema == "tenant_a"
+    with pytest.raises(SettingsError, match=r"careline\.conversation\.workers"):
+        load_settings(PROJECT_ROOT / "config.yml", env={"CARELINE__CONVERSATION__WORKERS": "lots"})

@@ -75,11 +75,11 @@ class Accounts:
         self.known_queues = tuple(known_queues)
 
     async def count(self) -> int:
-        async with self.db.sessions() as s:
+        async with self.db.sql_sessions() as s:
             return int((await s.execute(select(func.count()).select_from(AgentAccount))).scalar())
 
     async def get(self, account_id: str) -> AgentAccount | None:
-        async with self.db.sessions() as s:
+        async with self.db.sql_sessions() as s:
             return await s.get(AgentAccount, account_id)
 
     async def by_username(self, username: str) -> AgentAccount | None:
@@ -87,12 +87,12 @@ class Accounts:
             name = normalize_username(username)
         except AccountError:
             return None
-        async with self.db.sessions() as s:
+        async with self.db.sql_sessions() as s:
             query = select(AgentAccount).where(AgentAccount.username == name)
             return (await s.scalars(query)).first()
 
     async def all(self) -> list[AgentAccount]:
-        async with self.db.sessions() as s:
+        async with self.db.sql_sessions() as s:
             query = select(AgentAccount).order_by(AgentAccount.username)
             return list((await s.scalars(query)).all())
 
@@ -121,7 +121,7 @@ class Accounts:
             max_chats=max_chats,
         )
         try:
-            async with self.db.sessions.begin() as s:
+            async with self.db.sql_sessions.begin() as s:
                 s.add(account)
         except IntegrityError:
             raise AccountError(f"an account named {name!r} already exists") from None
@@ -135,7 +135,7 @@ class Accounts:
 
     async def _update(self, username: str, **fields: object) -> None:
         name = normalize_username(username)
-        async with self.db.sessions.begin() as s:
+        async with self.db.sql_sessions.begin() as s:
             found = (
                 await s.scalars(select(AgentAccount).where(AgentAccount.username == name))
             ).first()

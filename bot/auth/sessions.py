@@ -34,7 +34,10 @@ class Session:
         )
 
 
-class Sessions:
+class LoginSessions:
+    """Console logins in Redis: one hash per session id, idle-expired, indexed per account so
+    a logout-all, a disable or a password change can end them all at once."""
+
     def __init__(self, redis: aioredis.Redis, keys: Keys, *, idle_s: int) -> None:
         self.redis = redis
         self.keys = keys

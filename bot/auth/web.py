@@ -23,7 +23,7 @@ from aiohttp import web
 
 from bot.auth.accounts import Accounts, Principal
 from bot.auth.passwords import DUMMY_HASH, verify_password_async
-from bot.auth.sessions import Session, Sessions
+from bot.auth.sessions import LoginSessions, Session
 from bot.auth.throttle import LoginThrottle
 from bot.core.client_address import Network, client_address
 from bot.core.metrics import LOGINS
@@ -43,7 +43,7 @@ class AuthService:
 
     cookie_secure: str = "auto"  # "auto" | "always" | "never"
     accounts: Accounts | None = None
-    sessions: Sessions | None = None
+    sessions: LoginSessions | None = None
     throttle: LoginThrottle | None = None
     proxies: tuple[Network, ...] = ()  # trusted load balancers: see bot/core/client_address.py
 

@@ -113,11 +113,11 @@ class WidgetChannel:
             return ws
         self.connections_per_ip[ip] += 1
         WIDGET_CONNECTIONS.inc()
-        session = WidgetSession(self, ws, ip)
+        connection = WidgetConnection(self, ws, ip)
         try:
-            await session.run()
+            await connection.run()
         finally:
-            await session.close()
+            await connection.close()
             self.connections_per_ip[ip] -= 1
             if self.connections_per_ip[ip] <= 0:
                 del self.connections_per_ip[ip]
@@ -137,7 +137,7 @@ async def _send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
         await ws.send_str(json.dumps(frame, ensure_ascii=False))
 
 
-class WidgetSession:
+class WidgetConnection:
     """One connected widget: its visitor, its conversation and its delivery cursor."""
 
     def __init__(self, channel: WidgetChannel, ws: web.WebSocketResponse, ip: str) -> None:

@@ -17,7 +17,7 @@ from bot.core.vocabulary import State
 from nlu.contact import find_contact
 from nlu.triage.triage import TriageResult, max_severity
 
-log = logging.getLogger("careline.engine")
+log = logging.getLogger("careline.conversation")
 
 
 def _stamp(ts: datetime | None) -> str:

@@ -19,7 +19,7 @@ from nlu.client import NLURejected, NLUUnavailable
 from nlu.triage.triage import TriageResult
 from nlu.vi.text import detect_language
 
-log = logging.getLogger("careline.engine")
+log = logging.getLogger("careline.conversation")
 
 # The idempotency key of the bot's safety question: "re-<customer message id>-safety_check".
 _SAFETY_QUESTION_KEY = re.compile(r"re-(\d+)-safety_check")

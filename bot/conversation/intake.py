@@ -18,7 +18,7 @@ from bot.core.store.models import Conversation
 from bot.core.vocabulary import LANGS, State
 from nlu.vi.text import detect_language
 
-log = logging.getLogger("careline.engine")
+log = logging.getLogger("careline.conversation")
 
 
 class Intake(EngineParts):

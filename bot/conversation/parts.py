@@ -58,7 +58,7 @@ class EngineParts:
         closing: ClosingFlow | None = None,
     ) -> None:
         self.settings = settings
-        self.cfg = settings.engine
+        self.cfg = settings.conversation
         self.db = db
         self.redis = redis
         self.event_log = event_log

@@ -16,7 +16,7 @@ from nlu.client import NLURejected, NLUUnavailable
 from nlu.triage.triage import TriageResult
 from nlu.vi.text import detect_language
 
-log = logging.getLogger("careline.engine")
+log = logging.getLogger("careline.conversation")
 
 FALLBACK_INTENT = "nlu_fallback"
 HUMAN_INTENT = "request_human"

@@ -96,7 +96,7 @@ class RedisSettings(_Section):
     prefix: str = Field(default="cl", pattern=r"^[A-Za-z0-9_.-]{1,40}$")  # of every key
     max_connections: int = Field(default=200, ge=4, le=10_000)  # per replica; callers wait
     # A closed conversation's event stream and bot state expire after this (its transcript
-    # stays in SQL); longer than engine.reopen_window_hours, so a reopened chat resumes.
+    # stays in SQL); longer than conversation.reopen_window_hours, so a reopened chat resumes.
     closed_ttl_s: int = Field(default=26 * 3600, ge=1)
 
 
@@ -126,7 +126,7 @@ class WidgetSettings(_Section):
     visitor_token_days: float = Field(default=180, gt=0, le=3650)  # unused this long: new visitor
 
 
-class EngineSettings(_Section):
+class ConversationSettings(_Section):
     answer_threshold: float = Field(default=0.6, ge=0, le=1)  # below: clarify, don't answer
     clarify_min_confidence: float = Field(default=0.15, ge=0, le=1)  # option worth offering
     misses_before_handoff: int = Field(default=2, ge=1)
@@ -410,7 +410,7 @@ class Settings(_Section):
     redis: RedisSettings = RedisSettings()
     gateway: GatewaySettings = GatewaySettings()
     widget: WidgetSettings = WidgetSettings()
-    engine: EngineSettings = EngineSettings()
+    conversation: ConversationSettings = ConversationSettings()
     triage: TriageSettings = TriageSettings()
     auth: AuthSettings = AuthSettings()
     handoff: HandoffSettings = HandoffSettings()
@@ -456,7 +456,7 @@ def _apply_env(section: dict[str, Any], env: Mapping[str, str]) -> None:
 
     Well-known endpoints have their usual names (NLU_URL, DATABASE_URL, REDIS_URL); any other
     knob can be set as CARELINE__<SECTION>__<KEY>=<YAML value>, e.g.
-    CARELINE__ENGINE__CLAIM_IDLE_S=5. Validation then applies as for the file.
+    CARELINE__CONVERSATION__CLAIM_IDLE_S=5. Validation then applies as for the file.
     """
     for name, value in sorted(env.items()):
         if not name.startswith(ENV_PREFIX):

@@ -279,7 +279,7 @@ async def breaches(request: web.Request) -> web.Response:
         .order_by(Escalation.id.desc())  # type: ignore[union-attr]
         .limit(100)
     )
-    async with desk.db.sessions() as s:
+    async with desk.db.sql_sessions() as s:
         rows = list((await s.scalars(query)).all())
     return web.json_response(
         {

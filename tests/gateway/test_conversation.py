@@ -21,7 +21,7 @@ async def _state_event(c: WidgetClient, state: str) -> None:
 
 
 async def test_full_conversation(gateway, nlu_url: str) -> None:  # type: ignore[no-untyped-def]
-    threshold = gateway.settings.engine.answer_threshold
+    threshold = gateway.settings.conversation.answer_threshold
     async with NLUClient(nlu_url) as nlu:
         for text in GIBBERISH:
             parsed = await nlu.parse(text)

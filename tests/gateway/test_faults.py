@@ -99,7 +99,7 @@ async def test_hellos_are_throttled_and_store_nothing(gateway) -> None:  # type:
     from bot.core.store.models import Customer
 
     async def customers() -> int:
-        async with gateway.gw.db._sessions() as s:
+        async with gateway.gw.db.sql_sessions() as s:
             return int((await s.scalar(select(func.count()).select_from(Customer))) or 0)
 
     before = await customers()

@@ -24,7 +24,7 @@ class DeliveryLedger:
     def __init__(self, sql_engine: AsyncEngine) -> None:
         self.sql_engine = sql_engine
         self.dialect = sql_engine.dialect.name
-        self._sessions = async_sessionmaker(sql_engine, expire_on_commit=False)
+        self._sql_sessions = async_sessionmaker(sql_engine, expire_on_commit=False)
 
     async def undelivered(
         self, conversation_id: str, *, limit: int = 50
@@ -43,7 +43,7 @@ class DeliveryLedger:
             .order_by(Message.id)
             .limit(limit)
         )
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             rows = (await s.execute(query)).all()
         return [(m, int(parts or 0)) for m, parts in rows]
 
@@ -54,7 +54,7 @@ class DeliveryLedger:
             .join(Conversation, Conversation.customer_id == Customer.id)  # type: ignore[arg-type]
             .where(Conversation.id == conversation_id, Conversation.channel == CHANNEL)
         )
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             return (await s.scalars(query)).first()
 
     async def record(
@@ -74,7 +74,7 @@ class DeliveryLedger:
             "updated_at": utcnow(),
         }
         query = upsert(self.dialect, TelegramDelivery, values, ["message_id"])
-        async with self._sessions.begin() as s:
+        async with self._sql_sessions.begin() as s:
             await s.execute(query)
 
     async def lagging_conversations(
@@ -107,7 +107,7 @@ class DeliveryLedger:
             .group_by(Message.conversation_id)
             .limit(limit)
         )
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             return list((await s.scalars(query)).all())
 
     async def deliveries(self, conversation_id: str) -> list[TelegramDelivery]:
@@ -117,7 +117,7 @@ class DeliveryLedger:
             .where(TelegramDelivery.conversation_id == conversation_id)
             .order_by(TelegramDelivery.message_id)  # type: ignore[arg-type]
         )
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             return list((await s.scalars(query)).all())
 
     async def offered_option(self, data: str, chat_id: str) -> tuple[int, str, str] | None:
@@ -140,7 +140,7 @@ class DeliveryLedger:
                 Customer.external_id == chat_id,
             )
         )
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             message = (await s.scalars(query)).first()
         quick = ((message.payload or {}).get("quick_replies") if message else None) or []
         if index >= len(quick) or not isinstance(quick[index], dict):

@@ -73,7 +73,7 @@ class Database:
         if self._url.drivername == SQLITE_DRIVER:
             sqlite_path(self._url).parent.mkdir(parents=True, exist_ok=True)
         self.sql_engine: AsyncEngine = self._create_engine(echo)
-        self._sessions = async_sessionmaker(self.sql_engine, expire_on_commit=False)
+        self._sql_sessions = async_sessionmaker(self.sql_engine, expire_on_commit=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -88,9 +88,9 @@ class Database:
         )
 
     @property
-    def sessions(self) -> async_sessionmaker[AsyncSession]:
+    def sql_sessions(self) -> async_sessionmaker[AsyncSession]:
         """For stores of other features (accounts, surveys) that share this engine."""
-        return self._sessions
+        return self._sql_sessions
 
     def __repr__(self) -> str:
         schema = f", schema={self.schema!r}" if self.schema else ""
@@ -184,22 +184,22 @@ class Database:
         new = Customer(
             channel=channel, external_id=external_id, language=language, display_name=display_name
         )
-        async with self._sessions.begin() as s:
+        async with self._sql_sessions.begin() as s:
             await s.execute(self._insert_ignoring_conflict(new, ["channel", "external_id"]))
             # Ours or a concurrent caller's row: both are committed or in our transaction.
             return (await s.scalars(_customer_by_identity(channel, external_id))).one()
 
     async def find_customer(self, channel: str, external_id: str) -> Customer | None:
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             return (await s.scalars(_customer_by_identity(channel, external_id))).first()
 
     async def get_customer(self, customer_id: str) -> Customer | None:
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             return await s.get(Customer, customer_id)
 
     async def update_customer(self, customer_id: str, **fields: Any) -> None:
         """Set the given columns; raises KeyError if there is no such customer."""
-        async with self._sessions.begin() as s:
+        async with self._sql_sessions.begin() as s:
             await _update_row(s, Customer, customer_id, fields)
 
     # -- conversations -------------------------------------------------------------------------
@@ -208,12 +208,12 @@ class Database:
         self, customer_id: str, channel: str, language: str
     ) -> Conversation:
         conversation = Conversation(customer_id=customer_id, channel=channel, language=language)
-        async with self._sessions.begin() as s:
+        async with self._sql_sessions.begin() as s:
             s.add(conversation)
         return conversation
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             return await s.get(Conversation, conversation_id)
 
     async def latest_conversation(self, customer_id: str) -> Conversation | None:
@@ -224,7 +224,7 @@ class Database:
             .order_by(col(Conversation.created_at).desc())
             .limit(1)
         )
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             return (await s.scalars(query)).first()
 
     async def update_conversation(self, conversation_id: str, **fields: Any) -> Conversation:
@@ -234,7 +234,7 @@ class Database:
         counters are incremented atomically in the database.
         """
         fields.setdefault("updated_at", utcnow())
-        async with self._sessions.begin() as s:
+        async with self._sql_sessions.begin() as s:
             await _update_row(s, Conversation, conversation_id, fields)
             found = await s.get(Conversation, conversation_id, populate_existing=True)
             assert found is not None  # the UPDATE above matched it in this transaction
@@ -254,7 +254,7 @@ class Database:
         if states is not None:
             query = query.where(col(Conversation.state).in_(states))
         query = query.order_by(col(Conversation.created_at).desc()).limit(limit)
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             return list((await s.scalars(query)).all())
 
     # -- messages ------------------------------------------------------------------------------
@@ -290,7 +290,7 @@ class Database:
         )
         new.processed_at = new.created_at if processed else None
         insert = self._insert_ignoring_conflict(new, ["conversation_id", "client_msg_id"])
-        async with self._sessions.begin() as s:
+        async with self._sql_sessions.begin() as s:
             created = (await s.scalars(insert.returning(Message))).first()
             if created is not None:
                 return created, True
@@ -308,7 +308,7 @@ class Database:
             .values(processed_at=utcnow())
             .execution_options(synchronize_session=False)
         )
-        async with self._sessions.begin() as s:
+        async with self._sql_sessions.begin() as s:
             await s.execute(query)
 
     async def unprocessed_customer_messages(
@@ -325,7 +325,7 @@ class Database:
         if conversation_id is not None:
             query = query.where(col(Message.conversation_id) == conversation_id)
         query = query.order_by(col(Message.created_at), col(Message.id)).limit(limit)
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             return list((await s.scalars(query)).all())
 
     async def transcript(
@@ -339,7 +339,7 @@ class Database:
             query = query.order_by(col(Message.id))
         else:
             query = query.order_by(col(Message.id).desc()).limit(limit)
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             rows = list((await s.scalars(query)).all())
         return rows if limit is None else rows[::-1]
 
@@ -366,7 +366,7 @@ class Database:
             queue=queue,
             note=note,
         )
-        async with self._sessions.begin() as s:
+        async with self._sql_sessions.begin() as s:
             s.add(escalation)
         return escalation
 
@@ -377,7 +377,7 @@ class Database:
             .where(col(Escalation.conversation_id) == conversation_id)
             .order_by(col(Escalation.id))
         )
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             return list((await s.scalars(query)).all())
 
     async def open_safety_questions(self, since: datetime, limit: int = 1000) -> list[str]:
@@ -395,7 +395,7 @@ class Database:
             )
             .order_by(col(Escalation.id))
         )
-        async with self._sessions() as s:
+        async with self._sql_sessions() as s:
             rows = list((await s.scalars(query)).all())
         last: dict[str, Escalation] = {}
         for row in rows:
