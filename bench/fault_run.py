@@ -338,7 +338,8 @@ async def main() -> int:
             "NLU_URL": nlu_url, "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
             "DATABASE_URL": pg.url, "CARELINE_REDIS_PREFIX": prefix,
             "CARELINE_SECRET_KEY": secrets.token_urlsafe(40),
-            "CARELINE__ENGINE__CLAIM_IDLE_S": "2", "CARELINE__ENGINE__SWEEP_EVERY_S": "2",
+            "CARELINE__CONVERSATION__CLAIM_IDLE_S": "2",
+            "CARELINE__CONVERSATION__SWEEP_EVERY_S": "2",
             "CARELINE__HANDOFF__RECONCILE_EVERY_S": "1",
             # the run stands in for the load balancer: it names each visitor's address
             "CARELINE__GATEWAY__TRUSTED_PROXIES": '["127.0.0.1/32"]',

@@ -14,11 +14,14 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.auth import cli as agents_cli
 from bot.core.settings import Settings, SettingsError, load_settings
 from nlu.threshold import IN_SCOPE_BUDGET
+
+if TYPE_CHECKING:  # the triage lexicon loads only for the commands that use it
+    from nlu.triage.triage import Triage
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -292,14 +295,14 @@ def cmd_triage(args: argparse.Namespace) -> int:
         return 1
 
 
-def _triage_live(settings: Settings, triage: Any, args: argparse.Namespace) -> int:
+def _triage_live(settings: Settings, triage: Triage, args: argparse.Namespace) -> int:
     """The gateway's verdict: each text (with its `history`) parsed by the NLU service, then
-    triaged the way the engine does (nlu.triage.corpus_eval.conversation_verdict). EventLog:
+    triaged the way the engine does (nlu.triage.corpus_eval.conversation_verdict). It streams:
     each line is printed as soon as it is triaged, and a malformed line stops the run."""
     return asyncio.run(_live_verdicts(settings, triage, args))
 
 
-async def _live_verdicts(settings: Settings, triage: Any, args: argparse.Namespace) -> int:
+async def _live_verdicts(settings: Settings, triage: Triage, args: argparse.Namespace) -> int:
     from nlu.triage.corpus_eval import Turn, conversation_verdict
     from nlu.triage.evaluate import iter_jsonl, open_input
 
@@ -327,7 +330,7 @@ async def _live_verdicts(settings: Settings, triage: Any, args: argparse.Namespa
     return 0
 
 
-def _triage_corpus(settings: Settings, triage: Any, args: argparse.Namespace) -> int:
+def _triage_corpus(settings: Settings, triage: Triage, args: argparse.Namespace) -> int:
     """--corpus: blind and leave-one-writer-out figures; --tune: thresholds from the folds."""
     import tempfile
 

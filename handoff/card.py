@@ -7,18 +7,19 @@ see), the handoff history, and the customer's previous conversations.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from bot.core.store.db import Database
-from bot.core.store.models import Conversation
+from bot.core.store.models import Conversation, Message
 from bot.core.views import message_view
 
 
-def _iso(ts: Any) -> str | None:
+def _iso(ts: datetime | None) -> str | None:
     return ts.isoformat() if ts is not None else None
 
 
-def _message(m: Any) -> dict[str, Any]:
+def _message(m: Message) -> dict[str, Any]:
     view = message_view(m)
     if m.sender in ("agent", "note"):
         view["sender_id"] = m.sender_id

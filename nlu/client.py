@@ -13,11 +13,14 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from nlu.breaker import BreakerState, CircuitBreaker
+
+if TYPE_CHECKING:  # the client also runs where the gateway's settings are not installed
+    from bot.core.settings import Settings
 
 
 class NLUError(Exception):
@@ -167,7 +170,7 @@ class NLUClient:
         self._owns_session = session is None
 
     @classmethod
-    def from_settings(cls, settings: Any, base_url: str | None = None) -> NLUClient:
+    def from_settings(cls, settings: Settings, base_url: str | None = None) -> NLUClient:
         c = settings.nlu.client
         url = base_url or settings.nlu.url or f"http://{settings.nlu.host}:{settings.nlu.port}"
         return cls(

@@ -13,7 +13,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -71,7 +70,7 @@ class SurveySweeper:
                     pass  # busy means not idle after all; the next sweep looks again
         return len(expired), len(idle)
 
-    async def _locked(self, conversation_id: str, fn: Any) -> None:
+    async def _locked(self, conversation_id: str, fn: Callable[[str], Awaitable[object]]) -> None:
         try:
             async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
                 await fn(conversation_id)

@@ -107,7 +107,7 @@ async def test_kill_9_a_replica_and_continue_on_the_other(nlu_url: str, tmp_path
             "CARELINE_REDIS_PREFIX": prefix,
             "CARELINE_SECRET_KEY": secrets.token_urlsafe(40),  # shared: tokens work on both
             "CARELINE__CONVERSATION__CLAIM_IDLE_S": "2",
-            "CARELINE__ENGINE__SWEEP_EVERY_S": "2",
+            "CARELINE__CONVERSATION__SWEEP_EVERY_S": "2",
         }
         db = Database(PG_URL, schema=schema)
         redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)

@@ -1,4 +1,4 @@
-"""Consumer loops read Redis EventLog through `read_group`: it must wait when nothing is
+"""Consumer loops read Redis streams through `read_group`: it must wait when nothing is
 queued, on real Redis and on the embedded stand-in `make run` uses (whose blocking read
 answers at once), and hand over what is queued."""
 

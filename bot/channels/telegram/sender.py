@@ -28,7 +28,6 @@ import time
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -58,7 +57,7 @@ from bot.core.live.streams import ensure_group, read_group, trim_acknowledged
 from bot.core.live.tasks import stop_loop_and_tasks
 from bot.core.settings import TelegramOutboxSettings
 from bot.core.store.db import Database
-from bot.core.store.models import utcnow
+from bot.core.store.models import Customer, Message, utcnow
 
 log = logging.getLogger("careline.telegram.sender")
 
@@ -85,7 +84,7 @@ def quick_reply_data(message_id: int, index: int) -> str:
     return f"q:{message_id}:{index}"
 
 
-def keyboard(message: Any) -> InlineKeyboardMarkup | None:
+def keyboard(message: Message) -> InlineKeyboardMarkup | None:
     quick = (message.payload or {}).get("quick_replies") or []
     rows = [
         [
@@ -354,7 +353,7 @@ class TelegramSender:
         )
         return delay
 
-    async def _unreachable(self, customer: Any, reason: str, ctx: dict[str, str]) -> None:
+    async def _unreachable(self, customer: Customer, reason: str, ctx: dict[str, str]) -> None:
         TELEGRAM_SEND_ERRORS.labels("blocked").inc()
         TELEGRAM_UNREACHABLE.inc()
         log.warning("customer unreachable on telegram (%s); not retrying", reason, extra=ctx)
