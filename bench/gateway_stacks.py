@@ -178,6 +178,12 @@ def peer_project(settings: Settings) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
+    # The pipeline's token vectors are read relative to the training cwd, like the
+    # abbreviations: the peer trains on the very files `make nlu-env` fetched.
+    vectors = folder / "var" / "embeddings"
+    if not vectors.exists():
+        vectors.parent.mkdir(parents=True, exist_ok=True)
+        vectors.symlink_to(settings.root / "var" / "embeddings", target_is_directory=True)
     return folder
 
 
