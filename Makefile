@@ -25,8 +25,9 @@ run:
 
 # The suite must leave the checkout as it found it (tests write to temporary folders only).
 # It runs on TEST_WORKERS processes (pytest-xdist), a test file per worker at a time: each
-# test has its own Redis prefix and SQL schema or file, so they do not meet.
-TEST_WORKERS ?= 2
+# test has its own Redis prefix and SQL schema or file, so they do not meet. Three on two
+# cores: much of the suite waits on sockets, subprocesses and timers rather than the CPU.
+TEST_WORKERS ?= 3
 test: deps
 	@$(MAKE) --no-print-directory lint
 	@before="$$(scripts/checkout-state.sh)"; $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile; rc=$$?; \
