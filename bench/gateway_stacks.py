@@ -44,7 +44,7 @@ from bot.core.store.scratch import temporary_schema
 from nlu.datasets import load_rasa_nlu
 from nlu.fingerprint import RECIPE_VERSION, rasa_config
 from nlu.process import NLUServiceProcess, free_port
-from nlu.training import LEXICON_DATA, ensure_project_model, project_model
+from nlu.training import ensure_project_model, project_model
 
 # -- processes -------------------------------------------------------------------------------
 
@@ -157,10 +157,6 @@ def peer_files(settings: Settings) -> dict[str, str]:
     }
     for f in sorted(settings.path(settings.nlu.data).glob("*.yml")):
         files[f"data/nlu/{f.name}"] = f.read_text(encoding="utf-8")
-    # Our tokenizer reads its abbreviation table relative to the training cwd; Rasa itself
-    # skips YAML files that are neither NLU data nor rules/stories.
-    for f in sorted((settings.root / LEXICON_DATA).glob("*.yml")):
-        files[f"{LEXICON_DATA}/{f.name}"] = f.read_text(encoding="utf-8")
     return files
 
 
@@ -178,12 +174,6 @@ def peer_project(settings: Settings) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
-    # The pipeline's token vectors are read relative to the training cwd, like the
-    # abbreviations: the peer trains on the very files `make nlu-env` fetched.
-    vectors = folder / "var" / "embeddings"
-    if not vectors.exists():
-        vectors.parent.mkdir(parents=True, exist_ok=True)
-        vectors.symlink_to(settings.root / "var" / "embeddings", target_is_directory=True)
     return folder
 
 
@@ -201,8 +191,13 @@ def train_peer(settings: Settings, folder: Path, run_dir: Path) -> Path:
     started = time.monotonic()
     with open(log, "w") as fh:
         proc = subprocess.run(
-            [str(rasa), "train", "--fixed-model-name", "peer", "--out", str(out)],
-            cwd=folder, env=peer_env(settings), stdout=fh, stderr=subprocess.STDOUT, check=False,
+            [str(rasa), "train", "--fixed-model-name", "peer", "--out", str(out),
+             "--config", str(folder / "config.yml"), "--domain", str(folder / "domain.yml"),
+             "--data", str(folder / "data")],
+            # In the project root, like careline's own training: the pipeline's components
+            # read their tables (abbreviations, token vectors, triage corpus) relative to it.
+            cwd=settings.root, env=peer_env(settings), stdout=fh, stderr=subprocess.STDOUT,
+            check=False,
         )  # fmt: skip
     produced = out / "peer.tar.gz"
     if proc.returncode != 0 or not produced.is_file():
