@@ -7,12 +7,12 @@ a console that reconnects reloads the queues over HTTP.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from bot.core import wire_json
 from bot.core.live.keys import Keys
 
 
@@ -23,4 +23,4 @@ class ConsoleFeed:
 
     async def publish(self, kind: str, **fields: Any) -> None:
         event = {"kind": kind, "at": time.time(), **fields}
-        await self.redis.publish(self.channel, json.dumps(event, ensure_ascii=False))
+        await self.redis.publish(self.channel, wire_json.dumps(event))

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from aiohttp import ClientConnectionResetError, WSMsgType, web
 
 from bot.conversation.ports import ChannelInbound
+from bot.core import wire_json
 from bot.core.client_address import client_address, parse_networks
 from bot.core.live.hub import Hub
 from bot.core.live.ratelimit import TokenBucket, rate_window
@@ -134,7 +135,7 @@ async def _send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
     if ws.closed:
         return
     with contextlib.suppress(ConnectionResetError, ClientConnectionResetError):
-        await ws.send_str(json.dumps(frame, ensure_ascii=False))
+        await ws.send_str(wire_json.dumps(frame))
 
 
 class WidgetConnection:

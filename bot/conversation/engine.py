@@ -11,6 +11,13 @@ Two steps, on purpose:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from redis.exceptions import RedisError
+
 from bot.conversation.agent_side import AgentSide
 from bot.conversation.intake import Intake
 from bot.conversation.parts import now
@@ -19,6 +26,8 @@ from bot.core.live.locks import redis_lock
 from bot.core.metrics import INBOX_HANDLED
 from bot.core.store.models import Conversation, Message
 from bot.core.vocabulary import State
+
+TYPING_AFTER_S = 0.3  # a bot turn slower than this shows the typing indicator
 
 
 class ConversationEngine(Intake, BotTurn, AgentSide):
@@ -52,11 +61,32 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
         if conv.state != State.BOT:
             await self._triage_waiting(conv, msg)  # a person handles it; we only watch severity
             return
-        await self.event_log.signal(conv.id, {"typing": {"who": "bot", "on": True}})
-        try:
+        async with self._typing_if_slow(conv.id):
             await self._bot_turn(conv, msg)
+
+    @asynccontextmanager
+    async def _typing_if_slow(self, conversation_id: str) -> AsyncIterator[None]:
+        """Show the bot typing only for a turn that takes a while (a slow NLU call): a turn
+        of a few milliseconds answers before an indicator could be seen, and two signals
+        around it would cost more than the turn itself."""
+        shown = False
+
+        async def show() -> None:
+            nonlocal shown
+            await asyncio.sleep(TYPING_AFTER_S)
+            shown = True
+            with contextlib.suppress(RedisError):  # only an indicator: the turn goes on
+                await self.event_log.signal(conversation_id, {"typing": {"who": "bot", "on": True}})
+
+        indicator = asyncio.create_task(show())
+        try:
+            yield
         finally:
-            await self.event_log.signal(conv.id, {"typing": {"who": "bot", "on": False}})
+            indicator.cancel()
+            if shown:
+                await self.event_log.signal(
+                    conversation_id, {"typing": {"who": "bot", "on": False}}
+                )
 
     async def end(self, conversation_id: str) -> None:
         """The conversation is resolved (customer, agent or idle sweep): the survey starts,

@@ -20,18 +20,15 @@ from nlu.vi.text import detect_language
 
 log = logging.getLogger("careline.conversation")
 
+KNOWN_CUSTOMERS = 50_000  # customer ids remembered per replica (a few MB)
+
 
 class Intake(EngineParts):
     async def accept(self, inbound: InboundMessage) -> Accepted:
         """Store a customer message durably and queue it for the bot. Idempotent."""
-        customer = await self.db.get_or_create_customer(
-            inbound.channel,
-            inbound.external_id,
-            language=inbound.locale,
-            display_name=inbound.display_name,
-        )
-        async with redis_lock(self.redis, self.keys.customer_lock(customer.id)):
-            conv = await self._open_conversation(customer.id, inbound)
+        customer_id = await self._customer_id(inbound)
+        async with redis_lock(self.redis, self.keys.customer_lock(customer_id)):
+            conv = await self._open_conversation(customer_id, inbound)
         payload: dict[str, Any] = {}
         if inbound.payload:
             payload["quick_reply"] = inbound.payload
@@ -49,11 +46,29 @@ class Intake(EngineParts):
         if msg.processed_at is None:
             # Also on a retry: if we crashed before queueing it, this queues it now.
             await self.inbox.enqueue(conv.id, msg.stored_id)
-        log.info(
+        log.debug(  # one per message: at info it costs a visible share of the turn
             "accepted customer message",
             extra={"conversation_id": conv.id, "client_msg_id": inbound.client_msg_id},
         )
         return Accepted(conv.id, msg.stored_id, created)
+
+    async def _customer_id(self, inbound: InboundMessage) -> str:
+        """The sender's customer id, made on first contact (with its language and name)."""
+        identity = (inbound.channel, inbound.external_id)
+        known = self.customer_ids.get(identity)
+        if known is not None:
+            self.customer_ids.move_to_end(identity)
+            return known
+        customer = await self.db.get_or_create_customer(
+            inbound.channel,
+            inbound.external_id,
+            language=inbound.locale,
+            display_name=inbound.display_name,
+        )
+        self.customer_ids[identity] = customer.id
+        if len(self.customer_ids) > KNOWN_CUSTOMERS:
+            self.customer_ids.popitem(last=False)
+        return customer.id
 
     async def _open_conversation(self, customer_id: str, inbound: InboundMessage) -> Conversation:
         """The customer's open conversation; reopen a recently closed one, or start anew."""
@@ -87,11 +102,9 @@ class Intake(EngineParts):
         bot cannot read): stored in the transcript like any other, answered with `text`, never
         interpreted by the bot. `language` records an explicit choice (e.g. /lang en).
         Idempotent like accept(): a retry stores and answers nothing twice."""
-        customer = await self.db.get_or_create_customer(
-            inbound.channel, inbound.external_id, language=inbound.locale
-        )
-        async with redis_lock(self.redis, self.keys.customer_lock(customer.id)):
-            conv = await self._open_conversation(customer.id, inbound)
+        customer_id = await self._customer_id(inbound)
+        async with redis_lock(self.redis, self.keys.customer_lock(customer_id)):
+            conv = await self._open_conversation(customer_id, inbound)
         if language in LANGS and conv.language != language:
             conv = await self.db.update_conversation(conv.id, language=language)
         payload = {"attachment": inbound.attachment} if inbound.attachment else None

@@ -6,6 +6,7 @@ agent actions), all standing on this base; engine.py puts them together."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -74,6 +75,9 @@ class EngineParts:
             redis, event_log.keys, settings.triage.model.ask_timeout_s
         )
         self.events = ConversationEvents()
+        # Channel identity → customer id. A customer row is never deleted or re-keyed, so
+        # once known, a visitor's later messages skip the lookup (bounded: oldest go first).
+        self.customer_ids: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     async def _require(self, conversation_id: str) -> Conversation:
         conv = await self.db.get_conversation(conversation_id)

@@ -32,6 +32,7 @@ from aiohttp import WSMsgType, web
 
 from bot.auth.accounts import Principal
 from bot.auth.web import AUTH, COOKIE, same_origin
+from bot.core import wire_json
 from bot.core.live.hub import Hub
 from bot.core.live.streams import EventLog
 from bot.core.metrics import AGENT_CONNECTIONS
@@ -74,7 +75,7 @@ class AgentSocket:
             return
         async with self.send_lock:
             with contextlib.suppress(ConnectionError, RuntimeError):
-                await self.ws.send_str(json.dumps(frame, ensure_ascii=False))
+                await self.ws.send_str(wire_json.dumps(frame))
 
     async def run(self) -> None:
         feed = await self.hub.subscribe_channel(self.desk.feed.channel)

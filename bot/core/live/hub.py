@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import defaultdict
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from bot.core import wire_json
 from bot.core.live.keys import Keys
 
 log = logging.getLogger("careline.hub")
@@ -85,7 +85,7 @@ class Hub:
             channel = msg["channel"]
             channel = channel.decode() if isinstance(channel, bytes) else str(channel)
             try:
-                payload = json.loads(msg["data"])
+                payload = wire_json.loads(msg["data"])
             except (TypeError, ValueError):
                 continue
             for q in list(self._queues.get(channel, ())):

@@ -15,12 +15,12 @@ Streams.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from bot.core import wire_json
 from bot.core.live.keys import Keys
 
 GROUP = "engine"
@@ -104,7 +104,7 @@ class EventLog:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xadd(
                 self.keys.events(conversation_id),
-                {"e": json.dumps(event, ensure_ascii=False)},
+                {"e": wire_json.dumps(event)},
                 maxlen=self.maxlen,
                 approximate=True,
             )
@@ -114,7 +114,7 @@ class EventLog:
 
     async def signal(self, conversation_id: str, payload: dict[str, Any]) -> None:
         """An ephemeral signal (e.g. typing): delivered to live subscribers, never replayed."""
-        await self.redis.publish(self.keys.notify(conversation_id), json.dumps(payload))
+        await self.redis.publish(self.keys.notify(conversation_id), wire_json.dumps(payload))
 
     async def after(
         self, conversation_id: str, after_id: str, count: int = 500
@@ -125,7 +125,7 @@ class EventLog:
             list[tuple[str, dict[str, str]]],
             await self.redis.xrange(key, min=f"({after_id}", count=count),
         )  # decoded: the client is made with decode_responses
-        return [(str(eid), json.loads(fields["e"])) for eid, fields in rows]
+        return [(str(eid), wire_json.loads(fields["e"])) for eid, fields in rows]
 
     async def last_id(self, conversation_id: str) -> str:
         """Id of the newest event, or "0-0" for an empty stream."""

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Select, event, select, text, update
+from sqlalchemy import Connection, event, select, text, update
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.expression import bindparam
 from sqlmodel import SQLModel, col
 
 from bot.core.store.models import (
@@ -184,14 +185,16 @@ class Database:
         new = Customer(
             channel=channel, external_id=external_id, language=language, display_name=display_name
         )
+        identity = {"channel": channel, "external_id": external_id}
         async with self._sql_sessions.begin() as s:
             await s.execute(self._insert_ignoring_conflict(new, ["channel", "external_id"]))
             # Ours or a concurrent caller's row: both are committed or in our transaction.
-            return (await s.scalars(_customer_by_identity(channel, external_id))).one()
+            return (await s.scalars(_CUSTOMER_BY_IDENTITY, identity)).one()
 
     async def find_customer(self, channel: str, external_id: str) -> Customer | None:
+        identity = {"channel": channel, "external_id": external_id}
         async with self._sql_sessions() as s:
-            return (await s.scalars(_customer_by_identity(channel, external_id))).first()
+            return (await s.scalars(_CUSTOMER_BY_IDENTITY, identity)).first()
 
     async def get_customer(self, customer_id: str) -> Customer | None:
         async with self._sql_sessions() as s:
@@ -218,14 +221,8 @@ class Database:
 
     async def latest_conversation(self, customer_id: str) -> Conversation | None:
         """The customer's newest conversation (by created_at), whatever its state."""
-        query = (
-            select(Conversation)
-            .where(col(Conversation.customer_id) == customer_id)
-            .order_by(col(Conversation.created_at).desc())
-            .limit(1)
-        )
         async with self._sql_sessions() as s:
-            return (await s.scalars(query)).first()
+            return (await s.scalars(_LATEST_CONVERSATION, {"customer_id": customer_id})).first()
 
     async def update_conversation(self, conversation_id: str, **fields: Any) -> Conversation:
         """Set the given columns and bump updated_at; raises KeyError if missing.
@@ -302,14 +299,8 @@ class Database:
 
     async def mark_processed(self, message_id: int) -> None:
         """Record that the engine handled this message (keeps the first time if repeated)."""
-        query = (
-            update(Message)
-            .where(col(Message.id) == message_id, col(Message.processed_at).is_(None))
-            .values(processed_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
         async with self._sql_sessions.begin() as s:
-            await s.execute(query)
+            await s.execute(_MARK_PROCESSED, {"message_id": message_id, "at": utcnow()})
 
     async def unprocessed_customer_messages(
         self, *, older_than_s: float = 0, limit: int = 100, conversation_id: str | None = None
@@ -317,16 +308,12 @@ class Database:
         """Customer messages the engine has not finished, oldest first (optionally of one
         conversation: the engine's work list, served by the unprocessed index)."""
         cutoff = utcnow() - timedelta(seconds=older_than_s)
-        query = select(Message).where(
-            col(Message.sender) == Sender.CUSTOMER.value,
-            col(Message.processed_at).is_(None),
-            col(Message.created_at) <= cutoff,
-        )
+        params: dict[str, Any] = {"cutoff": cutoff, "limit": limit}
+        query = _UNPROCESSED
         if conversation_id is not None:
-            query = query.where(col(Message.conversation_id) == conversation_id)
-        query = query.order_by(col(Message.created_at), col(Message.id)).limit(limit)
+            query, params["conversation_id"] = _UNPROCESSED_OF_CONVERSATION, conversation_id
         async with self._sql_sessions() as s:
-            return list((await s.scalars(query)).all())
+            return list((await s.scalars(query, params)).all())
 
     async def transcript(
         self, conversation_id: str, *, limit: int | None = None, include_notes: bool = True
@@ -434,10 +421,37 @@ def _check_choice(what: str, value: str, allowed: frozenset[str]) -> None:
         raise ValueError(f"unknown {what} {value!r}; expected one of {sorted(allowed)}")
 
 
-def _customer_by_identity(channel: str, external_id: str) -> Select[Customer]:
-    return select(Customer).where(
-        col(Customer.channel) == channel, col(Customer.external_id) == external_id
+# The turn's statements, built once: a statement made afresh on every call costs more in
+# SQLAlchemy's cache-key walk than the round trip to the database.
+_CUSTOMER_BY_IDENTITY = select(Customer).where(
+    col(Customer.channel) == bindparam("channel"),
+    col(Customer.external_id) == bindparam("external_id"),
+)
+_LATEST_CONVERSATION = (
+    select(Conversation)
+    .where(col(Conversation.customer_id) == bindparam("customer_id"))
+    .order_by(col(Conversation.created_at).desc())
+    .limit(1)
+)
+_MARK_PROCESSED = (
+    update(Message)
+    .where(col(Message.id) == bindparam("message_id"), col(Message.processed_at).is_(None))
+    .values(processed_at=bindparam("at"))
+    .execution_options(synchronize_session=False)
+)
+_UNPROCESSED = (
+    select(Message)
+    .where(
+        col(Message.sender) == Sender.CUSTOMER.value,
+        col(Message.processed_at).is_(None),
+        col(Message.created_at) <= bindparam("cutoff"),
     )
+    .order_by(col(Message.created_at), col(Message.id))
+    .limit(bindparam("limit"))
+)
+_UNPROCESSED_OF_CONVERSATION = _UNPROCESSED.where(
+    col(Message.conversation_id) == bindparam("conversation_id")
+)
 
 
 async def _update_row(
