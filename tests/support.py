@@ -205,3 +205,56 @@ async def own_redis() -> AsyncIterator[OwnRedis]:
         yield server
     finally:
         server.stop()
+
+
+class TcpLink:
+    """A TCP forwarder in front of a real server that a test can cut and restore: the
+    gateway loses its database the way it would in an outage (open connections reset, new
+    ones refused), while the shared server itself is never touched."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+    async def restore(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for w in list(self._writers):
+            w.transport.abort()  # a reset, as when the server goes away
+        self._writers.clear()
+
+
+@asynccontextmanager
+async def tcp_link(target_host: str, target_port: int) -> AsyncIterator[TcpLink]:
+    link = TcpLink(target_host, target_port)
+    await link.restore()
+    try:
+        yield link
+    finally:
+        await link.cut()

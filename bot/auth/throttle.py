@@ -39,6 +39,15 @@ if a > 0 then redis.call('DECR', KEYS[2]) end
 return 1
 """
 
+# KEYS = user counter, address counter: an attempt that reached no verdict is given back.
+_UNDO = """
+for _, k in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', k) or '0')
+  if n > 0 then redis.call('DECR', k) end
+end
+return 1
+"""
+
 
 class LoginThrottle:
     def __init__(
@@ -57,6 +66,7 @@ class LoginThrottle:
         self.window_s = window_s
         self._attempt = redis.register_script(_ATTEMPT)
         self._succeeded = redis.register_script(_SUCCEEDED)
+        self._undo = redis.register_script(_UNDO)
 
     def _user(self, username: str) -> str:
         return self.keys.login_failures_of_user(username)
@@ -78,3 +88,8 @@ class LoginThrottle:
         """A good password: the username's window starts over, and the address gets back
         the attempt counted for it."""
         await self._succeeded(keys=[self._user(username), self._ip(ip)])
+
+    async def undo(self, username: str, ip: str) -> None:
+        """The attempt reached no verdict (the account store was unreachable): it is not a
+        failed login, and an outage must not lock everyone out once it is over."""
+        await self._undo(keys=[self._user(username), self._ip(ip)])

@@ -28,6 +28,7 @@ from bot.auth.throttle import LoginThrottle
 from bot.core.client_address import Network, client_address
 from bot.core.metrics import LOGINS
 from bot.core.security import production_mode
+from bot.core.store.db import STORE_UNREACHABLE
 
 log = logging.getLogger("careline.auth")
 
@@ -172,7 +173,18 @@ async def login(request: web.Request) -> web.Response:
             f"too many failed logins; try again in {wait} s",
             **{"Retry-After": str(wait)},
         )
-    account = await auth.accounts.by_username(username)
+    try:
+        account = await auth.accounts.by_username(username)
+    except STORE_UNREACHABLE as e:
+        await auth.throttle.undo(key, ip)
+        LOGINS.labels("unavailable").inc()
+        log.warning("login could not be checked, the account store is unreachable: %r", e)
+        return json_error(
+            503,
+            "unavailable",
+            "sign-in is unavailable for a moment; please try again shortly",
+            **{"Retry-After": "5"},
+        )
     ok = await verify_password_async(account.password_hash if account else DUMMY_HASH, password)
     if account is None or not ok or account.disabled:
         LOGINS.labels("failed").inc()

@@ -3,6 +3,8 @@ and no default credentials in production."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bot.auth.accounts import Accounts
@@ -11,7 +13,8 @@ from bot.auth.passwords import verify_password
 from bot.channels.widget_client import wait_for
 from bot.core.store.db import Database
 from handoff.web.agent_client import AgentAPIError, AgentClient
-from tests.handoff.conftest import PASSWORD, add_account
+from tests.handoff.conftest import PASSWORD, add_account, desk_settings
+from tests.support import backend_settings, running_gateway, tcp_link, with_section
 
 
 async def test_passwords_are_argon2_hashes(desk_gateway) -> None:  # type: ignore[no-untyped-def]
@@ -153,3 +156,28 @@ async def test_open_console_socket_ends_with_the_session(desk_gateway) -> None: 
         assert ws is not None
         await wait_for(lambda: ws.closed)  # the server closes the socket
         assert ws.close_code == 4401
+
+
+async def test_an_unreachable_database_is_not_a_failed_login(tmp_path: Path, nlu_url: str) -> None:
+    """While the account store cannot be reached, a sign-in answers 503 (try again), not a
+    500, and is not counted as a failed login: after the outage the agent signs in at once
+    instead of being locked out for the throttle's window."""
+    async with (
+        backend_settings("postgresql", tmp_path) as s,
+        tcp_link("127.0.0.1", 5432) as link,
+    ):
+        through_link = s.database.url.replace("127.0.0.1:5432", f"127.0.0.1:{link.port}")
+        s = with_section(s, "database", url=through_link)
+        async with running_gateway(desk_settings(s), nlu_url) as g:
+            await add_account(g, "an")
+            limit = g.settings.auth.login_max_failures
+            await link.cut()
+            async with AgentClient(g.url) as a:
+                for _ in range(limit + 2):
+                    with pytest.raises(AgentAPIError) as down:
+                        await a.login("an", PASSWORD)
+                    assert down.value.status == 503
+                    assert down.value.body["error"]["code"] == "unavailable"
+                await link.restore()
+                await a.login("an", PASSWORD)  # not throttled: no verdict was ever reached
+                assert (await a.get("/api/agent/me"))["principal"]["username"] == "an"

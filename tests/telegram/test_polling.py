@@ -33,7 +33,8 @@ async def test_polling_mode_answers_like_the_webhook(
     backend: str, tmp_path: Path, nlu_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with telegram_gateway(backend, tmp_path, nlu_url, monkeypatch, mode="polling") as tg:
-        assert tg.fake.of("deleteWebhook")  # polling and a webhook cannot coexist
+        # polling and a webhook cannot coexist (the updater starts in the background)
+        assert await wait_for(lambda: tg.fake.of("deleteWebhook"))
         lan = tg.user()
         start = lan.command("/start")
         tg.fake.updates.extend([start, lan.text("bao hanh bao lau"), start])  # one repeated

@@ -1,10 +1,11 @@
 """The async repository: every read and write of durable chat state goes through `Database`.
 
-Each method is one short transaction on its own session, so callers never hold a connection
-across an await on the network, and returned rows stay readable after the session closes
-(expire_on_commit=False). Idempotent writes use INSERT … ON CONFLICT DO NOTHING (both SQLite
-and PostgreSQL support it), which stays correct when concurrent duplicates race: the loser
-inserts nothing and re-reads the winner's row, with no aborted transaction to clean up.
+Each method is one short transaction (or one statement, autocommitted) on its own session,
+so callers never hold a connection across an await on the network, and returned rows stay
+readable after the session closes (expire_on_commit=False). Idempotent writes use INSERT …
+ON CONFLICT DO NOTHING (both SQLite and PostgreSQL support it), which stays correct when
+concurrent duplicates race: the loser inserts nothing and re-reads the winner's row, with no
+aborted transaction to clean up.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, event, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -59,6 +61,11 @@ _KINDS = frozenset(k.value for k in EscalationKind)
 
 M = TypeVar("M", bound=SQLModel)
 
+# What a call raises while the database is down, starting up or failing over: the driver's
+# errors (wrapped by SQLAlchemy) or a refused connection. Callers that can answer "try again
+# shortly" catch these; anything else is a bug and stays an error.
+STORE_UNREACHABLE: tuple[type[Exception], ...] = (DBAPIError, OSError, TimeoutError)
+
 
 class Database:
     """Async access to the SQL store (SQLite file or PostgreSQL)."""
@@ -75,6 +82,13 @@ class Database:
             sqlite_path(self._url).parent.mkdir(parents=True, exist_ok=True)
         self.sql_engine: AsyncEngine = self._create_engine(echo)
         self._sql_sessions = async_sessionmaker(self.sql_engine, expire_on_commit=False)
+        # For work that is one statement (every read, and writes such as marking a message
+        # processed): the statement commits on its own, without the BEGIN and COMMIT/ROLLBACK
+        # round trips a transaction adds on PostgreSQL. Same pool, same connections.
+        self._autocommit_sessions = async_sessionmaker(
+            self.sql_engine.execution_options(isolation_level="AUTOCOMMIT"),
+            expire_on_commit=False,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -193,11 +207,11 @@ class Database:
 
     async def find_customer(self, channel: str, external_id: str) -> Customer | None:
         identity = {"channel": channel, "external_id": external_id}
-        async with self._sql_sessions() as s:
+        async with self._autocommit_sessions() as s:
             return (await s.scalars(_CUSTOMER_BY_IDENTITY, identity)).first()
 
     async def get_customer(self, customer_id: str) -> Customer | None:
-        async with self._sql_sessions() as s:
+        async with self._autocommit_sessions() as s:
             return await s.get(Customer, customer_id)
 
     async def update_customer(self, customer_id: str, **fields: Any) -> None:
@@ -216,12 +230,12 @@ class Database:
         return conversation
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
-        async with self._sql_sessions() as s:
+        async with self._autocommit_sessions() as s:
             return await s.get(Conversation, conversation_id)
 
     async def latest_conversation(self, customer_id: str) -> Conversation | None:
         """The customer's newest conversation (by created_at), whatever its state."""
-        async with self._sql_sessions() as s:
+        async with self._autocommit_sessions() as s:
             return (await s.scalars(_LATEST_CONVERSATION, {"customer_id": customer_id})).first()
 
     async def update_conversation(self, conversation_id: str, **fields: Any) -> Conversation:
@@ -251,7 +265,7 @@ class Database:
         if states is not None:
             query = query.where(col(Conversation.state).in_(states))
         query = query.order_by(col(Conversation.created_at).desc()).limit(limit)
-        async with self._sql_sessions() as s:
+        async with self._autocommit_sessions() as s:
             return list((await s.scalars(query)).all())
 
     # -- messages ------------------------------------------------------------------------------
@@ -287,7 +301,9 @@ class Database:
         )
         new.processed_at = new.created_at if processed else None
         insert = self._insert_ignoring_conflict(new, ["conversation_id", "client_msg_id"])
-        async with self._sql_sessions.begin() as s:
+        # Autocommit: the INSERT is the write; the re-read after a conflict sees the winner's
+        # committed row (a concurrent insert of the same key waits for it to commit first).
+        async with self._autocommit_sessions() as s:
             created = (await s.scalars(insert.returning(Message))).first()
             if created is not None:
                 return created, True
@@ -299,7 +315,7 @@ class Database:
 
     async def mark_processed(self, message_id: int) -> None:
         """Record that the engine handled this message (keeps the first time if repeated)."""
-        async with self._sql_sessions.begin() as s:
+        async with self._autocommit_sessions() as s:
             await s.execute(_MARK_PROCESSED, {"message_id": message_id, "at": utcnow()})
 
     async def unprocessed_customer_messages(
@@ -312,7 +328,7 @@ class Database:
         query = _UNPROCESSED
         if conversation_id is not None:
             query, params["conversation_id"] = _UNPROCESSED_OF_CONVERSATION, conversation_id
-        async with self._sql_sessions() as s:
+        async with self._autocommit_sessions() as s:
             return list((await s.scalars(query, params)).all())
 
     async def transcript(
@@ -326,7 +342,7 @@ class Database:
             query = query.order_by(col(Message.id))
         else:
             query = query.order_by(col(Message.id).desc()).limit(limit)
-        async with self._sql_sessions() as s:
+        async with self._autocommit_sessions() as s:
             rows = list((await s.scalars(query)).all())
         return rows if limit is None else rows[::-1]
 
@@ -364,7 +380,7 @@ class Database:
             .where(col(Escalation.conversation_id) == conversation_id)
             .order_by(col(Escalation.id))
         )
-        async with self._sql_sessions() as s:
+        async with self._autocommit_sessions() as s:
             return list((await s.scalars(query)).all())
 
     async def open_safety_questions(self, since: datetime, limit: int = 1000) -> list[str]:
@@ -382,7 +398,7 @@ class Database:
             )
             .order_by(col(Escalation.id))
         )
-        async with self._sql_sessions() as s:
+        async with self._autocommit_sessions() as s:
             rows = list((await s.scalars(query)).all())
         last: dict[str, Escalation] = {}
         for row in rows:
