@@ -288,6 +288,9 @@ async def run_agent(n: int, replicas: list[Replica], stop: asyncio.Event, stats:
                     async with http.post(base + "/api/agent/claim", json={}, headers=h) as r:
                         stats["claimed"] += r.status == 200
                     async with http.get(base + "/api/agent/me") as r:
+                        if r.status == 401:  # the session ended (Redis lost it): sign in again
+                            stats["relogins"] += 1
+                            break
                         mine = [c["conversation_id"] for c in (await r.json()).get("chats", [])]
                     await http.post(base + "/api/agent/presence", json={"status": "online"},
                                     headers=h)  # fmt: skip
@@ -304,8 +307,10 @@ async def run_agent(n: int, replicas: list[Replica], stop: asyncio.Event, stats:
                             stats["resolved"] += r.status == 200
         except (aiohttp.ClientError, ConnectionError, TimeoutError, ValueError, KeyError) as e:
             stats["agent_errors"] = stats.get("agent_errors", 0) + 1
-            if stats["agent_errors"] <= 3:
+            kind = type(e).__name__
+            if kind not in stats["agent_error_kinds"]:  # each kind of failure once, in full
                 log(f"agent{n}: {e!r} (reconnecting)")
+            stats["agent_error_kinds"][kind] = stats["agent_error_kinds"].get(kind, 0) + 1
             await asyncio.sleep(1.0)
 
 
@@ -352,7 +357,8 @@ async def main() -> int:
 
         stop = asyncio.Event()
         customers = [Customer(i) for i in range(args.customers)]
-        stats = {"claimed": 0, "resolved": 0}
+        stats: dict[str, Any] = {"claimed": 0, "resolved": 0, "relogins": 0}
+        stats["agent_error_kinds"] = {}
         tasks = [asyncio.create_task(run_customer(c, replicas, stop)) for c in customers]
         tasks += [
             asyncio.create_task(run_agent(i, replicas, stop, stats)) for i in range(args.agents)
@@ -483,6 +489,8 @@ async def _check(url: str, env: dict[str, str], customers: list[Customer], stats
             ("... messages answered twice", len(twice)),
             ("conversations escalated", escalated),
             ("chats claimed / resolved by agents", f"{stats['claimed']} / {stats['resolved']}"),
+            ("agent requests failed (by kind)", _kinds(stats["agent_error_kinds"])),
+            ("agents signed in again (session lost)", stats["relogins"]),
             ("open handoffs stranded (not in line or no deadline)", len(stranded)),
             ("customers who saw a message twice", len(dup_customers)),
         ]:
@@ -491,6 +499,10 @@ async def _check(url: str, env: dict[str, str], customers: list[Customer], stats
     finally:
         await r.aclose()
         await db.close()
+
+
+def _kinds(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "0"
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from bot.core.store.models import Conversation, Message
 from bot.core.vocabulary import State
 
 TYPING_AFTER_S = 0.3  # a bot turn slower than this shows the typing indicator
+PENDING_BATCH = 100  # a conversation's unanswered messages read at a time
 
 
 class ConversationEngine(Intake, BotTurn, AgentSide):
@@ -41,15 +42,17 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
         async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
             while True:
                 pending = await self.db.unprocessed_customer_messages(
-                    conversation_id=conversation_id
+                    conversation_id=conversation_id, limit=PENDING_BATCH
                 )
-                if not pending:
-                    return handled
                 for msg in pending:
                     await self._handle(await self._require(conversation_id), msg)
                     await self.db.mark_processed(msg.stored_id)
                     INBOX_HANDLED.inc()
                     handled += 1
+                # A message that arrived meanwhile has its own inbox entry, which runs this
+                # again once the lock is free: only a full batch means more are waiting now.
+                if len(pending) < PENDING_BATCH:
+                    return handled
 
     async def _handle(self, conv: Conversation, msg: Message) -> None:
         if self.closing and self.closing.wants(conv, msg):

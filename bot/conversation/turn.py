@@ -8,7 +8,8 @@ import time
 
 from bot.conversation.hazards import CLEARED, HazardSteps
 from bot.conversation.parts import Understanding
-from bot.conversation.safety_check import answer_of
+from bot.conversation.safety_check import FIELD as SAFETY_CHECK_FIELD
+from bot.conversation.safety_check import PendingCheck, answer_of
 from bot.core.messages import QuickReply
 from bot.core.metrics import NLU_FAILURES, NLU_SECONDS
 from bot.core.store.models import Conversation, Message
@@ -25,7 +26,11 @@ NOT_OFFERED = {FALLBACK_INTENT, "out_of_scope", HUMAN_INTENT}
 
 class BotTurn(HazardSteps):
     async def _bot_turn(self, conv: Conversation, msg: Message) -> None:
-        check = await self.safety_checks.pending(conv.id)
+        # The conversation's bot state in one read (under its lock, nobody else changes it).
+        raw_check, raw_misses, cleared = await self.redis.hmget(
+            self._bot_key(conv.id), SAFETY_CHECK_FIELD, "misses", CLEARED
+        )
+        check = PendingCheck.loads(raw_check)
         if check is not None and check.message_id != msg.id:
             said = answer_of(msg.text, (msg.payload or {}).get("quick_reply"))
             if said is not None:
@@ -54,7 +59,6 @@ class BotTurn(HazardSteps):
         lang = u.language or conv.language
         if lang != conv.language:
             conv = await self.db.update_conversation(conv.id, language=lang)
-        raw_misses, cleared = await self.redis.hmget(self._bot_key(conv.id), "misses", CLEARED)
         misses = int(raw_misses or 0)
         t = self.triage.classify(
             msg.text,
@@ -73,15 +77,18 @@ class BotTurn(HazardSteps):
         if t.ask and check is None and not cleared:  # once told "no", the bot asks no more
             await self._ask_safety(conv, msg, u, t, lang)
             return
-        await self._answer(conv, msg, u, t, lang)
+        await self._answer(conv, msg, u, t, lang, misses=misses)
 
     async def _answer(
-        self, conv: Conversation, msg: Message, u: Understanding, t: TriageResult, lang: str
-    ) -> None:
-        """The ordinary turn: an FAQ answer (and its escalation, if it has one), or a miss."""
+        self, conv: Conversation, msg: Message, u: Understanding, t: TriageResult, lang: str,
+        *, misses: int | None = None,
+    ) -> None:  # fmt: skip
+        """The ordinary turn: an FAQ answer (and its escalation, if it has one), or a miss.
+        `misses`: the run of misses so far, if known (None: reset it regardless)."""
         info = self.content.intents.get(u.intent or "")
         if info is not None and u.confidence >= self.cfg.answer_threshold:
-            await self.redis.hset(self._bot_key(conv.id), "misses", 0)
+            if misses != 0:  # an answer ends a run of misses
+                await self.redis.hset(self._bot_key(conv.id), "misses", 0)
             answer = self.content.answer(info.name, lang)
             if answer:
                 await self.transcript.reply(
