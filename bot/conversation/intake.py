@@ -26,9 +26,7 @@ KNOWN_CUSTOMERS = 50_000  # customer ids remembered per replica (a few MB)
 class Intake(EngineParts):
     async def accept(self, inbound: InboundMessage) -> Accepted:
         """Store a customer message durably and queue it for the bot. Idempotent."""
-        customer_id = await self._customer_id(inbound)
-        async with redis_lock(self.redis, self.keys.customer_lock(customer_id)):
-            conv = await self._open_conversation(customer_id, inbound)
+        conv = await self._conversation_for(await self._customer_id(inbound), inbound)
         payload: dict[str, Any] = {}
         if inbound.payload:
             payload["quick_reply"] = inbound.payload
@@ -70,6 +68,16 @@ class Intake(EngineParts):
             self.customer_ids.popitem(last=False)
         return customer.id
 
+    async def _conversation_for(self, customer_id: str, inbound: InboundMessage) -> Conversation:
+        """The conversation this message belongs to. An open one is simply read: only
+        reopening or starting one changes anything, and that is done under the customer's
+        lock, so two messages sent at once never start two conversations."""
+        conv = await self.db.latest_conversation(customer_id)
+        if conv is not None and conv.state != State.CLOSED:
+            return conv
+        async with redis_lock(self.redis, self.keys.customer_lock(customer_id)):
+            return await self._open_conversation(customer_id, inbound)
+
     async def _open_conversation(self, customer_id: str, inbound: InboundMessage) -> Conversation:
         """The customer's open conversation; reopen a recently closed one, or start anew."""
         conv = await self.db.latest_conversation(customer_id)
@@ -102,9 +110,7 @@ class Intake(EngineParts):
         bot cannot read): stored in the transcript like any other, answered with `text`, never
         interpreted by the bot. `language` records an explicit choice (e.g. /lang en).
         Idempotent like accept(): a retry stores and answers nothing twice."""
-        customer_id = await self._customer_id(inbound)
-        async with redis_lock(self.redis, self.keys.customer_lock(customer_id)):
-            conv = await self._open_conversation(customer_id, inbound)
+        conv = await self._conversation_for(await self._customer_id(inbound), inbound)
         if language in LANGS and conv.language != language:
             conv = await self.db.update_conversation(conv.id, language=language)
         payload = {"attachment": inbound.attachment} if inbound.attachment else None

@@ -41,7 +41,7 @@ from bot.core.store.models import (
     Sender,
     utcnow,
 )
-from bot.core.store.upsert import insert_ignoring_conflict
+from bot.core.store.upsert import insert_ignoring_conflict, insert_ignoring_conflict_returning
 from bot.core.store.url import SQLITE_DRIVER, masked, normalize_url, sqlite_path
 
 if TYPE_CHECKING:
@@ -85,9 +85,10 @@ class Database:
         # For work that is one statement (every read, and writes such as marking a message
         # processed): the statement commits on its own, without the BEGIN and COMMIT/ROLLBACK
         # round trips a transaction adds on PostgreSQL. Same pool, same connections.
-        self._autocommit_sessions = async_sessionmaker(
-            self.sql_engine.execution_options(isolation_level="AUTOCOMMIT"),
-            expire_on_commit=False,
+        self._autocommit = self.sql_engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._autocommit_sessions = async_sessionmaker(self._autocommit, expire_on_commit=False)
+        self._insert_message = insert_ignoring_conflict_returning(
+            self.dialect, Message, ["conversation_id", "client_msg_id"]
         )
 
     @classmethod
@@ -207,8 +208,7 @@ class Database:
 
     async def find_customer(self, channel: str, external_id: str) -> Customer | None:
         identity = {"channel": channel, "external_id": external_id}
-        async with self._autocommit_sessions() as s:
-            return (await s.scalars(_CUSTOMER_BY_IDENTITY, identity)).first()
+        return _first(await self._rows(Customer, _CUSTOMER_BY_IDENTITY, identity))
 
     async def get_customer(self, customer_id: str) -> Customer | None:
         async with self._autocommit_sessions() as s:
@@ -230,13 +230,13 @@ class Database:
         return conversation
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
-        async with self._autocommit_sessions() as s:
-            return await s.get(Conversation, conversation_id)
+        found = await self._rows(Conversation, _CONVERSATION_BY_ID, {"id": conversation_id})
+        return _first(found)
 
     async def latest_conversation(self, customer_id: str) -> Conversation | None:
         """The customer's newest conversation (by created_at), whatever its state."""
-        async with self._autocommit_sessions() as s:
-            return (await s.scalars(_LATEST_CONVERSATION, {"customer_id": customer_id})).first()
+        found = await self._rows(Conversation, _LATEST_CONVERSATION, {"customer_id": customer_id})
+        return _first(found)
 
     async def update_conversation(self, conversation_id: str, **fields: Any) -> Conversation:
         """Set the given columns and bump updated_at; raises KeyError if missing.
@@ -300,18 +300,18 @@ class Database:
             confidence=confidence,
         )
         new.processed_at = new.created_at if processed else None
-        insert = self._insert_ignoring_conflict(new, ["conversation_id", "client_msg_id"])
-        # Autocommit: the INSERT is the write; the re-read after a conflict sees the winner's
-        # committed row (a concurrent insert of the same key waits for it to commit first).
-        async with self._autocommit_sessions() as s:
-            created = (await s.scalars(insert.returning(Message))).first()
-            if created is not None:
-                return created, True
-            existing = select(Message).where(
-                col(Message.conversation_id) == conversation_id,
-                col(Message.client_msg_id) == client_msg_id,
-            )
-            return (await s.scalars(existing)).one(), False
+        values = new.model_dump()
+        values.pop("id", None)  # autoincrement
+        # Core, not the ORM, on the turn's hottest statement; autocommit: the INSERT is the
+        # write, and the re-read after a conflict sees the winner's committed row (a
+        # concurrent insert of the same key waits for that one to commit first).
+        async with self._autocommit.connect() as c:
+            row = (await c.execute(self._insert_message, values)).first()
+            if row is not None:
+                return Message(**row._mapping), True
+            key = {"conversation_id": conversation_id, "client_msg_id": client_msg_id}
+            existing = (await c.execute(_MESSAGE_BY_CLIENT_ID, key)).one()
+            return Message(**existing._mapping), False
 
     async def mark_processed(self, message_id: int) -> None:
         """Record that the engine handled this message (keeps the first time if repeated)."""
@@ -328,22 +328,15 @@ class Database:
         query = _UNPROCESSED
         if conversation_id is not None:
             query, params["conversation_id"] = _UNPROCESSED_OF_CONVERSATION, conversation_id
-        async with self._autocommit_sessions() as s:
-            return list((await s.scalars(query, params)).all())
+        return await self._rows(Message, query, params)
 
     async def transcript(
         self, conversation_id: str, *, limit: int | None = None, include_notes: bool = True
     ) -> list[Message]:
         """The conversation's messages, oldest first; with limit, only the last `limit`."""
-        query = select(Message).where(col(Message.conversation_id) == conversation_id)
-        if not include_notes:
-            query = query.where(col(Message.sender) != Sender.NOTE.value)
-        if limit is None:
-            query = query.order_by(col(Message.id))
-        else:
-            query = query.order_by(col(Message.id).desc()).limit(limit)
-        async with self._autocommit_sessions() as s:
-            rows = list((await s.scalars(query)).all())
+        query = _TRANSCRIPT[(limit is not None, include_notes)]
+        params = {"conversation_id": conversation_id, "limit": limit}
+        rows = await self._rows(Message, query, params)
         return rows if limit is None else rows[::-1]
 
     # -- escalations ---------------------------------------------------------------------------
@@ -413,6 +406,12 @@ class Database:
 
     # -- helpers -------------------------------------------------------------------------------
 
+    async def _rows(self, model: type[M], query: Any, params: dict[str, Any]) -> list[M]:
+        """Rows of `model` read with Core, no ORM session: the reads every message makes."""
+        async with self._autocommit.connect() as c:
+            result = await c.execute(query, params)
+            return [model(**row._mapping) for row in result]
+
     def _insert_ignoring_conflict(self, row: SQLModel, unique: Sequence[str]) -> Any:
         """INSERT row ON CONFLICT (unique columns) DO NOTHING, in this dialect's syntax."""
         values = row.model_dump()
@@ -449,12 +448,31 @@ _LATEST_CONVERSATION = (
     .order_by(col(Conversation.created_at).desc())
     .limit(1)
 )
+_CONVERSATION_BY_ID = select(Conversation).where(col(Conversation.id) == bindparam("id"))
 _MARK_PROCESSED = (
     update(Message)
     .where(col(Message.id) == bindparam("message_id"), col(Message.processed_at).is_(None))
     .values(processed_at=bindparam("at"))
     .execution_options(synchronize_session=False)
 )
+_MESSAGE_BY_CLIENT_ID = select(Message.__table__).where(  # type: ignore[attr-defined]
+    col(Message.conversation_id) == bindparam("conversation_id"),
+    col(Message.client_msg_id) == bindparam("client_msg_id"),
+)
+
+
+def _transcript_query(limited: bool, include_notes: bool) -> Any:
+    query = select(Message).where(col(Message.conversation_id) == bindparam("conversation_id"))
+    if not include_notes:
+        query = query.where(col(Message.sender) != Sender.NOTE.value)
+    if not limited:
+        return query.order_by(col(Message.id))
+    return query.order_by(col(Message.id).desc()).limit(bindparam("limit"))
+
+
+_TRANSCRIPT = {
+    (lim, notes): _transcript_query(lim, notes) for lim in (False, True) for notes in (False, True)
+}
 _UNPROCESSED = (
     select(Message)
     .where(
@@ -517,3 +535,7 @@ def alembic_config(connection: Connection | None = None, *, schema: str | None =
     config.attributes["connection"] = connection
     config.attributes["schema"] = schema
     return config
+
+
+def _first(rows: list[M]) -> M | None:
+    return rows[0] if rows else None

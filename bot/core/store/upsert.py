@@ -23,6 +23,17 @@ def insert_ignoring_conflict(
     return insert(model).values(**values).on_conflict_do_nothing(index_elements=list(unique))
 
 
+def insert_ignoring_conflict_returning(
+    dialect: str, model: type[SQLModel], unique: Sequence[str]
+) -> Any:
+    """A prebuilt Core INSERT of one row (values given when executed) that does nothing when a
+    row with the same `unique` columns exists, returning the inserted row's columns: for
+    the hot path, where building the statement per call cost more than running it."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = model.__table__  # type: ignore[attr-defined]
+    return insert(table).on_conflict_do_nothing(index_elements=list(unique)).returning(*table.c)
+
+
 def upsert(
     dialect: str, model: type[SQLModel], values: Mapping[str, Any], unique: Sequence[str]
 ) -> Any:
@@ -38,4 +49,4 @@ def upsert(
     )
 
 
-__all__ = ["insert_ignoring_conflict", "upsert"]
+__all__ = ["insert_ignoring_conflict", "insert_ignoring_conflict_returning", "upsert"]
