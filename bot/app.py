@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.auth import web as auth_web
+from bot.core.live import sockets
 from bot.core.settings import Settings
 from bot.startup import GATEWAY, RESOURCES, Gateway
 from handoff.web import agent_ws, canned_api, console_api
@@ -143,6 +144,7 @@ def create_app(settings: Settings, *, nlu_url: str, public_url: str) -> web.Appl
     app[auth_web.AUTH] = auth_web.AuthService(cookie_secure=settings.auth.cookie_secure)
     app[agent_api.DESK] = agent_api.DeskSlot()  # filled when the desk opens
     app.cleanup_ctx.extend(RESOURCES)
+    sockets.install(app)  # a shutdown closes open WebSockets instead of waiting on them
     app.router.add_get("/", demo_page)
     app.router.add_get("/widget.js", widget_js)
     app.router.add_get("/ws/widget", ws_widget)

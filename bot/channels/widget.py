@@ -22,6 +22,7 @@ from aiohttp import ClientConnectionResetError, WSMsgType, web
 from bot.conversation.ports import ChannelInbound
 from bot.core import wire_json
 from bot.core.client_address import client_address, parse_networks
+from bot.core.live import sockets
 from bot.core.live.hub import Hub
 from bot.core.live.ratelimit import TokenBucket, rate_window
 from bot.core.live.streams import EventLog
@@ -102,6 +103,7 @@ class WidgetChannel:
         ip = client_address(request, self.proxies)
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4 * self.cfg.max_frame_bytes)
         await ws.prepare(request)
+        sockets.track(request, ws)
         if not self.origin_allowed(request.headers.get("Origin")):
             await _send(ws, error_frame("origin_not_allowed", "this site may not embed the chat"))
             await ws.close(code=4403, message=b"origin not allowed")

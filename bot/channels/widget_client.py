@@ -54,6 +54,21 @@ class WidgetClient:
             await self._session.close()
             self._session = None
 
+    async def closed_by_server(self, timeout: float = 10.0) -> int | None:
+        """Wait for the server to close the socket (frames before it are kept in .frames);
+        the close code it gave."""
+        assert self._ws is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            msg = await self._ws.receive(timeout=max(0.0, deadline - loop.time()))
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.frames.append(json.loads(msg.data))
+                continue
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING):
+                return int(msg.data) if msg.data is not None else self._ws.close_code
+            return self._ws.close_code
+
     async def drop(self) -> None:
         """Close only the socket (a dropped connection); the session state is kept."""
         if self._ws is not None:

@@ -33,6 +33,7 @@ from aiohttp import WSMsgType, web
 from bot.auth.accounts import Principal
 from bot.auth.web import AUTH, COOKIE, same_origin
 from bot.core import wire_json
+from bot.core.live import sockets
 from bot.core.live.hub import Hub
 from bot.core.live.streams import EventLog
 from bot.core.metrics import AGENT_CONNECTIONS
@@ -278,6 +279,7 @@ async def handle(request: web.Request, desk: HelpDesk, hub: Hub, event_log: Even
 
     ws = web.WebSocketResponse(heartbeat=25, max_msg_size=MAX_FRAME * 4)
     await ws.prepare(request)
+    sockets.track(request, ws)
     AGENT_CONNECTIONS.inc()
     revoked = auth.sessions.revoked_channel if auth.sessions else None
     try:
