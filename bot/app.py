@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bot.auth import web as auth_web
 from bot.core.live import sockets
 from bot.core.settings import Settings
+from bot.core.store.db import STORE_UNREACHABLE
 from bot.startup import GATEWAY, RESOURCES, Gateway
 from handoff.web import agent_ws, canned_api, console_api
 from handoff.web import api as agent_api
@@ -41,6 +42,24 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
     if request.path.endswith((".html", ".htm")) or resp.content_type == "text/html":
         resp.headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
     return resp
+
+
+@web.middleware
+async def store_outage(request: web.Request, handler: Any) -> web.StreamResponse:
+    """An API call that could not reach the database answers 503 with a JSON error and
+    Retry-After, which consoles and clients retry, instead of a bare 500 page."""
+    try:
+        return await handler(request)
+    except STORE_UNREACHABLE as e:
+        if not request.path.startswith("/api/"):
+            raise
+        log.warning("%s %s: the database is unreachable: %r", request.method, request.path, e)
+        return auth_web.json_error(
+            503,
+            "unavailable",
+            "the service is unavailable for a moment; please try again shortly",
+            **{"Retry-After": "5"},
+        )
 
 
 async def demo_page(request: web.Request) -> web.StreamResponse:
@@ -139,7 +158,7 @@ async def telegram_webhook(request: web.Request) -> web.StreamResponse:
 
 
 def create_app(settings: Settings, *, nlu_url: str, public_url: str) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024, middlewares=[security_headers])
+    app = web.Application(client_max_size=64 * 1024, middlewares=[security_headers, store_outage])
     app[GATEWAY] = Gateway(settings, nlu_url=nlu_url, public_url=public_url)
     app[auth_web.AUTH] = auth_web.AuthService(cookie_secure=settings.auth.cookie_secure)
     app[agent_api.DESK] = agent_api.DeskSlot()  # filled when the desk opens

@@ -181,3 +181,23 @@ async def test_an_unreachable_database_is_not_a_failed_login(tmp_path: Path, nlu
                 await link.restore()
                 await a.login("an", PASSWORD)  # not throttled: no verdict was ever reached
                 assert (await a.get("/api/agent/me"))["principal"]["username"] == "an"
+
+
+async def test_api_calls_during_a_database_outage_answer_503(tmp_path: Path, nlu_url: str) -> None:
+    """A signed-in console's API calls that need the database answer 503 'unavailable' with
+    Retry-After while it is out (a JSON error the console can retry), and work again after."""
+    async with (
+        backend_settings("postgresql", tmp_path) as s,
+        tcp_link("127.0.0.1", 5432) as link,
+    ):
+        through_link = s.database.url.replace("127.0.0.1:5432", f"127.0.0.1:{link.port}")
+        s = with_section(s, "database", url=through_link)
+        async with running_gateway(desk_settings(s), nlu_url) as g, AgentClient(g.url) as a:
+            await add_account(g, "an")
+            await a.login("an", PASSWORD)
+            await link.cut()
+            with pytest.raises(AgentAPIError) as down:
+                await a.get("/api/agent/me")
+            assert down.value.status == 503 and down.value.body["error"]["code"] == "unavailable"
+            await link.restore()
+            assert (await a.get("/api/agent/me"))["principal"]["username"] == "an"
