@@ -31,15 +31,14 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from gateway_bench import (  # bench/ is on sys.path when run as a script
-    PG_URL,
-    REDIS_URL,
-    drop_redis_prefix,
+from common import (  # bench/ is on sys.path when run as a script
     percentile,
     spawn,
     stop_process,
     wait_http,
 )
+from gateway_stacks import drop_redis_prefix
+from gateway_workload import PG_URL, REDIS_URL
 
 from bot.auth.accounts import Accounts
 from bot.channels.widget_client import WidgetClient
