@@ -51,7 +51,8 @@ async def store_outage(request: web.Request, handler: Any) -> web.StreamResponse
     try:
         return await handler(request)
     except STORE_UNREACHABLE as e:
-        if not request.path.startswith("/api/"):
+        # Not for pages, nor once a streamed answer (an export) has begun: its bytes are out.
+        if not request.path.startswith("/api/") or request.writer.output_size > 0:
             raise
         log.warning("%s %s: the database is unreachable: %r", request.method, request.path, e)
         return auth_web.json_error(
