@@ -175,16 +175,12 @@ async def login(request: web.Request) -> web.Response:
         )
     try:
         account = await auth.accounts.by_username(username)
-    except STORE_UNREACHABLE as e:
+    except STORE_UNREACHABLE:
+        # No verdict was reached: not a failed login. The outage answer itself (503) is the
+        # gateway's, as for every API call that cannot reach the database (bot/app.py).
         await auth.throttle.undo(key, ip)
         LOGINS.labels("unavailable").inc()
-        log.warning("login could not be checked, the account store is unreachable: %r", e)
-        return json_error(
-            503,
-            "unavailable",
-            "sign-in is unavailable for a moment; please try again shortly",
-            **{"Retry-After": "5"},
-        )
+        raise
     ok = await verify_password_async(account.password_hash if account else DUMMY_HASH, password)
     if account is None or not ok or account.disabled:
         LOGINS.labels("failed").inc()

@@ -74,12 +74,15 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
         around it would cost more than the turn itself."""
         shown = False
 
+        async def signal(on: bool) -> None:
+            with contextlib.suppress(RedisError):  # only an indicator: the turn goes on
+                await self.event_log.signal(conversation_id, {"typing": {"who": "bot", "on": on}})
+
         async def show() -> None:
             nonlocal shown
             await asyncio.sleep(TYPING_AFTER_S)
             shown = True
-            with contextlib.suppress(RedisError):  # only an indicator: the turn goes on
-                await self.event_log.signal(conversation_id, {"typing": {"who": "bot", "on": True}})
+            await signal(True)
 
         indicator = asyncio.create_task(show())
         try:
@@ -87,9 +90,7 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
         finally:
             indicator.cancel()
             if shown:
-                await self.event_log.signal(
-                    conversation_id, {"typing": {"who": "bot", "on": False}}
-                )
+                await signal(False)
 
     async def end(self, conversation_id: str) -> None:
         """The conversation is resolved (customer, agent or idle sweep): the survey starts,
