@@ -7,7 +7,6 @@ own names from the prefix inside Redis, where they run; their layout is listed t
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 
@@ -47,7 +46,7 @@ class Keys:
         return f"{self.prefix}:replica:{replica}"
 
     def rate_window(self, sender: str, window_s: int) -> str:
-        return f"{self.prefix}:rl:ip:{sender}:{int(time.time() // window_s)}"
+        return f"{self.prefix}:rl:win{window_s}:{sender}"
 
     # -- console sessions and logins (bot/auth) -------------------------------------------
 

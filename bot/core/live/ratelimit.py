@@ -37,7 +37,11 @@ class TokenBucket:
 async def rate_window(
     redis: aioredis.Redis, keys: Keys, sender: str, limit: int, window_s: int = 60
 ) -> float:
-    """0.0 if `sender` is under `limit` messages in the current window, else seconds to wait."""
+    """0.0 if `sender` is under `limit` messages in its window, else seconds to wait.
+
+    The window opens at the sender's first message and lasts `window_s`, rather than
+    following the wall clock's minutes: a burst that straddles a minute boundary is not
+    counted afresh half-way, and the wait told to the sender is when its window ends."""
     key = keys.rate_window(sender, window_s)
     n, ttl_ms = await redis.eval(_WINDOW, 1, key, window_s * 1000)
     return 0.0 if int(n) <= limit else max(0.001, int(ttl_ms) / 1000)
