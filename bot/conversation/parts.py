@@ -108,10 +108,4 @@ class EngineParts:
         n = self.settings.triage.model.context_messages
         if n == 0:
             return ()
-        recent = await self.db.transcript(conv.id, limit=4 * n + 4, include_notes=False)
-        earlier = [
-            m.text
-            for m in recent
-            if m.sender == "customer" and m.stored_id < msg.stored_id and m.text
-        ]
-        return tuple(earlier[-n:])
+        return tuple(await self.db.customer_texts_before(conv.id, msg.stored_id, n))

@@ -188,6 +188,21 @@ async def test_transcript_order_limit_and_notes(db: Database) -> None:
     assert await db.transcript("missing") == []
 
 
+async def test_customer_texts_before_a_message(db: Database) -> None:
+    conv, other = await _conversation(db), await _conversation(db, "visitor-2")
+    await db.add_message(other.id, "customer", "someone else")
+    ids = {}
+    for i, (sender, text_) in enumerate(
+        [("customer", "c0"), ("bot", "b1"), ("customer", ""), ("customer", "c3"),
+         ("agent", "a4"), ("customer", "c5"), ("customer", "c6")]
+    ):  # fmt: skip
+        ids[i] = (await db.add_message(conv.id, sender, text_))[0].stored_id
+    assert await db.customer_texts_before(conv.id, ids[6], 2) == ["c3", "c5"]
+    assert await db.customer_texts_before(conv.id, ids[6], 10) == ["c0", "c3", "c5"]
+    assert await db.customer_texts_before(conv.id, ids[3], 10) == ["c0"]  # no empty text
+    assert await db.customer_texts_before(conv.id, ids[0], 10) == []
+
+
 async def test_unicode_round_trip(db: Database) -> None:
     conv = await _conversation(db)
     texts = [
