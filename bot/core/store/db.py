@@ -14,12 +14,12 @@ import asyncio
 import logging
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Row, event, select, text, update
+from sqlalchemy import JSON, Connection, event, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.sql.expression import bindparam
 from sqlmodel import SQLModel, col
 
+from bot.core.store.hot import HotStatements
 from bot.core.store.models import (
     Conversation,
     ConversationState,
@@ -90,6 +91,7 @@ class Database:
         self._insert_message = insert_ignoring_conflict_returning(
             self.dialect, Message, ["conversation_id", "client_msg_id"]
         )
+        self._hot = HotStatements(self._autocommit, _JSON_COLUMNS)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -305,18 +307,17 @@ class Database:
         # Core, not the ORM, on the turn's hottest statement; autocommit: the INSERT is the
         # write, and the re-read after a conflict sees the winner's committed row (a
         # concurrent insert of the same key waits for that one to commit first).
-        async with self._autocommit.connect() as c:
-            row = (await c.execute(self._insert_message, values)).first()
-            if row is not None:
-                return _stored(Message, row), True
+        async with self._hot.connection() as run:
+            inserted = await run(self._insert_message, values)
+            if inserted:
+                return _stored(Message, inserted[0]), True
             key = {"conversation_id": conversation_id, "client_msg_id": client_msg_id}
-            existing = (await c.execute(_MESSAGE_BY_CLIENT_ID, key)).one()
+            (existing,) = await run(_MESSAGE_BY_CLIENT_ID, key)
             return _stored(Message, existing), False
 
     async def mark_processed(self, message_id: int) -> None:
         """Record that the engine handled this message (keeps the first time if repeated)."""
-        async with self._autocommit.connect() as c:
-            await c.execute(_MARK_PROCESSED, {"message_id": message_id, "at": utcnow()})
+        await self._hot.rows(_MARK_PROCESSED, {"message_id": message_id, "at": utcnow()})
 
     async def unprocessed_customer_messages(
         self, *, older_than_s: float = 0, limit: int = 100, conversation_id: str | None = None
@@ -336,9 +337,8 @@ class Database:
         """The texts of the customer's last `limit` messages before `message_id`, oldest
         first: the context a turn reads, without building whole messages for it."""
         params = {"conversation_id": conversation_id, "before": message_id, "limit": limit}
-        async with self._autocommit.connect() as c:
-            texts = [t for (t,) in await c.execute(_CUSTOMER_TEXTS_BEFORE, params)]
-        return texts[::-1]
+        rows = await self._hot.rows(_CUSTOMER_TEXTS_BEFORE, params)
+        return [row["text"] for row in reversed(rows)]
 
     async def transcript(
         self, conversation_id: str, *, limit: int | None = None, include_notes: bool = True
@@ -417,10 +417,8 @@ class Database:
     # -- helpers -------------------------------------------------------------------------------
 
     async def _rows(self, model: type[M], query: Any, params: dict[str, Any]) -> list[M]:
-        """Rows of `model` read with Core, no ORM session: the reads every message makes."""
-        async with self._autocommit.connect() as c:
-            result = await c.execute(query, params)
-            return [_stored(model, row) for row in result]
+        """Rows of `model` read without an ORM session: the reads every message makes."""
+        return [_stored(model, row) for row in await self._hot.rows(query, params)]
 
     def _insert_ignoring_conflict(self, row: SQLModel, unique: Sequence[str]) -> Any:
         """INSERT row ON CONFLICT (unique columns) DO NOTHING, in this dialect's syntax."""
@@ -459,6 +457,11 @@ _LATEST_CONVERSATION = (
     .limit(1)
 )
 _CONVERSATION_BY_ID = select(Conversation).where(col(Conversation.id) == bindparam("id"))
+_JSON_COLUMNS = frozenset(
+    c.name
+    for c in Message.__table__.columns  # type: ignore[attr-defined]
+    if isinstance(c.type, JSON)
+)
 _CUSTOMER_TEXTS_BEFORE = (
     select(col(Message.text))
     .where(
@@ -509,11 +512,11 @@ _UNPROCESSED_OF_CONVERSATION = _UNPROCESSED.where(
 )
 
 
-def _stored(model: type[M], row: Row[Any]) -> M:
+def _stored(model: type[M], row: Mapping[str, Any]) -> M:
     """A model of a row read from its own table: the values were validated on the way in
     and the column types convert them on the way out (UTCDateTime), so it is built without
     validating again, which costs about ten times as much per row."""
-    return model.model_construct(**row._mapping)
+    return model.model_construct(**row)
 
 
 async def _update_row(
