@@ -55,7 +55,8 @@ async def _wipe(client: aioredis.Redis, prefix: str) -> None:
 async def _check_restored(g: Any, ids: list[str], before: tuple[dict, dict, set]) -> None:
     lines, deadlines, held = before
     queues = g.gw.desk.queues
-    await wait_for(lambda: _all_known(queues, ids), timeout=15)
+    # A pass restores chat by chat, each line then its clock: wait for the pass to end.
+    await wait_for(lambda: _all_known(queues, ids, g.gw.desk.sla, len(deadlines)), timeout=15)
     after_lines, after_deadlines, after_held = await _snapshot(g, ids)
     assert after_lines == lines  # same chats, same order (critical first, then by age)
     assert after_held == held
@@ -69,9 +70,10 @@ async def _check_restored(g: Any, ids: list[str], before: tuple[dict, dict, set]
     assert first.ok and first.conversation_id == lines["safety"][0]
 
 
-async def _all_known(queues: Any, ids: list[str]) -> bool:
+async def _all_known(queues: Any, ids: list[str], sla: Any, clocks: int) -> bool:
     try:
-        return len(await queues.known(ids)) == len(ids)
+        known = len(await queues.known(ids)) == len(ids)
+        return known and len(await sla.deadlines(ids)) >= clocks
     except aioredis.ConnectionError:  # a pooled connection from before the restart
         return False
 

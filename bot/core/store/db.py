@@ -247,11 +247,17 @@ class Database:
         counters are incremented atomically in the database.
         """
         fields.setdefault("updated_at", utcnow())
-        async with self._sql_sessions.begin() as s:
-            await _update_row(s, Conversation, conversation_id, fields)
-            found = await s.get(Conversation, conversation_id, populate_existing=True)
-            assert found is not None  # the UPDATE above matched it in this transaction
-            return found
+        _check_updatable(Conversation, fields)
+        # One statement, its own transaction: UPDATE … RETURNING the row as it now is.
+        table = Conversation.__table__  # type: ignore[attr-defined]
+        query = (
+            update(table).where(table.c.id == bindparam("pk")).values(**fields).returning(*table.c)
+        )
+        async with self._autocommit.connect() as c:
+            row = (await c.execute(query, {"pk": conversation_id})).first()
+        if row is None:
+            raise KeyError(f"no Conversation with id {conversation_id!r}")
+        return _stored(Conversation, dict(row._mapping))
 
     async def list_conversations(
         self,
@@ -519,14 +525,18 @@ def _stored(model: type[M], row: Mapping[str, Any]) -> M:
     return model.model_construct(**row)
 
 
-async def _update_row(
-    session: AsyncSession, model: type[M], pk: Any, fields: dict[str, Any]
-) -> None:
-    """UPDATE one row by primary key; KeyError if it does not exist."""
+def _check_updatable(model: type[SQLModel], fields: Mapping[str, Any]) -> None:
     columns = set(model.__table__.columns.keys()) - {"id"}  # type: ignore[attr-defined]
     unknown = sorted(set(fields) - columns)
     if unknown:
         raise TypeError(f"{model.__name__} has no updatable field(s) {unknown}")
+
+
+async def _update_row(
+    session: AsyncSession, model: type[M], pk: Any, fields: dict[str, Any]
+) -> None:
+    """UPDATE one row by primary key; KeyError if it does not exist."""
+    _check_updatable(model, fields)
     if not fields:
         return
     query = (
