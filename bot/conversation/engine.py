@@ -72,24 +72,25 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
         """Show the bot typing only for a turn that takes a while (a slow NLU call): a turn
         of a few milliseconds answers before an indicator could be seen, and two signals
         around it would cost more than the turn itself."""
-        shown = False
+        loop = asyncio.get_running_loop()
+        shown: asyncio.Task[None] | None = None
 
         async def signal(on: bool) -> None:
             with contextlib.suppress(RedisError):  # only an indicator: the turn goes on
                 await self.event_log.signal(conversation_id, {"typing": {"who": "bot", "on": on}})
 
-        async def show() -> None:
+        def show() -> None:
             nonlocal shown
-            await asyncio.sleep(TYPING_AFTER_S)
-            shown = True
-            await signal(True)
+            shown = loop.create_task(signal(True))
 
-        indicator = asyncio.create_task(show())
+        # A timer, not a task per turn: most turns end before it fires and cancel it.
+        timer = loop.call_later(TYPING_AFTER_S, show)
         try:
             yield
         finally:
-            indicator.cancel()
-            if shown:
+            timer.cancel()
+            if shown is not None:
+                await shown  # the on signal first, then the off
                 await signal(False)
 
     async def end(self, conversation_id: str) -> None:

@@ -8,12 +8,13 @@ import time
 import redis.asyncio as aioredis
 
 from bot.core.live.keys import Keys
+from bot.core.live.lua import LuaScript
 
-_WINDOW = """
+_WINDOW = LuaScript("""
 local n = redis.call('incr', KEYS[1])
 if n == 1 then redis.call('pexpire', KEYS[1], ARGV[1]) end
 return {n, redis.call('pttl', KEYS[1])}
-"""
+""")
 
 
 class TokenBucket:
@@ -43,5 +44,5 @@ async def rate_window(
     following the wall clock's minutes: a burst that straddles a minute boundary is not
     counted afresh half-way, and the wait told to the sender is when its window ends."""
     key = keys.rate_window(sender, window_s)
-    n, ttl_ms = await redis.eval(_WINDOW, 1, key, window_s * 1000)
+    n, ttl_ms = await _WINDOW(redis, [key], [window_s * 1000])
     return 0.0 if int(n) <= limit else max(0.001, int(ttl_ms) / 1000)
