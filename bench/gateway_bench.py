@@ -60,22 +60,26 @@ async def measure_careline(
     settings: Settings, args: argparse.Namespace, run_dir: Path, questions: Sequence[str]
 ) -> list[PhaseResult]:
     results = []
-    async with careline_stack(settings, args.db, run_dir) as stack:
-        await widget_warmup(stack.url, questions, args.reply_timeout)
-        sampler = RssSampler(stack.pids).start()
-        try:
-            for n in args.clients:
-                plan = build_plan(questions, n, args.messages_per_client, args.stagger, args.seed)
-                client = functools.partial(
-                    widget_client, ws_url=stack.url, reply_timeout=args.reply_timeout
-                )
-                results.append(
-                    await run_phase(
-                        "careline", plan, client, sampler, args.timeout, stack.metrics_urls
+    for workers in args.workers:
+        name = "careline" if workers == 1 else f"careline --workers {workers}"
+        async with careline_stack(settings, args.db, run_dir, workers) as stack:
+            await widget_warmup(stack.url, questions, args.reply_timeout)
+            sampler = RssSampler(stack.pids).start()
+            try:
+                for n in args.clients:
+                    plan = build_plan(
+                        questions, n, args.messages_per_client, args.stagger, args.seed
                     )
-                )
-        finally:
-            sampler.stop()
+                    client = functools.partial(
+                        widget_client, ws_url=stack.url, reply_timeout=args.reply_timeout
+                    )
+                    results.append(
+                        await run_phase(
+                            name, plan, client, sampler, args.timeout, stack.metrics_urls
+                        )
+                    )
+            finally:
+                sampler.stop()
     return results
 
 
@@ -115,6 +119,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke check: N=20, 2 messages")
     p.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
     p.add_argument("--systems", default="careline,stock", help="which systems to measure")
+    p.add_argument(
+        "--workers", default="1", help="careline run --workers values, comma-separated (e.g. 1,2)"
+    )
     p.add_argument("--stagger", type=float, default=2.0, help="client arrivals spread, s")
     p.add_argument("--reply-timeout", type=float, default=120.0, help="per message, s")
     p.add_argument("--timeout", type=float, default=900.0, help="per phase (system x N), s")
@@ -129,8 +136,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.messages_per_client = 2
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    args.workers = [int(x) for x in args.workers.split(",") if x]
     unknown = set(args.systems) - {"careline", "stock"}
-    if unknown or not args.clients or args.messages_per_client < 1:
+    if unknown or not args.clients or args.messages_per_client < 1 or min(args.workers) < 1:
         p.error(f"bad --systems/--clients/--messages-per-client ({unknown or ''})")
     return args
 

@@ -43,13 +43,14 @@ def markdown_table(results: Sequence[PhaseResult]) -> str:
                 f"| {fmt(r.p50_ms)} | {fmt(r.p99_ms)} | {fmt(rss['gateway'])} | {nlu} "
                 f"| {fmt(sum(rss.values()))} |"
             )
-        c, s = cell.get("careline"), cell.get("stock rasa run")
-        if c and s:
-            rows.append(
-                f"| careline/stock | {n} | | | {ratio(c.msg_per_s, s.msg_per_s)} "
-                f"| {ratio(c.p50_ms, s.p50_ms)} | {ratio(c.p99_ms, s.p99_ms)} | | "
-                f"| {ratio(sum(c.peak_rss_mb.values()), sum(s.peak_rss_mb.values()))} |"
-            )
+        s = cell.get("stock rasa run")
+        for name, c in cell.items():  # careline, and careline with --workers N
+            if s and name.startswith("careline"):
+                rows.append(
+                    f"| {name}/stock | {n} | | | {ratio(c.msg_per_s, s.msg_per_s)} "
+                    f"| {ratio(c.p50_ms, s.p50_ms)} | {ratio(c.p99_ms, s.p99_ms)} | | "
+                    f"| {ratio(sum(c.peak_rss_mb.values()), sum(s.peak_rss_mb.values()))} |"
+                )
     return "\n".join(rows)
 
 

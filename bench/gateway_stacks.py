@@ -94,8 +94,12 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def careline_stack(settings: Settings, db: str, run_dir: Path) -> AsyncIterator[Stack]:
-    """NLU service + gateway as separate processes, the way production runs them."""
+async def careline_stack(
+    settings: Settings, db: str, run_dir: Path, workers: int = 1
+) -> AsyncIterator[Stack]:
+    """NLU service + gateway as separate processes, the way production runs them; with
+    `workers` > 1, `careline run --workers N` (its CPU and memory are the whole tree's; its
+    /metrics are those of whichever worker answers the scrape)."""
     model = await asyncio.to_thread(ensure_project_model, settings)
     nlu = NLUServiceProcess(settings, model, port=0, log_path=run_dir / "nlu.log")
     gateway = None
@@ -105,11 +109,11 @@ async def careline_stack(settings: Settings, db: str, run_dir: Path) -> AsyncIte
             say(f"careline: starting NLU service ({model.name}) on port {nlu.port}")
             nlu_url = await nlu.start()
             port = free_port()
-            log = run_dir / "gateway.log"
+            log = run_dir / ("gateway.log" if workers == 1 else f"gateway-w{workers}.log")
             say(f"careline: starting gateway on port {port} ({db}; log {log})")
             gateway = await spawn(
                 [str(Path(sys.executable).with_name("careline")), "run",
-                 "--host", "127.0.0.1", "--port", str(port)],
+                 "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
                 log, cwd=settings.root, env=gateway_env(nlu_url, prefix, schema, run_dir),
             )  # fmt: skip
             url = f"http://127.0.0.1:{port}"

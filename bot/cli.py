@@ -23,6 +23,7 @@ from bot.core.settings import Settings, SettingsError, load_settings
 from nlu.threshold import IN_SCOPE_BUDGET
 
 if TYPE_CHECKING:  # the triage lexicon loads only for the commands that use it
+    from nlu.process import NLUServiceProcess
     from nlu.triage.triage import Triage
 
 
@@ -145,8 +146,6 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
     from bot.app import GATEWAY, create_app
     from bot.core.logs import setup_logging
     from bot.core.security import require_shared_redis
-    from nlu.process import NLUServiceProcess
-    from nlu.training import ensure_project_model
 
     setup_logging(args.log_level)
     require_shared_redis(settings)  # before any training or service start
@@ -158,19 +157,14 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
     port = args.port or settings.gateway.port
     public_url = settings.gateway.public_url or f"http://{host}:{port}"
     embedded: list[str] = []
-    service = None
-    nlu_url = settings.nlu.url
-    if nlu_url is None:
-        model = await asyncio.to_thread(ensure_project_model, settings)
-        service = NLUServiceProcess(settings, model, port=args.nlu_port)
-        print(f"starting NLU service ({model.name}); log: {service.log_path}", flush=True)
-        nlu_url = await service.start()
+    service, nlu_url = await _nlu_service(settings, args)
+    if service is not None:
         embedded.append("NLU service as a supervised child process")
     app = create_app(settings, nlu_url=nlu_url, public_url=public_url)
     runner = web.AppRunner(app, access_log=None)
     try:  # a failed start closes what it had opened, the NLU child included
         await runner.setup()  # runs startup: migrations, Redis, workers
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, reuse_port=args.reuse_port or None).start()
         gw = app[GATEWAY]
         assert gw.redis is not None and gw.db is not None
         if gw.redis.embedded:
@@ -190,6 +184,52 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
         await _until_stopped(service.supervise() if service is not None else None)
     finally:
         await runner.cleanup()
+        if service is not None:
+            await service.stop()
+
+
+async def _nlu_service(
+    settings: Settings, args: argparse.Namespace
+) -> tuple[NLUServiceProcess | None, str]:
+    """The configured NLU service, or one started here as a supervised child process."""
+    from nlu.process import NLUServiceProcess
+    from nlu.training import ensure_project_model
+
+    if settings.nlu.url is not None:
+        return None, settings.nlu.url
+    model = await asyncio.to_thread(ensure_project_model, settings)
+    service = NLUServiceProcess(settings, model, port=args.nlu_port)
+    print(f"starting NLU service ({model.name}); log: {service.log_path}", flush=True)
+    return service, await service.start()
+
+
+async def _run_workers(settings: Settings, args: argparse.Namespace) -> None:
+    """`--workers N`: this process supervises N gateway processes on one port."""
+    import signal
+
+    from bot.core.logs import setup_logging
+    from bot.core.security import require_shared_redis
+    from bot.workers import check_workers, supervise, worker_command, worker_env
+
+    setup_logging(args.log_level)
+    require_shared_redis(settings)
+    check_workers(settings, args.workers)
+    host = args.host or settings.gateway.host
+    port = args.port or settings.gateway.port
+    service, nlu_url = await _nlu_service(settings, args)
+    config = ["--config", str(args.config)] if args.config else []
+    argv = worker_command(
+        [*config, "run", "--host", host, "--port", str(port), "--log-level", args.log_level]
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"careline: {args.workers} gateway workers on http://{host}:{port} "
+          f"(NLU {nlu_url}); Ctrl-C stops everything.", flush=True)  # fmt: skip
+    try:
+        await supervise(argv, args.workers, worker_env(nlu_url), stop)
+    finally:
         if service is not None:
             await service.stop()
 
@@ -232,7 +272,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         contextlib.suppress(KeyboardInterrupt),
         asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
     ):
-        runner.run(_run(settings, args))
+        runner.run(_run_workers(settings, args) if args.workers > 1 else _run(settings, args))
     print("careline stopped.")
     return 0
 
@@ -463,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--host", help="gateway address (default: careline.gateway.host)")
     r.add_argument("--port", type=int, help="gateway port (default: careline.gateway.port)")
     r.add_argument("--log-level", default="INFO")
+    r.add_argument("--workers", type=int, default=1, help="gateway processes sharing the "
+                   "port (SO_REUSEPORT; needs REDIS_URL when more than 1)")  # fmt: skip
+    r.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     r.add_argument("--nlu-port", type=int, default=None, help="port for the embedded NLU "
                    "service (default: careline.nlu.port)")  # fmt: skip
     r.add_argument("--telegram-polling", action="store_true", help="Telegram in polling mode "

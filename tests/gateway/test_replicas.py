@@ -30,11 +30,13 @@ def customer_texts(msgs: list) -> list[str]:  # type: ignore[type-arg]
 
 
 @asynccontextmanager
-async def replica(env: dict[str, str], log: Path) -> AsyncIterator[tuple[str, subprocess.Popen]]:
+async def replica(
+    env: dict[str, str], log: Path, *args: str
+) -> AsyncIterator[tuple[str, subprocess.Popen]]:
     port = free_port()
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [CARELINE, "run", "--host", "127.0.0.1", "--port", str(port)],
+            [CARELINE, "run", "--host", "127.0.0.1", "--port", str(port), *args],
             env=env, stdout=fh, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
