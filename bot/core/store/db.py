@@ -91,7 +91,10 @@ class Database:
         self._insert_message = insert_ignoring_conflict_returning(
             self.dialect, Message, ["conversation_id", "client_msg_id"]
         )
-        self._hot = HotStatements(self._autocommit, _JSON_COLUMNS)
+        self._hot = HotStatements(
+            self._autocommit, _JSON_COLUMNS, dsn=self._driver_dsn(),
+            server_settings=self._server_settings(),
+        )  # fmt: skip
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -119,10 +122,7 @@ class Database:
             engine = create_async_engine(self._url, echo=echo)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             return engine
-        settings = {"application_name": "careline"}
-        if self.schema:
-            # Unqualified names (ORM, migrations, raw SQL) all resolve into this schema only.
-            settings["search_path"] = self.schema
+        settings = self._server_settings()
         # A pool big enough for the engine's workers plus the channels' request paths, so
         # connections are reused rather than opened and discarded as overflow under load.
         # No pre-ping: it doubled the round trips of every short transaction; a connection
@@ -135,6 +135,19 @@ class Database:
             pool_recycle=1800,
             connect_args={"server_settings": settings},
         )
+
+    def _server_settings(self) -> dict[str, str]:
+        settings = {"application_name": "careline"}
+        if self.schema:
+            # Unqualified names (ORM, migrations, raw SQL) all resolve into this schema only.
+            settings["search_path"] = self.schema
+        return settings
+
+    def _driver_dsn(self) -> str | None:
+        """The URL for asyncpg itself (the hot statements' pool), on PostgreSQL."""
+        if self.dialect != "postgresql":
+            return None
+        return self._url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -183,6 +196,7 @@ class Database:
         return True
 
     async def close(self) -> None:
+        await self._hot.close()
         await self.sql_engine.dispose()
 
     # -- customers -----------------------------------------------------------------------------

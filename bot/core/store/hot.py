@@ -11,14 +11,16 @@ SQLite the same constructs simply run through SQLAlchemy Core.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import orjson
 from sqlalchemy import exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Insert, Select, Update
 
 Row = dict[str, Any]
@@ -36,10 +38,18 @@ _CONNECTION_LOST = (
 )
 
 
+async def _json_codec(conn: asyncpg.Connection) -> None:
+    """JSON as SQLAlchemy's asyncpg dialect has it: text in, Python values out."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, encoder=str, decoder=orjson.loads, schema="pg_catalog", format="text"
+        )
+
+
 class DriverStatement:
     """One construct compiled for asyncpg: its SQL, the order of its parameters, the
     values SQLAlchemy bound itself (literals), and which parameters are JSON (sent as text,
-    which is what the json codec SQLAlchemy sets on the connection takes)."""
+    which is what the pool's json codec takes)."""
 
     def __init__(
         self, statement: Statement, dialect: Any, column_keys: Sequence[str] | None,
@@ -64,15 +74,25 @@ class DriverStatement:
 
     @staticmethod
     def row(record: asyncpg.Record) -> Row:
-        return dict(record.items())  # JSON comes decoded: SQLAlchemy set the json codec
+        return dict(record.items())  # JSON comes decoded (the pool's codec)
 
 
 class HotStatements:
-    """Runs prebuilt statements on one autocommit connection from the engine's pool."""
+    """Runs prebuilt statements: on PostgreSQL on a small asyncpg pool of its own (a checkout
+    from SQLAlchemy's async pool costs two greenlet switches and more than the statement),
+    on SQLite through the engine's Core connections."""
 
-    def __init__(self, engine: AsyncEngine, json_columns: frozenset[str]) -> None:
+    def __init__(
+        self, engine: AsyncEngine, json_columns: frozenset[str], *,
+        dsn: str | None = None, server_settings: Mapping[str, str] | None = None,
+        pool_size: int = 10,
+    ) -> None:  # fmt: skip
         self._engine = engine
-        self._driver = engine.dialect.name == "postgresql"
+        self._dsn = dsn if engine.dialect.name == "postgresql" else None
+        self._server_settings = dict(server_settings or {})
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
         self._json = json_columns
         self._compiled: dict[tuple[int, tuple[str, ...]], DriverStatement] = {}
 
@@ -83,35 +103,60 @@ class HotStatements:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Run]:
         """A runner for several statements on one connection (each commits on its own)."""
-        async with self._engine.connect() as conn:
-            if not self._driver:
+        if self._dsn is None:
+            async with self._engine.connect() as conn:
 
                 async def run_core(statement: Statement, params: Mapping[str, Any]) -> list[Row]:
                     result = await conn.execute(statement, dict(params))
                     return [dict(r._mapping) for r in result] if result.returns_rows else []
 
                 yield run_core
-                return
-            raw = await conn.get_raw_connection()
-            driver: asyncpg.Connection = raw.driver_connection
+            return
+        pool = await self._driver_pool()
+        try:
+            driver = await pool.acquire()
+        except _CONNECTION_LOST as e:
+            raise exc.OperationalError("(connect)", (), e) from e
+        try:
 
             async def run_driver(statement: Statement, params: Mapping[str, Any]) -> list[Row]:
-                return await self._run(conn, driver, statement, params)
+                return await self._run(driver, statement, params)
 
             yield run_driver
+        finally:
+            await pool.release(driver)
+
+    async def _driver_pool(self) -> asyncpg.Pool:
+        """The pool, made on first use (and again after a failed first connect)."""
+        if self._pool is not None:
+            return self._pool
+        async with self._pool_lock:
+            if self._pool is None:
+                assert self._dsn is not None
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=0, max_size=self._pool_size,
+                        server_settings=self._server_settings, init=_json_codec,
+                    )  # fmt: skip
+                except _CONNECTION_LOST as e:
+                    raise exc.OperationalError("(connect)", (), e) from e
+            return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
 
     async def _run(
-        self, conn: AsyncConnection, driver: asyncpg.Connection, statement: Statement,
-        params: Mapping[str, Any],
-    ) -> list[Row]:  # fmt: skip
+        self, driver: asyncpg.Connection, statement: Statement, params: Mapping[str, Any]
+    ) -> list[Row]:
         compiled = self._compiled_for(statement, params)
         args = compiled.args(params)
         try:
             records = await driver.fetch(compiled.sql, *args)
         except asyncpg.IntegrityConstraintViolationError as e:
             raise exc.IntegrityError(compiled.sql, args, e) from e
-        except _CONNECTION_LOST as e:
-            await conn.invalidate()  # not back into the pool
+        except _CONNECTION_LOST as e:  # the pool replaces a closed connection on release
             raise exc.OperationalError(compiled.sql, args, e) from e
         except asyncpg.PostgresError as e:
             raise exc.DBAPIError(compiled.sql, args, e) from e
