@@ -29,6 +29,21 @@ def customer_texts(msgs: list) -> list[str]:  # type: ignore[type-arg]
     return [m.text for m in msgs if m.sender == "customer"]
 
 
+def replica_env(nlu_url: str, schema: str, prefix: str, **settings: str) -> dict[str, str]:
+    """The environment of gateway processes that share one Redis prefix and one PostgreSQL
+    schema (and a secret, so visitor tokens work on each); `settings`: more variables."""
+    return {
+        **os.environ,
+        "NLU_URL": nlu_url,
+        "REDIS_URL": REDIS_URL,
+        "DATABASE_URL": PG_URL,
+        "CARELINE__DATABASE__PG_SCHEMA": schema,
+        "CARELINE_REDIS_PREFIX": prefix,
+        "CARELINE_SECRET_KEY": secrets.token_urlsafe(40),
+        **settings,
+    }
+
+
 @asynccontextmanager
 async def replica(
     env: dict[str, str], log: Path, *args: str
@@ -100,17 +115,10 @@ async def test_kill_9_a_replica_and_continue_on_the_other(nlu_url: str, tmp_path
 
     prefix = f"t{uuid.uuid4().hex[:10]}"
     async with pg_schema() as schema, slow_nlu(nlu_url, 1.5) as slow_url:
-        env = {
-            **os.environ,
-            "NLU_URL": nlu_url,
-            "REDIS_URL": REDIS_URL,
-            "DATABASE_URL": PG_URL,
-            "CARELINE__DATABASE__PG_SCHEMA": schema,
-            "CARELINE_REDIS_PREFIX": prefix,
-            "CARELINE_SECRET_KEY": secrets.token_urlsafe(40),  # shared: tokens work on both
-            "CARELINE__CONVERSATION__CLAIM_IDLE_S": "2",
-            "CARELINE__CONVERSATION__SWEEP_EVERY_S": "2",
-        }
+        env = replica_env(
+            nlu_url, schema, prefix,
+            CARELINE__CONVERSATION__CLAIM_IDLE_S="2", CARELINE__CONVERSATION__SWEEP_EVERY_S="2",
+        )  # fmt: skip
         db = Database(PG_URL, schema=schema)
         redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
         inbox = f"{prefix}:inbox"

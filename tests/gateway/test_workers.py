@@ -4,7 +4,6 @@ the shared Redis and SQL; the supervisor restarts a worker that dies and stops t
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import uuid
@@ -13,8 +12,8 @@ from pathlib import Path
 import aiohttp
 
 from bot.channels.widget_client import WidgetClient, wait_for
-from tests.gateway.test_replicas import CARELINE, replica
-from tests.support import PG_URL, REDIS_URL, pg_schema
+from tests.gateway.test_replicas import CARELINE, replica, replica_env
+from tests.support import pg_schema
 
 
 def _children(pid: int) -> set[int]:
@@ -45,15 +44,7 @@ async def test_workers_share_the_port_restart_and_stop_together(
     nlu_url: str, tmp_path: Path
 ) -> None:
     async with pg_schema() as schema:
-        env = {
-            **os.environ,
-            "NLU_URL": nlu_url,
-            "REDIS_URL": REDIS_URL,
-            "DATABASE_URL": PG_URL,
-            "CARELINE__DATABASE__PG_SCHEMA": schema,
-            "CARELINE_REDIS_PREFIX": f"t{uuid.uuid4().hex[:10]}",
-            "CARELINE_SECRET_KEY": secrets.token_urlsafe(40),
-        }
+        env = replica_env(nlu_url, schema, f"t{uuid.uuid4().hex[:10]}")
         async with replica(env, tmp_path / "workers.log", "--workers", "2") as (url, proc):
             workers = await wait_for(lambda: len(_children(proc.pid)) == 2 or None, timeout=10)
             assert workers

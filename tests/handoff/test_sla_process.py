@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import time
 import uuid
@@ -17,7 +16,7 @@ import redis.asyncio as aioredis
 
 from bot.channels.widget_client import WidgetClient, wait_for
 from bot.core.store.db import Database
-from tests.gateway.test_replicas import replica
+from tests.gateway.test_replicas import replica, replica_env
 from tests.support import PG_URL, REDIS_URL, pg_schema
 
 
@@ -26,16 +25,7 @@ async def test_a_breach_fires_once_across_killed_gateway_processes(
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     async with pg_schema() as schema:
-        env = {
-            **os.environ,
-            "NLU_URL": nlu_url,
-            "REDIS_URL": REDIS_URL,
-            "DATABASE_URL": PG_URL,
-            "CARELINE__DATABASE__PG_SCHEMA": schema,
-            "CARELINE_REDIS_PREFIX": prefix,
-            "CARELINE_SECRET_KEY": secrets.token_urlsafe(40),
-            "CARELINE__HANDOFF__SLA_CHECK_EVERY_S": "0.2",
-        }
+        env = replica_env(nlu_url, schema, prefix, CARELINE__HANDOFF__SLA_CHECK_EVERY_S="0.2")
         db = Database(PG_URL, schema=schema)
         redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
         timers = f"{prefix}:sla"
