@@ -34,6 +34,8 @@ from bot.channels.widget_client import WidgetClient
 
 # -- careline clients ------------------------------------------------------------------------
 
+HANDOFF_GRACE_S = 3.0  # a message acknowledged after a handoff: how long to wait for an answer
+
 
 class GatewayErrorFrame(Exception):
     """The gateway answered a message with an `error` frame (rate_limited, internal, ...)."""
@@ -43,12 +45,15 @@ class GatewayErrorFrame(Exception):
         self.code = code
 
 
-async def widget_reply(client: WidgetClient, cid: str, timeout: float) -> tuple[float, bool]:
+async def widget_reply(client: WidgetClient, cid: str, timeout: float) -> tuple[float | None, bool]:
     """Wait for the bot's answer to message `cid`; return (arrival time, handed off).
 
     The answer is the first bot/system message stored after ours (id > the ack's
     message_id), which also skips a late second line of an earlier turn. It may arrive
     before the ack, so messages are buffered until the ack says which id is ours.
+    A message sent just as the previous turn handed the chat to a person (the hazard
+    answer comes first, the handoff right after) gets no bot answer: once the handoff is
+    seen and ours acknowledged, a short wait without an answer returns (None, True).
     """
     deadline = time.perf_counter() + timeout
     ack_id: int | None = None
@@ -57,6 +62,8 @@ async def widget_reply(client: WidgetClient, cid: str, timeout: float) -> tuple[
     while True:
         left = deadline - time.perf_counter()
         if left <= 0:
+            if handed_off and ack_id is not None:
+                return None, True
             raise TimeoutError("no reply")
         frame = await client.recv(timeout=left)
         now = time.perf_counter()
@@ -76,6 +83,8 @@ async def widget_reply(client: WidgetClient, cid: str, timeout: float) -> tuple[
             for mid, at, sender in replies:
                 if mid > ack_id:
                     return at, handed_off or sender == "system"
+            if handed_off:
+                deadline = min(deadline, now + HANDOFF_GRACE_S)
 
 
 def error_kind(exc: BaseException) -> str:
@@ -115,7 +124,8 @@ async def widget_client(
             cid = await client.say(text)
             rec.sent += 1
             arrived, handed_off = await widget_reply(client, cid, reply_timeout)
-            rec.reply(arrived - started)
+            if arrived is not None:
+                rec.reply(arrived - started)
             if handed_off:
                 rec.handoffs += 1
                 return

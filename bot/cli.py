@@ -181,7 +181,9 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
         print(f"  redis          {gw.redis.url}")
         print(f"  embedded:      {'; '.join(embedded) if embedded else 'nothing'}")
         print("Ctrl-C stops everything.", flush=True)
-        await _until_stopped(service.supervise() if service is not None else None)
+        # A worker of `--workers N` also stops when its supervisor is gone (even SIGKILLed).
+        parent = os.getppid() if args.reuse_port else None
+        await _until_stopped(service.supervise() if service is not None else None, parent)
     finally:
         await runner.cleanup()
         if service is not None:
@@ -243,20 +245,30 @@ def _telegram_line(settings: Settings, public_url: str) -> str:
     return "off (careline.telegram.mode)"
 
 
-async def _until_stopped(background: Any = None) -> None:
+async def _until_stopped(background: Any = None, parent: int | None = None) -> None:
     """Wait for SIGINT/SIGTERM (explicit handlers: a supervisor's SIGTERM, and SIGINT even
-    when the parent shell started us with it ignored)."""
+    when the parent shell started us with it ignored), or for process `parent` to be gone
+    (we are re-parented then)."""
     import signal
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    task = asyncio.ensure_future(background) if background is not None else None
+
+    async def orphaned() -> None:
+        while os.getppid() == parent:  # noqa: ASYNC110  # nothing to wait on but time
+            await asyncio.sleep(1.0)
+        print(f"supervisor {parent} is gone; stopping", flush=True)
+        stop.set()
+
+    tasks = [asyncio.ensure_future(background)] if background is not None else []
+    if parent is not None:
+        tasks.append(asyncio.ensure_future(orphaned()))
     try:
         await stop.wait()
     finally:
-        if task is not None:
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

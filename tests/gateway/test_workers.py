@@ -70,6 +70,18 @@ async def test_workers_share_the_port_restart_and_stop_together(
             assert not any(Path(f"/proc/{pid}").exists() for pid in workers_now)
 
 
+async def test_workers_stop_when_their_supervisor_is_killed(nlu_url: str, tmp_path: Path) -> None:
+    async with pg_schema() as schema:
+        env = replica_env(nlu_url, schema, f"t{uuid.uuid4().hex[:10]}")
+        async with replica(env, tmp_path / "workers.log", "--workers", "2") as (url, proc):
+            await wait_for(lambda: _two(url), timeout=60, every=0.5)
+            workers = _children(proc.pid)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            gone = lambda: not any(Path(f"/proc/{p}").exists() for p in workers)  # noqa: E731
+            await wait_for(gone, timeout=30, every=0.2)
+
+
 async def _two(url: str) -> bool:
     try:
         return len(await _replicas_answering(url)) == 2
