@@ -1,12 +1,12 @@
-"""The statements every message runs, on PostgreSQL straight on the asyncpg connection.
+"""The statements every message runs, on PostgreSQL straight on asyncpg.
 
 Why: through SQLAlchemy's asyncio layer, each statement of a turn pays for its cache-key
-walk, its result machinery and a greenlet switch, which cost more CPU than PostgreSQL spends
-running it. These are still the SQLAlchemy constructs the rest of the store uses, compiled
-once for the asyncpg dialect; they run on a connection checked out of the same pool (so
-search_path, pool limits and disposal stay one thing), and autocommit, so one statement is
-its own transaction. Driver errors come out as SQLAlchemy's, as from any other call. On
-SQLite the same constructs simply run through SQLAlchemy Core.
+walk, its result machinery, a pool checkout and greenlet switches, which cost more CPU than
+PostgreSQL spends running it. These are still the SQLAlchemy constructs the rest of the
+store uses, compiled once for the asyncpg dialect, and run on a small asyncpg pool with the
+store's server settings (search_path, application_name); each statement commits on its
+own. Driver errors come out as SQLAlchemy's, as from any other call, so callers handle an
+outage the same way. On SQLite the same constructs simply run through SQLAlchemy Core.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Insert, Select, Update
 
+CLOSE_WAIT_S = 5.0  # closing the store waits this long for statements still running
+
 Row = dict[str, Any]
 Statement = Select[Any] | Insert | Update
 Run = Callable[[Statement, Mapping[str, Any]], Awaitable[list[Row]]]
 
-# What says the connection or the server is gone (as opposed to a bad statement): the
-# connection is dropped from the pool, and callers see the OperationalError they handle.
+# What says the connection or the server is gone (as opposed to a bad statement): callers
+# see the OperationalError they handle, and the pool replaces a closed connection.
 _CONNECTION_LOST = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
@@ -94,7 +96,9 @@ class HotStatements:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._json = json_columns
-        self._compiled: dict[tuple[int, tuple[str, ...]], DriverStatement] = {}
+        # By the construct's identity; the construct is kept with its compiled form, so an id
+        # is never reused while cached (callers pass statements built once, not per call).
+        self._compiled: dict[tuple[int, tuple[str, ...]], tuple[Statement, DriverStatement]] = {}
 
     async def rows(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
         async with self.connection() as run:
@@ -143,9 +147,13 @@ class HotStatements:
             return self._pool
 
     async def close(self) -> None:
+        """Close the pool; connections still busy after a few seconds are cut."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            try:
+                await asyncio.wait_for(pool.close(), CLOSE_WAIT_S)
+            except TimeoutError:
+                pool.terminate()
 
     async def _run(
         self, driver: asyncpg.Connection, statement: Statement, params: Mapping[str, Any]
@@ -166,11 +174,11 @@ class HotStatements:
         # An INSERT's columns are the keys given; every other statement names its own.
         columns = tuple(params) if getattr(statement, "is_insert", False) else ()
         key = (id(statement), columns)
-        found = self._compiled.get(key)
-        if found is None:
-            found = DriverStatement(statement, self._engine.dialect, columns, self._json)
-            self._compiled[key] = found
-        return found
+        cached = self._compiled.get(key)
+        if cached is None:
+            compiled = DriverStatement(statement, self._engine.dialect, columns, self._json)
+            cached = self._compiled[key] = (statement, compiled)
+        return cached[1]
 
 
 __all__ = ["HotStatements", "Row"]
