@@ -207,8 +207,6 @@ async def _nlu_service(
 
 async def _run_workers(settings: Settings, args: argparse.Namespace) -> None:
     """`--workers N`: this process supervises N gateway processes on one port."""
-    import signal
-
     from bot.core.logs import setup_logging
     from bot.core.security import require_shared_redis
     from bot.workers import check_workers, supervise, worker_command, worker_env
@@ -223,14 +221,10 @@ async def _run_workers(settings: Settings, args: argparse.Namespace) -> None:
     argv = worker_command(
         [*config, "run", "--host", host, "--port", str(port), "--log-level", args.log_level]
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     print(f"careline: {args.workers} gateway workers on http://{host}:{port} "
           f"(NLU {nlu_url}); Ctrl-C stops everything.", flush=True)  # fmt: skip
     try:
-        await supervise(argv, args.workers, worker_env(nlu_url), stop)
+        await _until_stopped(supervise(argv, args.workers, worker_env(nlu_url)))
     finally:
         if service is not None:
             await service.stop()
@@ -284,7 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         contextlib.suppress(KeyboardInterrupt),
         asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
     ):
-        runner.run(_run_workers(settings, args) if args.workers > 1 else _run(settings, args))
+        runner.run(_run_workers(settings, args) if args.workers != 1 else _run(settings, args))
     print("careline stopped.")
     return 0
 

@@ -44,35 +44,31 @@ def check_workers(settings: Settings, workers: int) -> None:
         )
 
 
-async def supervise(
-    worker_argv: Sequence[str], workers: int, env: dict[str, str], stop: asyncio.Event
-) -> None:
-    """Run `workers` copies of `worker_argv` until `stop` is set; then stop them all."""
+async def supervise(worker_argv: Sequence[str], workers: int, env: dict[str, str]) -> None:
+    """Run `workers` copies of `worker_argv`, each started again if it exits, until this is
+    cancelled (careline run's SIGINT/SIGTERM); then stop them all."""
     procs: dict[int, asyncio.subprocess.Process] = {}
 
     async def start(n: int) -> None:
         procs[n] = await asyncio.create_subprocess_exec(*worker_argv, env=env)
         print(f"worker {n + 1}/{workers} started (pid {procs[n].pid})", flush=True)
 
-    for n in range(workers):
-        await start(n)
     try:
-        while not stop.is_set():
+        for n in range(workers):
+            await start(n)
+        while True:
             waits = {asyncio.ensure_future(p.wait()): n for n, p in procs.items()}
-            stopped = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait({*waits, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            for w in waits:
-                w.cancel()
-            stopped.cancel()
-            if stop.is_set():
-                break
-            for w in done & waits.keys():
+            try:
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+            for w in done:
                 n = waits[w]
                 log.error("worker %d exited with %s; starting it again in %.0f s",
                           n + 1, procs[n].returncode, RESTART_AFTER_S)  # fmt: skip
                 await asyncio.sleep(RESTART_AFTER_S)
-                if not stop.is_set():
-                    await start(n)
+                await start(n)
     finally:
         await _stop_all(list(procs.values()))
 
