@@ -115,6 +115,28 @@ async def console_state(page: Any) -> dict[str, Any]:
     return await page.evaluate("() => window.CarelineConsole.state()")
 
 
+async def open_listed(page: Any, item: str, cid: str) -> None:
+    """Open a chat from a list item (`item`: a selector for the element to click). The lists
+    re-render and re-sort while on screen (a chat past its SLA moves up; an unread count
+    arrives), so a click at an element's coordinates can land on a row that has just moved
+    under it; the click is dispatched on the element itself, and the chat that opened is
+    checked."""
+    target = page.locator(item)
+    await target.wait_for(timeout=TIMEOUT_MS)
+    await target.dispatch_event("click")
+    await page.wait_for_function(
+        "(cid) => window.CarelineConsole.state().open === cid", arg=cid, timeout=TIMEOUT_MS
+    )
+
+
+async def view_waiting(page: Any, cid: str) -> None:
+    await open_listed(page, f"#waiting li[data-cid='{cid}'] button:has-text('View')", cid)
+
+
+async def open_mine(page: Any, cid: str) -> None:
+    await open_listed(page, f"#my-chats li[data-cid='{cid}']", cid)
+
+
 async def customer_messages(page: Any) -> list[dict[str, Any]]:
     return (await page.evaluate("() => window.Careline.state()"))["messages"]
 
@@ -273,9 +295,7 @@ async def test_customer_markup_is_inert_text_in_the_console(browser: Any, consol
         )
         cid = customer.conversation_id
         assert cid
-        row = agent_page.locator(f"#waiting li[data-cid='{cid}']")
-        await row.wait_for(timeout=TIMEOUT_MS)
-        await row.locator("button", has_text="View").click()
+        await view_waiting(agent_page, cid)
         await agent_page.wait_for_selector("#chat-state[data-state='WAITING_AGENT']")
 
         # Live, while the agent looks at the chat.
@@ -287,9 +307,7 @@ async def test_customer_markup_is_inert_text_in_the_console(browser: Any, consol
             if attempt == "after reload":
                 await agent_page.reload()
                 await agent_page.wait_for_selector("body[data-ready='1']")
-                await agent_page.locator(
-                    f"#waiting li[data-cid='{cid}'] button", has_text="View"
-                ).click()
+                await view_waiting(agent_page, cid)
                 await bubbles.filter(has_text="javascript:alert(3)").wait_for(timeout=TIMEOUT_MS)
             texts = [nfc(t) for t in await bubbles.all_text_contents()]
             assert nfc(XSS) in texts, (attempt, texts)
@@ -496,7 +514,7 @@ async def test_transfer_to_a_queue_and_release_to_the_bot(browser: Any, console:
             await page.locator(f"#my-chats li[data-cid='{cid}']").wait_for(timeout=TIMEOUT_MS)
 
         # Transfer the first to the billing queue, with a note for whoever takes it.
-        await page.click(f"#my-chats li[data-cid='{moved}']")
+        await open_mine(page, moved)
         await page.wait_for_selector("#chat-state[data-state='WITH_AGENT']")
         # The other customer writes meanwhile: an unread count on that chat, not in this one.
         await customers[1].say("Còn ai ở đó không ạ?")
@@ -517,7 +535,7 @@ async def test_transfer_to_a_queue_and_release_to_the_bot(browser: Any, console:
         await page.wait_for_selector("#chat-view", state="hidden")  # billing is not my queue
 
         # Release the second back to the bot (asks for a second click first).
-        await page.click(f"#my-chats li[data-cid='{released}']")
+        await open_mine(page, released)
         await page.wait_for_selector("#chat-state[data-state='WITH_AGENT']")
         await page.locator("#log li.customer", has_text="Còn ai ở đó không").wait_for()
         assert await unread.count() == 0  # read now
