@@ -48,6 +48,13 @@ async def _json_codec(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection needs on its way back to the pool: nothing. These statements leave
+    no session state behind (no LISTEN, SET, advisory lock or open cursor), and asyncpg rolls
+    back a transaction left open before calling this; its default reset would add a round
+    trip (`RESET ALL; UNLISTEN *; …`) to every statement."""
+
+
 class DriverStatement:
     """One construct compiled for asyncpg: its SQL, the order of its parameters, the
     values SQLAlchemy bound itself (literals), and which parameters are JSON (sent as text,
@@ -141,6 +148,7 @@ class HotStatements:
                     self._pool = await asyncpg.create_pool(
                         self._dsn, min_size=0, max_size=self._pool_size,
                         server_settings=self._server_settings, init=_json_codec,
+                        reset=_keep_session,
                     )  # fmt: skip
                 except _CONNECTION_LOST as e:
                     raise exc.OperationalError("(connect)", (), e) from e
