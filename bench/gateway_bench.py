@@ -38,7 +38,7 @@ from common import (  # bench/common.py (this folder is on sys.path when run as 
 from gateway_clients import rest_client, run_phase, widget_client, widget_warmup
 from gateway_report import details, gateway_log_summary, markdown_table, write_json
 from gateway_stacks import careline_stack, peer_project, stock_stack, train_peer
-from gateway_workload import PhaseResult, build_plan, faq_questions
+from gateway_workload import STOCK, STOCK_SQL, PhaseResult, build_plan, faq_questions
 
 from bot.core.settings import Settings, load_settings
 from nlu.training import ensure_project_model
@@ -75,7 +75,13 @@ async def measure_careline(
                     )
                     results.append(
                         await run_phase(
-                            name, plan, client, sampler, args.timeout, stack.metrics_urls
+                            name,
+                            plan,
+                            client,
+                            sampler,
+                            args.timeout,
+                            stack.metrics_urls,
+                            services=stack.services,
                         )
                     )
             finally:
@@ -89,9 +95,12 @@ async def measure_stock(
     run_dir: Path,
     questions: Sequence[str],
     model: Path,
+    *,
+    sql_tracker: bool = False,
 ) -> list[PhaseResult]:
     results = []
-    async with stock_stack(settings, run_dir, model) as stack:
+    name = STOCK_SQL if sql_tracker else STOCK
+    async with stock_stack(settings, run_dir, model, sql_tracker=sql_tracker) as stack:
         sampler = RssSampler(stack.pids).start()
         try:
             for n in args.clients:
@@ -102,7 +111,9 @@ async def measure_stock(
                         rest_client, url=stack.url, http=http, reply_timeout=args.reply_timeout
                     )
                     results.append(
-                        await run_phase("stock rasa run", plan, client, sampler, args.timeout)
+                        await run_phase(
+                            name, plan, client, sampler, args.timeout, services=stack.services
+                        )
                     )
         finally:
             sampler.stop()
@@ -118,7 +129,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--messages-per-client", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="smoke check: N=20, 2 messages")
     p.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
-    p.add_argument("--systems", default="careline,stock", help="which systems to measure")
+    p.add_argument(
+        "--systems",
+        default="careline,stock,stock-sql",
+        help="which systems to measure: careline, stock (rasa run, trackers in memory), "
+        "stock-sql (rasa run with SQLTrackerStore on the same PostgreSQL)",
+    )
     p.add_argument(
         "--workers", default="1", help="careline run --workers values, comma-separated (e.g. 1,2)"
     )
@@ -137,7 +153,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.messages_per_client = 2
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     args.workers = [int(x) for x in args.workers.split(",") if x]
-    unknown = set(args.systems) - {"careline", "stock"}
+    unknown = set(args.systems) - {"careline", "stock", "stock-sql"}
     if unknown or not args.clients or args.messages_per_client < 1 or min(args.workers) < 1:
         p.error(f"bad --systems/--clients/--messages-per-client ({unknown or ''})")
     return args
@@ -152,7 +168,7 @@ async def amain(args: argparse.Namespace, run_dir: Path) -> int:
     # Train whatever is missing first: training load must not overlap the measurements.
     await asyncio.to_thread(ensure_project_model, settings)
     peer_model = None
-    if "stock" in args.systems:
+    if {"stock", "stock-sql"} & set(args.systems):
         folder = await asyncio.to_thread(peer_project, settings)
         peer_model = await asyncio.to_thread(train_peer, settings, folder, run_dir)
     if args.max_load is not None:
@@ -161,8 +177,12 @@ async def amain(args: argparse.Namespace, run_dir: Path) -> int:
     results: list[PhaseResult] = []
     if "careline" in args.systems:
         results += await measure_careline(settings, args, run_dir, questions)
-    if peer_model is not None:
+    if peer_model is not None and "stock" in args.systems:
         results += await measure_stock(settings, args, run_dir, questions, peer_model)
+    if peer_model is not None and "stock-sql" in args.systems:
+        results += await measure_stock(
+            settings, args, run_dir, questions, peer_model, sql_tracker=True
+        )
     total = time.monotonic() - started
     gw_log = gateway_log_summary(run_dir / "gateway.log")
     print(markdown_table(results))

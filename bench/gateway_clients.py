@@ -250,15 +250,18 @@ async def run_phase(
     sampler: RssSampler,
     timeout_s: float,
     metrics_urls: Sequence[str] = (),
+    *,
+    services: bool = False,
 ) -> PhaseResult:
-    """Run every client of one (system, N) cell; bounded by a global timeout."""
+    """Run every client of one (system, N) cell; bounded by a global timeout. `services`:
+    the system stores in the shared PostgreSQL/Redis, whose CPU is then counted as its own."""
     await asyncio.sleep(SETTLE_S)
     n, k = len(plan), len(plan[0].texts)
     rec = Recorder(planned=n * k)
     label = f"{system} N={n}"
     say(f"{label}: starting {n} clients x {k} messages (load {os.getloadavg()[0]:.2f})")
     load_before = os.getloadavg()
-    cpu_roots = {**sampler.roots, **(service_pids() if metrics_urls else {})}  # careline: PG+Redis
+    cpu_roots = {**sampler.roots, **(service_pids() if services else {})}
     before = await Counters.take(cpu_roots, metrics_urls)
     sampler.reset()
     started = time.perf_counter()

@@ -19,14 +19,14 @@ from common import (  # bench/common.py (this folder is on sys.path when run as 
     fmt,
     ratio,
 )
-from gateway_workload import PhaseResult
+from gateway_workload import PEERS, PhaseResult
 
 # -- report ----------------------------------------------------------------------------------
 
 
 def markdown_table(results: Sequence[PhaseResult]) -> str:
-    """Both systems per N, then careline/stock ratios (msg/s: higher is better for careline;
-    latency and memory: lower is better)."""
+    """Every system per N, then careline's ratios to each stock peer (msg/s: higher is
+    better for careline; latency and memory: lower is better)."""
     head = (
         "| system | N | messages | errors | msg/s | p50 ms | p99 ms "
         "| peak RSS gateway MB | peak RSS NLU MB | peak RSS total MB |\n"
@@ -43,14 +43,15 @@ def markdown_table(results: Sequence[PhaseResult]) -> str:
                 f"| {fmt(r.p50_ms)} | {fmt(r.p99_ms)} | {fmt(rss['gateway'])} | {nlu} "
                 f"| {fmt(sum(rss.values()))} |"
             )
-        s = cell.get("stock rasa run")
-        for name, c in cell.items():  # careline, and careline with --workers N
-            if s and name.startswith("careline"):
-                rows.append(
-                    f"| {name}/stock | {n} | | | {ratio(c.msg_per_s, s.msg_per_s)} "
-                    f"| {ratio(c.p50_ms, s.p50_ms)} | {ratio(c.p99_ms, s.p99_ms)} | | "
-                    f"| {ratio(sum(c.peak_rss_mb.values()), sum(s.peak_rss_mb.values()))} |"
-                )
+        for peer, short in PEERS.items():
+            s = cell.get(peer)
+            for name, c in cell.items():  # careline, and careline with --workers N
+                if s and name.startswith("careline"):
+                    rows.append(
+                        f"| {name}/{short} | {n} | | | {ratio(c.msg_per_s, s.msg_per_s)} "
+                        f"| {ratio(c.p50_ms, s.p50_ms)} | {ratio(c.p99_ms, s.p99_ms)} | | "
+                        f"| {ratio(sum(c.peak_rss_mb.values()), sum(s.peak_rss_mb.values()))} |"
+                    )
     return "\n".join(rows)
 
 
@@ -78,7 +79,7 @@ def details(results: Sequence[PhaseResult]) -> str:
         for kind, sample in r.error_samples.items():
             lines.append(f"  - first {kind}: {sample}")
         cpu = ", ".join(
-            f"{name} {sec:.1f} s ({1000 * sec / r.replies:.0f} ms/message)" if r.replies else name
+            f"{name} {sec:.1f} s ({1000 * sec / r.replies:.1f} ms/message)" if r.replies else name
             for name, sec in r.cpu_s.items()
         )
         lines.append(f"  - CPU time: {cpu} over {r.seconds:.1f} s wall (2 cores)")

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -91,6 +92,7 @@ class Stack:
     url: str
     pids: dict[str, int]
     metrics_urls: tuple[str, ...] = ()  # Prometheus endpoints, scraped around each phase
+    services: bool = False  # stores in the shared PostgreSQL/Redis (their CPU is its cost)
 
 
 @contextlib.asynccontextmanager
@@ -123,6 +125,7 @@ async def careline_stack(
                 url + "/ws/widget",
                 {"gateway": gateway.pid, "nlu": nlu.proc.pid},
                 (url + "/metrics", nlu_url + "/metrics"),
+                services=True,
             )
         finally:
             code = await stop_process(gateway)
@@ -230,25 +233,53 @@ async def rest_warmup(url: str, timeout: float) -> None:
                 await asyncio.sleep(0.5)
 
 
+def sql_tracker_endpoints(run_dir: Path) -> Path:
+    """endpoints.yml for Rasa's SQLTrackerStore on the bench's PostgreSQL: the stock peer
+    that, like careline, keeps every conversation's events in SQL."""
+    url = urlsplit(PG_URL)
+    endpoints = {
+        "tracker_store": {
+            "type": "SQL",
+            "dialect": "postgresql",
+            "url": url.hostname,
+            "port": url.port or 5432,
+            "db": url.path.lstrip("/"),
+            "username": url.username,
+        }
+    }
+    path = run_dir / "endpoints-sql.yml"
+    path.write_text(yaml.safe_dump(endpoints), encoding="utf-8")
+    return path
+
+
 @contextlib.asynccontextmanager
-async def stock_stack(settings: Settings, run_dir: Path, model: Path) -> AsyncIterator[Stack]:
-    """Stock `rasa run` with the REST channel on a model trained from the same pipeline."""
+async def stock_stack(
+    settings: Settings, run_dir: Path, model: Path, *, sql_tracker: bool = False
+) -> AsyncIterator[Stack]:
+    """Stock `rasa run` with the REST channel on a model trained from the same pipeline;
+    with `sql_tracker`, its trackers in PostgreSQL (a schema of its own, dropped after)
+    instead of in memory."""
     folder = model.parent.parent
     port = free_port()
-    log = run_dir / "rasa-run.log"
+    name = "stock-sql" if sql_tracker else "stock"
+    log = run_dir / f"rasa-run-{name}.log"
     rasa = settings.path(settings.nlu.venv) / "bin" / "rasa"
-    say(f"stock: starting rasa run on port {port} (log {log})")
-    proc = await spawn(
-        [str(rasa), "run", "--enable-api", "-i", "127.0.0.1", "-p", str(port),
-         "--credentials", "credentials.yml", "-m", str(model)],
-        log, cwd=folder, env=peer_env(settings),
-    )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        await wait_http(url + "/", proc, log, 240, "stock rasa run")
-        webhook = url + "/webhooks/rest/webhook"
-        await rest_warmup(webhook, 120)
-        yield Stack(webhook, {"gateway": proc.pid})
-    finally:
-        code = await stop_process(proc)
-        say(f"stock: stopped (rasa run exit {code})")
+    argv = [str(rasa), "run", "--enable-api", "-i", "127.0.0.1", "-p", str(port),
+            "--credentials", "credentials.yml", "-m", str(model)]  # fmt: skip
+    env = peer_env(settings)
+    async with contextlib.AsyncExitStack() as resources:
+        if sql_tracker:
+            schema = await resources.enter_async_context(temporary_schema(PG_URL, "rasa"))
+            argv += ["--endpoints", str(sql_tracker_endpoints(run_dir))]
+            env["POSTGRESQL_SCHEMA"] = schema  # Rasa's own setting for the tracker table
+        say(f"{name}: starting rasa run on port {port} (log {log})")
+        proc = await spawn(argv, log, cwd=folder, env=env)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            await wait_http(url + "/", proc, log, 240, f"{name} rasa run")
+            webhook = url + "/webhooks/rest/webhook"
+            await rest_warmup(webhook, 120)
+            yield Stack(webhook, {"gateway": proc.pid}, services=sql_tracker)
+        finally:
+            code = await stop_process(proc)
+            say(f"{name}: stopped (rasa run exit {code})")

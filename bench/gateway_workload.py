@@ -22,6 +22,10 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PEER_CACHE = Path("/tmp/careline-bench-peer")
 PEER_RECIPE = "peer/1"  # bump when the stock project layout below changes
+# The peers' names in the report; the short form names them in the ratio rows.
+STOCK = "stock rasa run"
+STOCK_SQL = "stock rasa run + SQLTrackerStore"
+PEERS = {STOCK: "stock", STOCK_SQL: "stock-sql"}
 WARMUP_MESSAGES = 5
 SETTLE_S = 3.0  # between phases: let the previous phase's sockets close and queues drain
 LOCALE = "vi"
