@@ -231,13 +231,14 @@ async def widget(app: web.Application) -> AsyncIterator[None]:
 
 
 async def inbox(app: web.Application) -> AsyncIterator[None]:
-    """The inbox worker: answers what the channels accepted, on any replica."""
+    """Where turns run: on arrival (the engine) and from the inbox (its worker, which
+    answers on any replica what could not be answered where it arrived)."""
     gw = app[GATEWAY]
     cfg = gw.settings.conversation
+    engine = _need(gw.engine, "conversation")
     gw.worker = InboxWorker(
-        redis=_need(gw.redis, "redis").client, inbox=_need(gw.engine, "conversation").inbox,
-        engine=_need(gw.engine, "conversation"), db=_need(gw.db, "database"),
-        consumer=gw.replica, concurrency=cfg.workers,
+        redis=_need(gw.redis, "redis").client, inbox=engine.inbox, engine=engine,
+        db=_need(gw.db, "database"), consumer=gw.replica, slots=engine.turn_slots,
         claim_idle_ms=int(cfg.claim_idle_s * 1000), sweep_every_s=cfg.sweep_every_s,
         sweep_older_than_s=2 * cfg.claim_idle_s,
     )  # fmt: skip
@@ -245,6 +246,7 @@ async def inbox(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await engine.stop_turns()
         await gw.worker.stop(task)
 
 

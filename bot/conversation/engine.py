@@ -4,15 +4,19 @@ Two steps, on purpose:
 - `accept()` runs in the channel's request path: it stores the customer's message durably
   (idempotently, by the channel's client_msg_id) and queues it for the bot. Only then does
   the channel acknowledge it to the customer.
-- `process()` runs in an inbox worker on any replica, under a per-conversation lock: it
-  answers every not-yet-handled customer message of the conversation, in order. Bot replies
-  are stored with an idempotency key derived from the message they answer, so re-processing
-  after a crash never sends a reply twice."""
+- `process()` runs under a per-conversation lock and answers every not-yet-handled customer
+  message of the conversation, in order. It runs on the replica that accepted the message,
+  at once, when that replica has a free slot and the conversation is not busy; otherwise
+  (or if the turn fails) the message goes to the inbox, which a worker on any replica reads.
+  A replica that dies mid-turn leaves the message unanswered in SQL, where every replica's
+  sweep finds it. Bot replies are stored with an idempotency key derived from the message
+  they answer, so re-processing after a crash never sends a reply twice."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,10 +26,13 @@ from bot.conversation.agent_side import AgentSide
 from bot.conversation.intake import Intake
 from bot.conversation.parts import now
 from bot.conversation.turn import BotTurn
-from bot.core.live.locks import redis_lock
+from bot.core.live.locks import LockTimeout, redis_lock
+from bot.core.live.tasks import stop_loop_and_tasks
 from bot.core.metrics import INBOX_HANDLED
 from bot.core.store.models import Conversation, Message
 from bot.core.vocabulary import State
+
+log = logging.getLogger("careline.conversation")
 
 TYPING_AFTER_S = 0.3  # a bot turn slower than this shows the typing indicator
 PENDING_BATCH = 100  # a conversation's unanswered messages read at a time
@@ -36,10 +43,12 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
     worker (`process`), the help desk (`AgentActions`) and the safety timer. Each job lives
     in its own module; this one runs a conversation's pending messages and ends it."""
 
-    async def process(self, conversation_id: str) -> int:
-        """Handle every pending customer message of a conversation; returns how many."""
+    async def process(self, conversation_id: str, *, wait_s: float = 30.0) -> int:
+        """Handle every pending customer message of a conversation; returns how many.
+        Raises LockTimeout if another turn holds the conversation for longer than `wait_s`."""
         handled = 0
-        async with redis_lock(self.redis, self.keys.conversation_lock(conversation_id)):
+        lock = self.keys.conversation_lock(conversation_id)
+        async with redis_lock(self.redis, lock, wait_s=wait_s):
             while True:
                 pending = await self.db.unprocessed_customer_messages(
                     conversation_id=conversation_id, limit=PENDING_BATCH
@@ -53,6 +62,56 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
                 # again once the lock is free: only a full batch means more are waiting now.
                 if len(pending) < PENDING_BATCH:
                     return handled
+
+    # -- where a turn runs ----------------------------------------------------------------
+
+    async def _start_turn(self, conversation_id: str, message_id: int) -> None:
+        """Answer where the message arrived: no queue hop, and the reply goes out through
+        this replica's own sockets. The inbox takes what cannot start here at once: no free
+        slot (it waits there, bounded, instead of piling up turns), or a replica stopping."""
+        if self._turns_stopped or self.turn_slots.locked():
+            await super()._start_turn(conversation_id, message_id)
+            return
+        await self.turn_slots.acquire()
+        task = asyncio.get_running_loop().create_task(
+            self._local_turn(conversation_id, message_id), name="local-turn"
+        )
+        self._local_turns.add(task)
+        task.add_done_callback(self._local_turns.discard)
+
+    async def _local_turn(self, conversation_id: str, message_id: int) -> None:
+        try:
+            await self.process(conversation_id, wait_s=0)
+        except LockTimeout:
+            # Another turn of this conversation is running (here or on another replica);
+            # it may be past reading its work list, so the inbox runs this one after it.
+            await self._queue_turn(conversation_id, message_id)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._queue_turn(conversation_id, message_id))  # stopping
+            raise
+        except Exception:
+            log.exception(
+                "turn failed; queued for a retry", extra={"conversation_id": conversation_id}
+            )
+            await self._queue_turn(conversation_id, message_id)
+        finally:
+            self.turn_slots.release()
+
+    async def _queue_turn(self, conversation_id: str, message_id: int) -> None:
+        try:
+            await super()._start_turn(conversation_id, message_id)
+        except Exception:  # Redis is out too: SQL still says the message is unanswered
+            log.warning(
+                "could not queue a turn; the unanswered-message sweep will",
+                extra={"conversation_id": conversation_id},
+            )
+
+    async def stop_turns(self, grace_s: float = 5.0) -> None:
+        """Start no more turns here; let running ones finish, then queue what is left."""
+        self._turns_stopped = True
+        if self._local_turns:
+            await asyncio.wait(set(self._local_turns), timeout=grace_s)
+        await stop_loop_and_tasks(None, self._local_turns)
 
     async def _handle(self, conv: Conversation, msg: Message) -> None:
         if self.closing and self.closing.wants(conv, msg):

@@ -1,6 +1,6 @@
 """Intake, on the channel's request path: store the customer's message durably and idempotently,
-in the customer's open conversation (reopening a recent one, or starting anew), and queue it
-for the bot; only then does the channel acknowledge it."""
+in the customer's open conversation (reopening a recent one, or starting anew), and start the
+bot's turn on it; only then does the channel acknowledge it."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ class Intake(EngineParts):
         if created:
             await self.transcript.publish(conv, msg)
         if msg.processed_at is None:
-            # Also on a retry: if we crashed before queueing it, this queues it now.
-            await self.inbox.enqueue(conv.id, msg.stored_id)
+            # Also on a retry: if we crashed before its turn ran, this runs it now.
+            await self._start_turn(conv.id, msg.stored_id)
         log.debug(  # one per message: at info it costs a visible share of the turn
             "accepted customer message",
             extra={"conversation_id": conv.id, "client_msg_id": inbound.client_msg_id},

@@ -6,6 +6,7 @@ agent actions), all standing on this base; engine.py puts them together."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,9 +76,18 @@ class EngineParts:
             redis, event_log.keys, settings.triage.model.ask_timeout_s
         )
         self.events = ConversationEvents()
+        # Conversations answered at once per replica, by the inbox worker and on arrival.
+        self.turn_slots = asyncio.Semaphore(self.cfg.workers)
+        self._local_turns: set[asyncio.Task[None]] = set()  # turns run where they arrived
+        self._turns_stopped = False
         # Channel identity → customer id. A customer row is never deleted or re-keyed, so
         # once known, a visitor's later messages skip the lookup (bounded: oldest go first).
         self.customer_ids: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    async def _start_turn(self, conversation_id: str, message_id: int) -> None:
+        """Have the bot answer an accepted message: through the inbox, which any replica's
+        worker reads (the engine answers on the spot when it can)."""
+        await self.inbox.enqueue(conversation_id, message_id)
 
     async def _require(self, conversation_id: str) -> Conversation:
         conv = await self.db.get_conversation(conversation_id)

@@ -33,7 +33,7 @@ class InboxWorker:
         engine: ConversationEngine,
         db: Database,
         consumer: str,
-        concurrency: int = 8,
+        slots: asyncio.Semaphore,
         claim_idle_ms: int = 15_000,
         sweep_every_s: float = 15.0,
         sweep_older_than_s: float = 30.0,
@@ -46,7 +46,7 @@ class InboxWorker:
         self.claim_idle_ms = claim_idle_ms
         self.sweep_every_s = sweep_every_s
         self.sweep_older_than_s = sweep_older_than_s
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = slots  # shared with the turns the engine runs where they arrived
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.handled = 0

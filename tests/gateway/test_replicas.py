@@ -105,6 +105,66 @@ async def slow_nlu(target: str, delay_s: float) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+async def test_kill_9_mid_turn_where_it_arrived_and_another_replica_answers(
+    nlu_url: str, tmp_path: Path
+) -> None:
+    """A message is answered on the replica that accepted it, with no inbox hop. That replica
+    is killed mid-turn (holding the conversation, waiting on the NLU call): the message is
+    in SQL, unanswered and in no queue, and another replica's sweep finds it and answers it
+    once."""
+    import redis.asyncio as aioredis
+
+    from bot.core.live.keys import Keys
+
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    keys = Keys(prefix)
+    async with pg_schema() as schema, slow_nlu(nlu_url, 5.0) as slow_url:
+        env = replica_env(
+            nlu_url, schema, prefix,
+            CARELINE__CONVERSATION__CLAIM_IDLE_S="1", CARELINE__CONVERSATION__SWEEP_EVERY_S="1",
+        )  # fmt: skip
+        db = Database(PG_URL, schema=schema)
+        redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        c = WidgetClient("")
+        try:
+            async with replica({**env, "NLU_URL": slow_url}, tmp_path / "a.log") as (url_a, proc_a):
+                c.ws_url = url_a + "/ws/widget"
+                await c.connect()
+                sent = await c.say("bảo hành bao lâu vậy shop")
+                ack = await c.expect(lambda f: f["type"] == "ack" and f["client_msg_id"] == sent)
+                conv_id = ack["conversation_id"]
+
+                async def a_is_mid_turn() -> bool:
+                    return bool(await redis.exists(keys.conversation_lock(conv_id)))
+
+                await wait_for(a_is_mid_turn, timeout=10, every=0.02)
+                os.kill(proc_a.pid, signal.SIGKILL)
+                proc_a.wait(timeout=10)
+            # The turn ran where the message arrived: it never went through the inbox.
+            assert await redis.xlen(keys.inbox) == 0
+            assert [m.processed_at for m in await db.transcript(conv_id)] == [None]
+
+            async with replica(env, tmp_path / "b.log") as (url_b, _proc_b):
+                c.ws_url = url_b + "/ws/widget"
+                await c.connect()
+
+                async def answered() -> bool:
+                    msgs = await db.transcript(conv_id)
+                    return msgs[0].processed_at is not None and any(m.sender == "bot" for m in msgs)
+
+                await wait_for(answered, timeout=30, every=0.25)
+                reply = await c.bot_reply(timeout=15)
+                assert reply["text"]
+                transcript = await db.transcript(conv_id, include_notes=False)
+                assert [m.sender for m in transcript][:1] == ["customer"]
+                answered_to = [m.client_msg_id for m in transcript if m.sender == "bot"]
+                assert len(answered_to) == len(set(answered_to)) >= 1  # answered once
+        finally:
+            await c.close()
+            await redis.aclose()
+            await db.close()
+
+
 async def test_kill_9_a_replica_and_continue_on_the_other(nlu_url: str, tmp_path: Path) -> None:
     """Replica A takes the burst from the inbox and is killed while those entries are still
     pending on it; replica B claims them and answers each once, and the widget, reconnected
