@@ -25,7 +25,7 @@ from bot.core.client_address import client_address, parse_networks
 from bot.core.live import sockets
 from bot.core.live.hub import Hub
 from bot.core.live.ratelimit import TokenBucket, rate_window
-from bot.core.live.streams import EventLog
+from bot.core.live.streams import EventLog, already_sent, carried_event
 from bot.core.messages import InboundMessage
 from bot.core.metrics import WIDGET_CONNECTIONS, WIDGET_ERRORS, WIDGET_MESSAGES
 from bot.core.security import TokenSigner
@@ -313,19 +313,31 @@ class WidgetConnection:
                         {"type": "typing", "who": typing.get("who"), "on": bool(typing.get("on"))}
                     )
                 continue
-            await self._flush()
+            async with self.send_lock:
+                if already_sent(note, self.cursor):
+                    continue
+                carried = carried_event(note, self.cursor)
+                if carried is None:
+                    await self._flush_locked()
+                    continue
+                eid, event = carried
+                await _send(self.ws, {"type": "event", "eid": eid, "event": event})
+                self.cursor = eid
 
     async def _flush(self) -> None:
         """Send every event after the cursor, in order, exactly once."""
-        assert self.conversation_id is not None
         async with self.send_lock:
-            while True:
-                events = await self.ch.event_log.after(self.conversation_id, self.cursor)
-                for eid, event in events:
-                    await _send(self.ws, {"type": "event", "eid": eid, "event": event})
-                    self.cursor = eid
-                if len(events) < 500:
-                    return
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
+        assert self.conversation_id is not None
+        while True:
+            events = await self.ch.event_log.after(self.conversation_id, self.cursor)
+            for eid, event in events:
+                await _send(self.ws, {"type": "event", "eid": eid, "event": event})
+                self.cursor = eid
+            if len(events) < 500:
+                return
 
     async def _on_message(self, frame: dict[str, Any]) -> None:
         await self._customer_message(frame, payload=None)

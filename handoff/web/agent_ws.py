@@ -35,7 +35,7 @@ from bot.auth.web import AUTH, COOKIE, same_origin
 from bot.core import wire_json
 from bot.core.live import sockets
 from bot.core.live.hub import Hub
-from bot.core.live.streams import EventLog
+from bot.core.live.streams import EventLog, already_sent, carried_event
 from bot.core.metrics import AGENT_CONNECTIONS
 from handoff.desk import DeskError, HelpDesk
 
@@ -226,7 +226,19 @@ class AgentSocket:
                         }
                     )
                 continue
-            await self._flush(cid)
+            async with self.flush_locks.setdefault(cid, asyncio.Lock()):
+                cursor = self.cursors.get(cid)
+                if cursor is None or already_sent(note, cursor):
+                    continue
+                carried = carried_event(note, cursor)
+                if carried is None:
+                    await self._flush_unlocked(cid)
+                    continue
+                eid, event = carried
+                await self.send(
+                    {"type": "event", "conversation_id": cid, "eid": eid, "event": event}
+                )
+                self.cursors[cid] = eid
 
     async def _flush(self, cid: str) -> None:
         # One flush at a time per chat: two would send the same events twice.

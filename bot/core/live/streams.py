@@ -5,8 +5,10 @@ Streams.
   order, with Redis-assigned increasing ids. A reconnecting widget replays from the last id
   it saw: nothing lost, nothing twice. Capped (approximately) at `maxlen` events; older
   history comes from SQL.
-- `cl:conv:<id>:notify` (Pub/Sub): a wake-up that new events exist, plus ephemeral signals
-  (typing) that are not worth keeping.
+- `cl:conv:<id>:notify` (Pub/Sub): a wake-up for each new event, carrying the event, its id
+  and the id before it, plus ephemeral signals (typing) that are not worth keeping. A
+  subscriber whose cursor is that previous id sends the event as it comes; one that is
+  behind (it missed a wake-up, or just attached) reads the stream from its cursor.
 - `cl:inbox` (consumer group `engine`): customer messages waiting for the bot engine. An entry
   is acknowledged only after the engine has handled the message, so a replica killed
   mid-message leaves it pending for another replica to claim.
@@ -15,6 +17,7 @@ Streams.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -22,6 +25,7 @@ from redis.exceptions import ResponseError
 
 from bot.core import wire_json
 from bot.core.live.keys import Keys
+from bot.core.live.lua import LuaScript
 
 GROUP = "engine"
 
@@ -89,6 +93,34 @@ async def read_group(
     return entries
 
 
+_APPEND = LuaScript(
+    """
+    local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+    local prev = '0-0'
+    if #last > 0 then prev = last[1][1] end
+    local eid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
+    redis.call('PUBLISH', ARGV[3],
+        '{"eid":"' .. eid .. '","prev":"' .. prev .. '","e":' .. ARGV[1] .. '}')
+    return eid
+    """
+)
+
+
+def carried_event(note: Mapping[str, Any], cursor: str) -> tuple[str, dict[str, Any]] | None:
+    """The event a wake-up carries, if it comes right after `cursor`: the subscriber sends
+    it without reading the stream. None: read the stream from the cursor instead."""
+    eid, prev, event = note.get("eid"), note.get("prev"), note.get("e")
+    if isinstance(eid, str) and prev == cursor and isinstance(event, dict):
+        return eid, event
+    return None
+
+
+def already_sent(note: Mapping[str, Any], cursor: str) -> bool:
+    """The wake-up is for an event at or before `cursor` (a stream read sent it already)."""
+    eid = note.get("eid")
+    return isinstance(eid, str) and _stream_id(eid) <= _stream_id(cursor)
+
+
 class EventLog:
     """Each conversation's visible events, in order, for live viewers and lossless resume."""
 
@@ -98,18 +130,14 @@ class EventLog:
         self.maxlen = maxlen
 
     async def append(self, conversation_id: str, event: dict[str, Any]) -> str:
-        """Append an event and wake every subscriber; returns the event id."""
-        # One round trip: the wake-up does not need the id (subscribers read from their own
-        # cursor), so XADD and PUBLISH go out together in a pipeline.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(
-                self.keys.events(conversation_id),
-                {"e": wire_json.dumps(event)},
-                maxlen=self.maxlen,
-                approximate=True,
-            )
-            pipe.publish(self.keys.notify(conversation_id), '{"new": true}')
-            eid, _ = await pipe.execute()
+        """Append an event and wake every subscriber with it; returns the event id. One
+        script, so the id before it, the append and the wake-up are one atomic step: wake-ups
+        arrive in stream order, each naming exactly the event it follows."""
+        eid = await _APPEND(
+            self.redis,
+            [self.keys.events(conversation_id)],
+            [wire_json.dumps(event), self.maxlen, self.keys.notify(conversation_id)],
+        )
         return str(eid)
 
     async def signal(self, conversation_id: str, payload: dict[str, Any]) -> None:
