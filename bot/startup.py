@@ -239,6 +239,7 @@ async def inbox(app: web.Application) -> AsyncIterator[None]:
     gw.worker = InboxWorker(
         redis=_need(gw.redis, "redis").client, inbox=engine.inbox, engine=engine,
         db=_need(gw.db, "database"), consumer=gw.replica, slots=engine.turn_slots,
+        concurrency=cfg.workers,
         claim_idle_ms=int(cfg.claim_idle_s * 1000), sweep_every_s=cfg.sweep_every_s,
         sweep_older_than_s=2 * cfg.claim_idle_s,
     )  # fmt: skip

@@ -35,6 +35,7 @@ from bot.core.vocabulary import State
 log = logging.getLogger("careline.conversation")
 
 TYPING_AFTER_S = 0.3  # a bot turn slower than this shows the typing indicator
+LOCAL_TURNS_PER_SLOT = 8  # turns running or waiting where they arrived, per slot
 PENDING_BATCH = 100  # a conversation's unanswered messages read at a time
 
 
@@ -48,7 +49,7 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
         Raises LockTimeout if another turn holds the conversation for longer than `wait_s`."""
         handled = 0
         lock = self.keys.conversation_lock(conversation_id)
-        async with redis_lock(self.redis, lock, wait_s=wait_s):
+        async with self._turn_here(conversation_id), redis_lock(self.redis, lock, wait_s=wait_s):
             while True:
                 pending = await self.db.unprocessed_customer_messages(
                     conversation_id=conversation_id, limit=PENDING_BATCH
@@ -58,21 +59,39 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
                     await self.db.mark_processed(msg.stored_id)
                     INBOX_HANDLED.inc()
                     handled += 1
-                # A message that arrived meanwhile has its own inbox entry, which runs this
-                # again once the lock is free: only a full batch means more are waiting now.
+                # A message that arrived meanwhile has its own turn, which runs this again
+                # once the lock is free: only a full batch means more are waiting now.
                 if len(pending) < PENDING_BATCH:
                     return handled
+
+    @asynccontextmanager
+    async def _turn_here(self, conversation_id: str) -> AsyncIterator[None]:
+        """One turn of a conversation at a time on this replica, waited for in memory: the
+        customer's next message usually arrives while the turn that answered the last one
+        is still finishing, and polling Redis for its lock (or sending the message through
+        the inbox) would cost more than that wait."""
+        entry = self._turns_here.setdefault(conversation_id, (asyncio.Lock(), [0]))
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._turns_here[conversation_id]
 
     # -- where a turn runs ----------------------------------------------------------------
 
     async def _start_turn(self, conversation_id: str, message_id: int) -> None:
         """Answer where the message arrived: no queue hop, and the reply goes out through
-        this replica's own sockets. The inbox takes what cannot start here at once: no free
-        slot (it waits there, bounded, instead of piling up turns), or a replica stopping."""
-        if self._turns_stopped or self.turn_slots.locked():
+        this replica's own sockets. A turn waits here for one of the replica's slots; the
+        inbox takes what this replica should not hold: more than a slot's worth of waiting
+        turns per slot (another replica may be idle), or anything once it is stopping."""
+        backlog = LOCAL_TURNS_PER_SLOT * self.cfg.workers
+        if self._turns_stopped or len(self._local_turns) >= backlog:
             await super()._start_turn(conversation_id, message_id)
             return
-        await self.turn_slots.acquire()
         task = asyncio.get_running_loop().create_task(
             self._local_turn(conversation_id, message_id), name="local-turn"
         )
@@ -81,7 +100,8 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
 
     async def _local_turn(self, conversation_id: str, message_id: int) -> None:
         try:
-            await self.process(conversation_id, wait_s=0)
+            async with self.turn_slots:
+                await self.process(conversation_id, wait_s=0)
         except LockTimeout:
             # Another turn of this conversation is running (here or on another replica);
             # it may be past reading its work list, so the inbox runs this one after it.
@@ -94,8 +114,6 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
                 "turn failed; queued for a retry", extra={"conversation_id": conversation_id}
             )
             await self._queue_turn(conversation_id, message_id)
-        finally:
-            self.turn_slots.release()
 
     async def _queue_turn(self, conversation_id: str, message_id: int) -> None:
         try:

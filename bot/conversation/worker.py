@@ -34,6 +34,7 @@ class InboxWorker:
         db: Database,
         consumer: str,
         slots: asyncio.Semaphore,
+        concurrency: int = 8,
         claim_idle_ms: int = 15_000,
         sweep_every_s: float = 15.0,
         sweep_older_than_s: float = 30.0,
@@ -46,7 +47,10 @@ class InboxWorker:
         self.claim_idle_ms = claim_idle_ms
         self.sweep_every_s = sweep_every_s
         self.sweep_older_than_s = sweep_older_than_s
-        self._slots = slots  # shared with the turns the engine runs where they arrived
+        # The replica's turn slots, shared with the turns the engine runs where they arrived:
+        # an entry's turn waits for one in line with those, in arrival order.
+        self._slots = slots
+        self._held = asyncio.Semaphore(2 * concurrency)  # entries taken and not yet done
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.handled = 0
@@ -93,7 +97,7 @@ class InboxWorker:
         await stop_loop_and_tasks(loop_task, self._tasks)
 
     async def _spawn(self, eid: str, fields: dict[str, str]) -> None:
-        await self._slots.acquire()
+        await self._held.acquire()
         task = asyncio.create_task(self._handle(eid, fields))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -102,7 +106,8 @@ class InboxWorker:
         conversation_id = fields.get("c", "")
         try:
             if conversation_id:
-                self.handled += await self.engine.process(conversation_id)
+                async with self._slots:
+                    self.handled += await self.engine.process(conversation_id)
             await self.redis.xack(self.inbox.key, GROUP, eid)
         except LockTimeout:
             log.warning(
@@ -115,7 +120,7 @@ class InboxWorker:
                 extra={"conversation_id": conversation_id},
             )
         finally:
-            self._slots.release()
+            self._held.release()
 
     async def _claim_stale(self) -> None:
         """Take over entries another (possibly dead) consumer left unacknowledged."""
