@@ -240,6 +240,21 @@ async def test_unprocessed_customer_messages_and_mark_processed(db: Database) ->
     assert first.processed_at is not None and first.processed_at <= utcnow()
 
 
+async def test_concurrent_marks_share_statements_and_each_returns_committed(db: Database) -> None:
+    conv = await _conversation(db)
+    msgs = [(await db.add_message(conv.id, "customer", f"m{i}"))[0] for i in range(40)]
+    ids = [m.stored_id for m in msgs]
+    # Each caller returns once its own mark is committed, batched or not (and repeated).
+    await asyncio.gather(*(db.mark_processed(i) for i in ids + ids[:5]))
+    assert await db.unprocessed_customer_messages(conversation_id=conv.id) == []
+    other = Database(db.url, schema=db.schema)  # another connection sees them committed
+    try:
+        marked = await other.transcript(conv.id)
+        assert all(m.processed_at is not None for m in marked) and len(marked) == 40
+    finally:
+        await other.close()
+
+
 async def test_old_unprocessed_messages_are_found_by_age(db: Database) -> None:
     conv = await _conversation(db)
     msg, _ = await db.add_message(conv.id, "customer", "stuck")

@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import JSON, Connection, event, select, text, update
+from sqlalchemy import JSON, Connection, Integer, any_, event, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -31,6 +32,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.sql.expression import bindparam
 from sqlmodel import SQLModel, col
 
+from bot.core.store.coalesce import Coalescer
 from bot.core.store.hot import HotStatements
 from bot.core.store.models import (
     Conversation,
@@ -91,6 +93,7 @@ class Database:
         self._insert_message = insert_ignoring_conflict_returning(
             self.dialect, Message, ["conversation_id", "client_msg_id"]
         )
+        self._marks: Coalescer[int] = Coalescer(self._write_marks)
         self._hot = HotStatements(
             self._autocommit, _JSON_COLUMNS, dsn=self._driver_dsn(),
             server_settings=self._server_settings(),
@@ -336,8 +339,19 @@ class Database:
             return _stored(Message, existing), False
 
     async def mark_processed(self, message_id: int) -> None:
-        """Record that the engine handled this message (keeps the first time if repeated)."""
-        await self._hot.rows(_MARK_PROCESSED, {"message_id": message_id, "at": utcnow()})
+        """Record that the engine handled this message (keeps the first time if repeated).
+        Concurrent turns' marks share one statement (group commit); this returns once the
+        mark is committed."""
+        await self._marks.submit(message_id)
+
+    async def _write_marks(self, message_ids: Sequence[int]) -> None:
+        at = utcnow()
+        if self.dialect == "postgresql":
+            await self._hot.rows(_MARK_MANY_PROCESSED, {"ids": list(message_ids), "at": at})
+            return
+        async with self._hot.connection() as run:  # SQLite: one statement per mark
+            for message_id in message_ids:
+                await run(_MARK_PROCESSED, {"message_id": message_id, "at": at})
 
     async def unprocessed_customer_messages(
         self, *, older_than_s: float = 0, limit: int = 100, conversation_id: str | None = None
@@ -496,6 +510,15 @@ _CUSTOMER_TEXTS_BEFORE = (
 _MARK_PROCESSED = (
     update(Message)
     .where(col(Message.id) == bindparam("message_id"), col(Message.processed_at).is_(None))
+    .values(processed_at=bindparam("at"))
+    .execution_options(synchronize_session=False)
+)
+_MARK_MANY_PROCESSED = (  # PostgreSQL: a batch of marks in one statement
+    update(Message)
+    .where(
+        col(Message.id) == any_(bindparam("ids", type_=ARRAY(Integer))),
+        col(Message.processed_at).is_(None),
+    )
     .values(processed_at=bindparam("at"))
     .execution_options(synchronize_session=False)
 )
