@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql import ClauseElement, Update
 from sqlalchemy.sql.expression import bindparam
 from sqlmodel import SQLModel, col
 
@@ -266,15 +267,24 @@ class Database:
         fields.setdefault("updated_at", utcnow())
         _check_updatable(Conversation, fields)
         # One statement, its own transaction: UPDATE … RETURNING the row as it now is.
-        table = Conversation.__table__  # type: ignore[attr-defined]
-        query = (
-            update(table).where(table.c.id == bindparam("pk")).values(**fields).returning(*table.c)
-        )
-        async with self._autocommit.connect() as c:
-            row = (await c.execute(query, {"pk": conversation_id})).first()
-        if row is None:
+        if any(isinstance(v, ClauseElement) for v in fields.values()):
+            table = Conversation.__table__  # type: ignore[attr-defined]
+            expression = (
+                update(table)
+                .where(table.c.id == bindparam("pk"))
+                .values(**fields)
+                .returning(*table.c)
+            )
+            async with self._autocommit.connect() as c:
+                result = await c.execute(expression, {"pk": conversation_id})
+                found = [dict(r._mapping) for r in result]
+        else:  # plain values, the usual case: a statement built once per set of columns
+            params = {f"set_{name}": value for name, value in fields.items()}
+            prebuilt = _conversation_update(tuple(sorted(fields)))
+            found = await self._hot.rows(prebuilt, {"pk": conversation_id, **params})
+        if not found:
             raise KeyError(f"no Conversation with id {conversation_id!r}")
-        return _stored(Conversation, dict(row._mapping))
+        return _stored(Conversation, found[0])
 
     async def list_conversations(
         self,
@@ -560,6 +570,24 @@ def _stored(model: type[M], row: Mapping[str, Any]) -> M:
     and the column types convert them on the way out (UTCDateTime), so it is built without
     validating again, which costs about ten times as much per row."""
     return model.model_construct(**row)
+
+
+_CONVERSATION_UPDATES: dict[tuple[str, ...], Update] = {}
+
+
+def _conversation_update(columns: tuple[str, ...]) -> Update:
+    """UPDATE conversations SET <columns> … RETURNING the row, built once per set of columns
+    (the code sets a handful of different sets), so the hot statements compile it once."""
+    query = _CONVERSATION_UPDATES.get(columns)
+    if query is None:
+        table = Conversation.__table__  # type: ignore[attr-defined]
+        query = _CONVERSATION_UPDATES[columns] = (
+            update(table)
+            .where(table.c.id == bindparam("pk"))
+            .values({c: bindparam(f"set_{c}", type_=table.c[c].type) for c in columns})
+            .returning(*table.c)
+        )
+    return query
 
 
 def _check_updatable(model: type[SQLModel], fields: Mapping[str, Any]) -> None:

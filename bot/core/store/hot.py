@@ -71,6 +71,14 @@ class DriverStatement:
         self._names = tuple(compiled.positiontup or ())
         self._bound = dict(compiled.params)
         self._json = json_columns
+        # The column types' own checks and conversions (e.g. refusing a naive datetime),
+        # as SQLAlchemy would apply them; JSON is encoded here instead (see above).
+        self._processors = {
+            name: processor
+            for name in self._names
+            if name not in json_columns
+            and (processor := compiled.binds[name].type.bind_processor(dialect)) is not None
+        }
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
         values = []
@@ -78,6 +86,8 @@ class DriverStatement:
             value = params[name] if name in params else self._bound[name]
             if name in self._json and value is not None:
                 value = json.dumps(value)
+            elif (processor := self._processors.get(name)) is not None:
+                value = processor(value)
             values.append(value)
         return values
 
@@ -167,7 +177,10 @@ class HotStatements:
         self, driver: asyncpg.Connection, statement: Statement, params: Mapping[str, Any]
     ) -> list[Row]:
         compiled = self._compiled_for(statement, params)
-        args = compiled.args(params)
+        try:
+            args = compiled.args(params)
+        except (TypeError, ValueError) as e:  # a value its column refuses, as SQLAlchemy says
+            raise exc.StatementError(str(e), compiled.sql, dict(params), e) from e
         try:
             records = await driver.fetch(compiled.sql, *args)
         except asyncpg.IntegrityConstraintViolationError as e:
