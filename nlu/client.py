@@ -23,6 +23,10 @@ if TYPE_CHECKING:  # the client also runs where the gateway's settings are not i
     from bot.core.settings import Settings
 
 
+MAX_IN_FLIGHT = 2  # parse requests out at once; what comes meanwhile waits to go as a batch
+MAX_BATCH = 64  # texts per /model/parse/batch (the service's limit)
+
+
 class NLUError(Exception):
     """Base class for NLU client errors."""
 
@@ -168,6 +172,11 @@ class NLUClient:
         self.budget = budget or RetryBudget()
         self._session = session
         self._owns_session = session is None
+        # Parses waiting to go out together (see parse), and the requests carrying them.
+        self._batching = True
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
+        self._in_flight = 0
+        self._senders: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings, base_url: str | None = None) -> NLUClient:
@@ -191,6 +200,8 @@ class NLUClient:
         return self._session
 
     async def close(self) -> None:
+        for task in list(self._senders):
+            task.cancel()
         if self._owns_session and self._session is not None:
             await self._session.close()
 
@@ -206,14 +217,64 @@ class NLUClient:
         """Parse one message. Raises NLUUnavailable or NLURejected, never anything else.
 
         `context`: the customer's earlier messages, oldest first, which our service's severity
-        model reads with this one (a stock Rasa server ignores the field)."""
+        model reads with this one (a stock Rasa server ignores the field).
+
+        Concurrent parses share requests: at most `MAX_IN_FLIGHT` are out at a time, and what
+        is asked meanwhile goes out as one `/model/parse/batch` (a lone parse goes at once)."""
         body: dict[str, Any] = {"text": text}
         if message_id is not None:
             body["message_id"] = message_id
         if context:
             body["context"] = list(context)
-        data = await self._call("POST", "/model/parse", body)
-        return ParseResult.from_json(data)
+        if not self._batching or self.breaker.state is not BreakerState.CLOSED:
+            # On its own while the service is in doubt: a probe that its caller abandons
+            # must be abandoned with it, or the circuit would wait on it.
+            return ParseResult.from_json(await self._call("POST", "/model/parse", body))
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((body, done))
+        if self._in_flight < MAX_IN_FLIGHT:
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._send_waiting())
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
+        return ParseResult.from_json(await asyncio.shield(done))
+
+    async def _send_waiting(self) -> None:
+        """Send what is waiting, a batch at a time, until nothing is."""
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                await self._send(batch)
+        finally:
+            self._in_flight -= 1
+
+    async def _send(self, batch: list[tuple[dict[str, Any], asyncio.Future[Any]]]) -> None:
+        results: list[Any] | None
+        try:
+            if len(batch) == 1:
+                results = [await self._call("POST", "/model/parse", batch[0][0])]
+            else:
+                texts = [{k: v for k, v in body.items() if k != "message_id"} for body, _ in batch]
+                data = await self._call("POST", "/model/parse/batch", {"texts": texts})
+                results = data.get("results") if isinstance(data, dict) else None
+                if not isinstance(results, list) or len(results) != len(batch):
+                    raise NLUUnavailable("NLU service sent a malformed batch result")
+        except NLURejected as e:
+            if len(batch) > 1:
+                if e.status in (404, 405):  # a stock Rasa server: no batch route
+                    self._batching = False
+                for one in batch:  # each on its own: only a message refused is refused
+                    await self._send([one])
+                return
+            _fail(batch, e)
+        except (NLUUnavailable, asyncio.CancelledError) as e:
+            _fail(batch, e if isinstance(e, NLUUnavailable) else NLUUnavailable("cancelled"))
+            if isinstance(e, asyncio.CancelledError):
+                raise
+        else:
+            for (_, done), result in zip(batch, results, strict=True):
+                if not done.done():
+                    done.set_result(result)
 
     async def ready(self) -> bool:
         """True when the service reports a loaded model (probe; does not touch the breaker)."""
@@ -285,6 +346,12 @@ class NLUClient:
         if 400 <= status < 500:
             raise NLURejected(status, str(message))
         raise NLUUnavailable(f"NLU service error {status}: {message}")
+
+
+def _fail(batch: list[tuple[dict[str, Any], asyncio.Future[Any]]], error: NLUError) -> None:
+    for _, done in batch:
+        if not done.done():
+            done.set_exception(error)
 
 
 def _seconds(value: str) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -235,3 +236,81 @@ async def test_a_cancelled_probe_does_not_keep_the_circuit_open() -> None:
             assert result.intent == "greet" and c.breaker_state is BreakerState.CLOSED
     finally:
         await runner.cleanup()
+
+
+# -- concurrent parses share requests ---------------------------------------------------------
+
+
+async def test_concurrent_parses_share_batch_requests_and_match_one_by_one(nlu_url: str) -> None:
+    asks = ("shop mở cửa mấy giờ", "bảo hành pin bao lâu")
+    texts = [f"{asks[i % 2]} {i}" for i in range(24)]
+    seen: list[str] = []
+    counting = web.Application()
+
+    async def forward(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        async with aiohttp.ClientSession() as http, http.post(
+            nlu_url + request.path, data=await request.read(),
+            headers={"Content-Type": "application/json"},
+        ) as r:  # fmt: skip
+            return web.Response(status=r.status, body=await r.read(), content_type=r.content_type)
+
+    counting.router.add_post("/{tail:.*}", forward)
+    runner = web.AppRunner(counting)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with NLUClient(f"http://127.0.0.1:{port}") as c:
+            together = await asyncio.gather(*(c.parse(t, context=["pin nóng"]) for t in texts))
+            sent = len(seen)
+            alone = [await c.parse(t, context=["pin nóng"]) for t in texts]
+        assert [r.raw for r in together] == [r.raw for r in alone]  # each its own answer
+        assert "/model/parse/batch" in seen[:sent] and sent < len(texts)
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_refused_text_in_a_batch_is_refused_alone_and_a_server_without_batches_works() -> (
+    None
+):
+    batches = 0
+
+    async def parse(request: web.Request) -> web.Response:
+        text = (await request.json())["text"]
+        if text == "bad":
+            return web.json_response({"message": "text is too long"}, status=413)
+        await asyncio.sleep(0.05)  # slow enough that the others pile up behind it
+        return web.json_response({"text": text, "intent": {"name": text, "confidence": 0.9}})
+
+    async def batch(request: web.Request) -> web.Response:
+        nonlocal batches
+        batches += 1
+        texts = [t["text"] for t in (await request.json())["texts"]]
+        if "bad" in texts:
+            return web.json_response({"message": "texts[1]: too long"}, status=413)
+        return web.json_response(
+            {"results": [{"text": t, "intent": {"name": t, "confidence": 0.9}} for t in texts]}
+        )
+
+    for with_batches in (True, False):
+        app = web.Application()
+        app.router.add_post("/model/parse", parse)
+        if with_batches:
+            app.router.add_post("/model/parse/batch", batch)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with NLUClient(f"http://127.0.0.1:{port}") as c:
+                names = ["a", "b", "bad", "c", "d", "e"]
+                got = await asyncio.gather(*(c.parse(n) for n in names), return_exceptions=True)
+                assert isinstance(got[2], NLURejected) and got[2].status == 413
+                assert [g.intent for g in got if not isinstance(g, BaseException)] == [
+                    "a", "b", "c", "d", "e",
+                ]  # fmt: skip
+                assert c.breaker_state is BreakerState.CLOSED
+        finally:
+            await runner.cleanup()
+    assert batches >= 1
