@@ -65,7 +65,10 @@ async def widget_reply(client: WidgetClient, cid: str, timeout: float) -> tuple[
             if handed_off and ack_id is not None:
                 return None, True
             raise TimeoutError("no reply")
-        frame = await client.recv(timeout=left)
+        try:
+            frame = await client.recv(timeout=left)
+        except TimeoutError:
+            continue  # the deadline check above decides: a handoff's grace, or no reply
         now = time.perf_counter()
         kind = frame.get("type")
         if kind == "error":
