@@ -5,29 +5,13 @@ arrives once and in order. On real Redis and on the embedded stand-in `make run`
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 import redis.asyncio as aioredis
 
 from bot.channels.widget_client import WidgetClient
 from bot.core import wire_json
 from bot.core.live.keys import Keys
-from bot.core.live.redis_conn import connect
 from bot.core.live.streams import EventLog, already_sent, carried_event
-
-
-@pytest.fixture(params=["embedded", "redis"])
-async def client(
-    request: pytest.FixtureRequest, redis_client: aioredis.Redis
-) -> AsyncIterator[aioredis.Redis]:
-    if request.param == "redis":
-        yield redis_client
-        return
-    handle = connect(None)
-    assert handle.embedded
-    yield handle.client
-    await handle.close()
 
 
 async def test_each_wake_up_names_its_event_and_the_one_before(client: aioredis.Redis) -> None:

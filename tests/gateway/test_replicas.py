@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+import redis.asyncio as aioredis
 
 from bot.channels.widget_client import WidgetClient, wait_for
 from bot.core.store.db import Database
@@ -105,6 +106,30 @@ async def slow_nlu(target: str, delay_s: float) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+@asynccontextmanager
+async def two_replicas_apart(
+    nlu_url: str, nlu_delay_s: float, *, claim_idle_s: float
+) -> AsyncIterator[tuple[str, dict[str, str], str, Database, aioredis.Redis]]:
+    """What a kill test's replicas share: a Redis prefix, a PostgreSQL schema, their
+    environment (claims and sweeps every `claim_idle_s`), an NLU service behind a proxy
+    slowing each parse by `nlu_delay_s` (for the replica to be killed), and the test's own
+    view of the database and Redis."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    async with pg_schema() as schema, slow_nlu(nlu_url, nlu_delay_s) as slow_url:
+        env = replica_env(
+            nlu_url, schema, prefix,
+            CARELINE__CONVERSATION__CLAIM_IDLE_S=str(claim_idle_s),
+            CARELINE__CONVERSATION__SWEEP_EVERY_S=str(claim_idle_s),
+        )  # fmt: skip
+        db = Database(PG_URL, schema=schema)
+        redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        try:
+            yield prefix, env, slow_url, db, redis
+        finally:
+            await redis.aclose()
+            await db.close()
+
+
 async def test_kill_9_mid_turn_where_it_arrived_and_another_replica_answers(
     nlu_url: str, tmp_path: Path
 ) -> None:
@@ -112,19 +137,11 @@ async def test_kill_9_mid_turn_where_it_arrived_and_another_replica_answers(
     is killed mid-turn (holding the conversation, waiting on the NLU call): the message is
     in SQL, unanswered and in no queue, and another replica's sweep finds it and answers it
     once."""
-    import redis.asyncio as aioredis
-
     from bot.core.live.keys import Keys
 
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    keys = Keys(prefix)
-    async with pg_schema() as schema, slow_nlu(nlu_url, 5.0) as slow_url:
-        env = replica_env(
-            nlu_url, schema, prefix,
-            CARELINE__CONVERSATION__CLAIM_IDLE_S="1", CARELINE__CONVERSATION__SWEEP_EVERY_S="1",
-        )  # fmt: skip
-        db = Database(PG_URL, schema=schema)
-        redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    apart = two_replicas_apart(nlu_url, 5.0, claim_idle_s=1)
+    async with apart as (prefix, env, slow_url, db, redis):
+        keys = Keys(prefix)
         c = WidgetClient("")
         try:
             async with replica({**env, "NLU_URL": slow_url}, tmp_path / "a.log") as (url_a, proc_a):
@@ -161,26 +178,16 @@ async def test_kill_9_mid_turn_where_it_arrived_and_another_replica_answers(
                 assert len(answered_to) == len(set(answered_to)) >= 1  # answered once
         finally:
             await c.close()
-            await redis.aclose()
-            await db.close()
 
 
 async def test_kill_9_a_replica_and_continue_on_the_other(nlu_url: str, tmp_path: Path) -> None:
     """Replica A takes the burst from the inbox and is killed while those entries are still
     pending on it; replica B claims them and answers each once, and the widget, reconnected
     to B, received every message exactly once and in order, frame by frame."""
-    import redis.asyncio as aioredis
-
     from bot.core.live.streams import GROUP
 
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    async with pg_schema() as schema, slow_nlu(nlu_url, 1.5) as slow_url:
-        env = replica_env(
-            nlu_url, schema, prefix,
-            CARELINE__CONVERSATION__CLAIM_IDLE_S="2", CARELINE__CONVERSATION__SWEEP_EVERY_S="2",
-        )  # fmt: skip
-        db = Database(PG_URL, schema=schema)
-        redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    apart = two_replicas_apart(nlu_url, 1.5, claim_idle_s=2)
+    async with apart as (prefix, env, slow_url, db, redis):
         inbox = f"{prefix}:inbox"
         c = WidgetClient("")
         try:
@@ -250,5 +257,3 @@ async def test_kill_9_a_replica_and_continue_on_the_other(nlu_url: str, tmp_path
                 assert on_the_wire == [m.id for m in transcript]
         finally:
             await c.close()
-            await redis.aclose()
-            await db.close()

@@ -7,29 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 import redis.asyncio as aioredis
 
-from bot.core.live.redis_conn import connect
 from bot.core.live.streams import EARLY_EMPTY_PAUSE_S, read_group
 
 WINDOW_S = 0.5
 BLOCK_MS = 1000
-
-
-@pytest.fixture(params=["embedded", "redis"])
-async def client(
-    request: pytest.FixtureRequest, redis_client: aioredis.Redis
-) -> AsyncIterator[aioredis.Redis]:
-    if request.param == "redis":
-        yield redis_client
-        return
-    handle = connect(None)
-    assert handle.embedded
-    yield handle.client
-    await handle.close()
 
 
 async def _empty_stream(client: aioredis.Redis) -> str:

@@ -80,9 +80,12 @@ async def test_breaker_opens_when_service_down_and_closes_when_it_returns(
             await service.stop()
 
 
-async def _fake_nlu(handler) -> tuple[web.AppRunner, str]:  # type: ignore[no-untyped-def]
+async def _fake_nlu(handler, **more) -> tuple[web.AppRunner, str]:  # type: ignore[no-untyped-def]
+    """A stand-in service: `handler` answers /model/parse; `more` maps paths to handlers."""
     app = web.Application()
     app.router.add_post("/model/parse", handler)
+    for path, other in more.items():
+        app.router.add_post(path, other)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -245,7 +248,6 @@ async def test_concurrent_parses_share_batch_requests_and_match_one_by_one(nlu_u
     asks = ("shop mở cửa mấy giờ", "bảo hành pin bao lâu")
     texts = [f"{asks[i % 2]} {i}" for i in range(24)]
     seen: list[str] = []
-    counting = web.Application()
 
     async def forward(request: web.Request) -> web.Response:
         seen.append(request.path)
@@ -255,13 +257,9 @@ async def test_concurrent_parses_share_batch_requests_and_match_one_by_one(nlu_u
         ) as r:  # fmt: skip
             return web.Response(status=r.status, body=await r.read(), content_type=r.content_type)
 
-    counting.router.add_post("/{tail:.*}", forward)
-    runner = web.AppRunner(counting)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, url = await _fake_nlu(forward, **{"/model/parse/batch": forward})
     try:
-        async with NLUClient(f"http://127.0.0.1:{port}") as c:
+        async with NLUClient(url) as c:
             together = await asyncio.gather(*(c.parse(t, context=["pin nóng"]) for t in texts))
             sent = len(seen)
             alone = [await c.parse(t, context=["pin nóng"]) for t in texts]
@@ -294,16 +292,10 @@ async def test_a_refused_text_in_a_batch_is_refused_alone_and_a_server_without_b
         )
 
     for with_batches in (True, False):
-        app = web.Application()
-        app.router.add_post("/model/parse", parse)
-        if with_batches:
-            app.router.add_post("/model/parse/batch", batch)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        routes = {"/model/parse/batch": batch} if with_batches else {}
+        runner, url = await _fake_nlu(parse, **routes)
         try:
-            async with NLUClient(f"http://127.0.0.1:{port}") as c:
+            async with NLUClient(url) as c:
                 names = ["a", "b", "bad", "c", "d", "e"]
                 got = await asyncio.gather(*(c.parse(n) for n in names), return_exceptions=True)
                 assert isinstance(got[2], NLURejected) and got[2].status == 413
