@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bot.core.live.locks import LockTimeout, redis_lock
 from bot.core.store.db import Database
 from bot.core.store.models import Conversation
 from bot.core.vocabulary import State
@@ -24,6 +25,7 @@ from handoff.sla import SlaTimers
 log = logging.getLogger("careline.reconcile")
 
 MAX_CHATS = 10_000  # open handoffs looked at per pass
+LOCK_WAIT_S = 1.0  # for a chat's lock before putting it back
 
 
 def _epoch(ts: datetime | None) -> float | None:
@@ -73,7 +75,25 @@ class Reconciler:
             )  # fmt: skip
         return done
 
-    async def _restore_chat(self, conv: Conversation, done: Repaired) -> None:
+    async def _restore_chat(self, listed: Conversation, done: Repaired) -> None:
+        """Put one chat back, under its conversation's lock and as SQL and Redis have it now:
+        the pass read SQL a while ago, and a chat resolved, released or transferred since
+        (which frees Redis before SQL, under that lock) must not come back as held, taking
+        an agent's room for good."""
+        try:
+            async with redis_lock(
+                self.queues.redis, self.sla.keys.conversation_lock(listed.id), wait_s=LOCK_WAIT_S
+            ):
+                conv = await self.db.get_conversation(listed.id)
+                if conv is None or conv.state not in (State.WAITING_AGENT, State.WITH_AGENT):
+                    return
+                if await self.queues.known([conv.id]):
+                    return
+                await self._restore_current(conv, done)
+        except LockTimeout:
+            return  # busy: whoever holds it is changing the chat; the next pass looks again
+
+    async def _restore_current(self, conv: Conversation, done: Repaired) -> None:
         escalations = [e for e in await self.db.escalations(conv.id) if e.kind == "escalated"]
         reasons = (escalations[-1].reason,) if escalations and escalations[-1].reason else ()
         agent = conv.agent_id if conv.state == State.WITH_AGENT else None

@@ -128,3 +128,32 @@ async def test_a_restarted_redis_without_persistence_is_rebuilt(tmp_path, nlu_ur
             await server.restart()  # everything in Redis is gone
             await _check_restored(a, ids, before)
             await _bot_still_answers(a)
+
+
+class _ListedEarlier:
+    """The database as a reconcile pass sees it part-way through: its listing of open chats
+    was read before the latest changes; every other read is current."""
+
+    def __init__(self, db: Any, listed: list[Any]) -> None:
+        self._db, self._listed = db, listed
+
+    async def list_conversations(self, **_: Any) -> list[Any]:
+        return self._listed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+async def test_a_chat_resolved_during_a_pass_does_not_come_back_as_held(gateway) -> None:  # type: ignore[no-untyped-def]
+    from handoff.reconcile import Reconciler
+
+    g = gateway
+    (cid,) = (await _escalated_chats(g))[-1:]
+    await _hold_one(g, cid)
+    listed = await g.gw.db.list_conversations(states=["WAITING_AGENT", "WITH_AGENT"])
+    assert cid in {c.id for c in listed}
+    await g.gw.engine.end(cid)  # the agent resolves it: Redis lets go, then SQL moves on
+    assert not await g.gw.desk.queues.known([cid])
+    stale = Reconciler(_ListedEarlier(g.gw.db, listed), g.gw.desk.queues, g.gw.desk.sla)
+    done = await stale.run_once()
+    assert done.held == 0 and not await g.gw.desk.queues.known([cid])  # the agent's room stays free
