@@ -2,8 +2,8 @@
 
 Two steps, on purpose:
 - `accept()` runs in the channel's request path: it stores the customer's message durably
-  (idempotently, by the channel's client_msg_id) and queues it for the bot. Only then does
-  the channel acknowledge it to the customer.
+  (idempotently, by the channel's client_msg_id) and starts the bot's turn on it. Only then
+  does the channel acknowledge it to the customer.
 - `process()` runs under a per-conversation lock and answers every not-yet-handled customer
   message of the conversation, in order. It runs on the replica that accepted the message,
   at once, when that replica has a free slot and the conversation is not busy; otherwise
@@ -86,8 +86,8 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
     async def _start_turn(self, conversation_id: str, message_id: int) -> None:
         """Answer where the message arrived: no queue hop, and the reply goes out through
         this replica's own sockets. A turn waits here for one of the replica's slots; the
-        inbox takes what this replica should not hold: more than a slot's worth of waiting
-        turns per slot (another replica may be idle), or anything once it is stopping."""
+        inbox takes what this replica should not hold: turns beyond LOCAL_TURNS_PER_SLOT per
+        slot (another replica may be idle), and anything once it is stopping."""
         backlog = LOCAL_TURNS_PER_SLOT * self.cfg.workers
         if self._turns_stopped or len(self._local_turns) >= backlog:
             await super()._start_turn(conversation_id, message_id)
