@@ -103,8 +103,9 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
             async with self.turn_slots:
                 await self.process(conversation_id, wait_s=0)
         except LockTimeout:
-            # Another turn of this conversation is running (here or on another replica);
-            # it may be past reading its work list, so the inbox runs this one after it.
+            # Another replica is running a turn of this conversation (one here would have
+            # been waited for in memory); it may be past reading its work list, so the
+            # inbox runs this one after it.
             await self._queue_turn(conversation_id, message_id)
         except asyncio.CancelledError:
             await asyncio.shield(self._queue_turn(conversation_id, message_id))  # stopping
