@@ -1,16 +1,23 @@
 """The gateway's routes: pages, the channels' endpoints, the console and manager APIs,
-health and metrics. What runs behind them is opened and closed by bot/startup.py."""
+health and metrics. What runs behind them is opened and closed by bot/startup.py.
+
+This is the top of the wiring and the `careline` command (`main`): it hands its factory to
+the command line, so no module imports it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot import cli
 from bot.auth import web as auth_web
 from bot.core.live import sockets
 from bot.core.settings import Settings
@@ -184,3 +191,12 @@ def create_app(settings: Settings, *, nlu_url: str, public_url: str) -> web.Appl
     if settings.telegram.mode == "webhook":
         app.router.add_post(settings.telegram.webhook_path, telegram_webhook)
     return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `careline` command: its subcommands, `run` serving this application."""
+    return cli.main(argv, app_factory=create_app)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

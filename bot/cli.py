@@ -1,7 +1,10 @@
 """The `careline` command line: one entry point for operators and developers.
 
-Subcommands that need Rasa (training, serving, scoring) run it in the NLU runtime
-(.venv-nlu) as a child process; this process never imports rasa.
+The application itself is not imported here: `bot.app`, the top of the wiring, hands its
+factory to `main` (it is the `careline` command), so `run` serves whatever app it was given
+and nothing below the top imports the routes. Subcommands that need Rasa (training, serving,
+scoring) run it in the NLU runtime (.venv-nlu) as a child process; this process never
+imports rasa.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import uvloop
 
@@ -23,8 +26,16 @@ from bot.core.settings import Settings, SettingsError, load_settings
 from nlu.threshold import IN_SCOPE_BUDGET
 
 if TYPE_CHECKING:  # the triage lexicon loads only for the commands that use it
+    from aiohttp import web
+
     from nlu.process import NLUServiceProcess
     from nlu.triage.triage import Triage
+
+
+class AppFactory(Protocol):
+    """What `careline run` serves: `bot.app.create_app`."""
+
+    def __call__(self, settings: Settings, *, nlu_url: str, public_url: str) -> web.Application: ...
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -140,10 +151,9 @@ def cmd_parse(args: argparse.Namespace) -> int:
 # -- run -----------------------------------------------------------------------------------
 
 
-async def _run(settings: Settings, args: argparse.Namespace) -> None:
+async def _run(settings: Settings, args: argparse.Namespace, create_app: AppFactory) -> None:
     from aiohttp import web
 
-    from bot.app import GATEWAY, create_app
     from bot.core.logs import setup_logging
     from bot.core.security import require_shared_redis
 
@@ -165,6 +175,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
     try:  # a failed start closes what it had opened, the NLU child included
         await runner.setup()  # runs startup: migrations, Redis, workers
         await web.TCPSite(runner, host, port, reuse_port=args.reuse_port or None).start()
+        from bot.startup import GATEWAY
+
         gw = app[GATEWAY]
         assert gw.redis is not None and gw.db is not None
         if gw.redis.embedded:
@@ -269,6 +281,11 @@ async def _until_stopped(background: Any = None, parent: int | None = None) -> N
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    create_app: AppFactory | None = args.app_factory
+    if create_app is None:
+        print("error: `run` needs the application: use the `careline` command "
+              "(or `python -m bot.app run`)", file=sys.stderr)  # fmt: skip
+        return 2
     settings = _settings(args)
     if args.telegram_polling:
         telegram = settings.telegram.model_copy(update={"mode": "polling"})
@@ -278,7 +295,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         contextlib.suppress(KeyboardInterrupt),
         asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
     ):
-        runner.run(_run_workers(settings, args) if args.workers != 1 else _run(settings, args))
+        runner.run(
+            _run_workers(settings, args) if args.workers != 1 else _run(settings, args, create_app)
+        )
     print("careline stopped.")
     return 0
 
@@ -554,8 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, app_factory: AppFactory | None = None) -> int:
+    """Run one subcommand; `app_factory` is the application `run` serves (bot.app gives it)."""
     args = build_parser().parse_args(argv)
+    args.app_factory = app_factory
     try:
         return int(args.func(args) or 0)
     except SettingsError as e:

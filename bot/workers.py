@@ -91,7 +91,7 @@ async def _stop_all(procs: list[asyncio.subprocess.Process]) -> None:
 def worker_command(cli_args: Sequence[str]) -> list[str]:
     """The command line of one worker: this interpreter, `careline run` with the same
     arguments, bound with SO_REUSEPORT."""
-    return [sys.executable, "-m", "bot.cli", *cli_args, "--reuse-port"]
+    return [sys.executable, "-m", "bot.app", *cli_args, "--reuse-port"]
 
 
 def worker_env(nlu_url: str) -> dict[str, str]:

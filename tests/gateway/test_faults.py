@@ -71,7 +71,7 @@ def test_production_refuses_the_in_process_redis(tmp_path: Path) -> None:
         DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}",
     )
     out = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "run", "--port", "0"],
+        [sys.executable, "-m", "bot.app", "run", "--port", "0"],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert out.returncode == 2, out.stderr[-2000:]
