@@ -194,6 +194,10 @@ class Customer:
     acked: set[str] = field(default_factory=set)
     wire: list[int] = field(default_factory=list)  # message ids as received, in order
     reconnects: int = 0
+    resend_at: dict[str, float] = field(default_factory=dict)  # refused for now: when again
+    retries: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)  # error frames, by code
+    given_up: int = 0  # refused for good (as the widget shows "not sent")
 
 
 async def run_customer(c: Customer, replicas: list[Replica], stop: asyncio.Event) -> None:
@@ -228,6 +232,16 @@ async def run_customer(c: Customer, replicas: list[Replica], stop: asyncio.Event
                             if msg.type != aiohttp.WSMsgType.TEXT:
                                 break  # closed: reconnect
                             _on_frame(c, json.loads(msg.data))
+                        for cid in [k for k, t in c.resend_at.items() if t <= time.monotonic()]:
+                            del c.resend_at[cid]
+                            if cid in c.unacked:
+                                await ws.send_json(
+                                    {
+                                        "type": "message",
+                                        "client_msg_id": cid,
+                                        "text": c.unacked[cid],
+                                    }
+                                )
                         if not stop.is_set() and time.monotonic() >= next_send:
                             sent += 1
                             text = ASK_PERSON if sent % 4 == 0 else rnd.choice(FAQS)
@@ -240,6 +254,7 @@ async def run_customer(c: Customer, replicas: list[Replica], stop: asyncio.Event
             except (aiohttp.ClientError, ConnectionError, RuntimeError, TimeoutError):
                 pass
             c.reconnects += 1
+            c.resend_at.clear()  # a new socket re-sends everything not acknowledged
             await asyncio.sleep(0.3 + rnd.random() * 0.5)
 
 
@@ -257,6 +272,19 @@ def _on_frame(c: Customer, f: dict[str, Any]) -> None:
         c.conversation_id = f.get("conversation_id") or c.conversation_id
         c.last_event_id = f.get("last_event_id") or c.last_event_id
         c.wire = [m["id"] for m in f.get("messages") or []]  # the page starts over
+    elif kind == "error":  # what the widget does with a refusal (bot/static/widget.js)
+        code, cid = str(f.get("code")), f.get("client_msg_id")
+        c.refused[code] = c.refused.get(code, 0) + 1
+        if cid not in c.unacked:
+            return
+        c.retries[cid] = n = c.retries.get(cid, 0) + 1
+        if code == "rate_limited":
+            c.resend_at[cid] = time.monotonic() + max(1.0, float(f.get("retry_after") or 2))
+        elif code == "internal" and n <= 3:
+            c.resend_at[cid] = time.monotonic() + 2.0 * n
+        else:  # cannot succeed as sent, or refused three times: shown as not sent
+            del c.unacked[cid]
+            c.given_up += 1
     elif kind == "event":
         c.last_event_id = f.get("eid") or c.last_event_id
         event = f.get("event") or {}
@@ -386,9 +414,13 @@ async def main() -> int:
         await at(args.seconds)
         log("load stops; customers finish re-sending what was not acknowledged")
         stop.set()
-        await asyncio.wait(tasks, timeout=90)
-        for t in tasks:
+        t_stop = time.monotonic()
+        _, pending = await asyncio.wait(tasks, timeout=90)
+        for t in pending:
             t.cancel()
+        waiting = sum(len(c.unacked) for c in customers)
+        log(f"clients done in {time.monotonic() - t_stop:.0f} s ({len(pending)} still running, "
+            f"{waiting} messages never acknowledged)")  # fmt: skip
         left = await _drain(pg.url, timeout=300)  # the replicas work through their backlog
         log(f"backlog worked through ({left} customer messages still unprocessed)")
         ok = await _check(pg.url, env, customers, stats)
@@ -476,12 +508,19 @@ async def _check(url: str, env: dict[str, str], customers: list[Customer], stats
                 stranded.append(conv.id)
         dup_customers = [c.n for c in customers if len(c.wire) != len(set(c.wire))]
         escalated = sum(1 for c in convs if c.escalated_at is not None)
+        refused: dict[str, int] = {}
+        for c in customers:
+            for code, n in c.refused.items():
+                refused[code] = refused.get(code, 0) + n
+        given_up = sum(c.given_up for c in customers)
         print("| what | count |")
         print("|---|---:|")
         for label, value in [
             ("customers", len(customers)),
             ("reconnects (dropped sockets)", sum(c.reconnects for c in customers)),
             ("customer messages acknowledged", len(acked)),
+            ("... refused by the server (error frames, by code)", _kinds(refused)),
+            ("... given up (refused for good, never acknowledged)", given_up),
             ("... missing from SQL", len(missing)),
             ("customer messages stored", len(customer_msgs)),
             ("... not processed", len(unprocessed)),
