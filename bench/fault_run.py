@@ -278,7 +278,7 @@ def _on_frame(c: Customer, f: dict[str, Any]) -> None:
         if cid not in c.unacked:
             return
         c.retries[cid] = n = c.retries.get(cid, 0) + 1
-        if code == "rate_limited":
+        if code in ("rate_limited", "unavailable"):
             c.resend_at[cid] = time.monotonic() + max(1.0, float(f.get("retry_after") or 2))
         elif code == "internal" and n <= 3:
             c.resend_at[cid] = time.monotonic() + 2.0 * n

@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import ClientConnectionResetError, WSMsgType, web
+from aiohttp import ClientConnectionResetError, WSCloseCode, WSMsgType, web
 
 from bot.conversation.ports import ChannelInbound
 from bot.core import wire_json
@@ -30,7 +30,7 @@ from bot.core.messages import InboundMessage
 from bot.core.metrics import WIDGET_CONNECTIONS, WIDGET_ERRORS, WIDGET_MESSAGES
 from bot.core.security import TokenSigner
 from bot.core.settings import Settings
-from bot.core.store.db import Database
+from bot.core.store.db import STORE_UNREACHABLE, Database
 from bot.core.views import message_view
 from nlu.vi.text import nfc
 
@@ -56,6 +56,16 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+STORE_RETRY_AFTER_S = 2.0  # a refused message's next try while the database is out
+
+
+def _named_message(frame: object) -> dict[str, str]:
+    """The refused frame's client_msg_id, when it has a valid one: the widget then retries
+    that very message (same id: stored at most once)."""
+    cid = frame.get("client_msg_id") if isinstance(frame, dict) else None
+    return {"client_msg_id": cid} if isinstance(cid, str) and CLIENT_MSG_ID.match(cid) else {}
 
 
 class FrameError(Exception):
@@ -204,19 +214,33 @@ class WidgetConnection:
             await getattr(self, f"_on_{kind}")(frame)
         except FrameError as e:
             await self._error(e)
+        except STORE_UNREACHABLE as e:
+            # An outage, not a bug: one line, no traceback per frame; the widget keeps the
+            # message and sends it again after retry_after, for as long as the outage lasts.
+            log.warning(
+                "widget frame not handled: the database is unreachable: %r",
+                e,
+                extra={"conversation_id": self.conversation_id},
+            )
+            await self._error(
+                FrameError(
+                    "unavailable",
+                    "we cannot save messages just now; yours will be sent again in a moment",
+                    retry_after=STORE_RETRY_AFTER_S,
+                    **_named_message(frame),
+                )
+            )
+            if isinstance(frame, dict) and frame.get("type") == "hello":
+                # No welcome was sent: the widget starts over on a new socket (with backoff).
+                await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"unavailable")
         except Exception:
             log.exception("widget frame failed", extra={"conversation_id": self.conversation_id})
-            # The id lets the widget retry that very message (same id: stored at most once).
-            cid = frame.get("client_msg_id") if isinstance(frame, dict) else None
-            extra = (
-                {"client_msg_id": cid} if isinstance(cid, str) and CLIENT_MSG_ID.match(cid) else {}
-            )
             await self._error(
                 FrameError(
                     "internal",
                     "something went wrong on our side; "
                     "your message was not saved, please send it again",
-                    **extra,
+                    **_named_message(frame),
                 )
             )
 

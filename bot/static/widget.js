@@ -38,6 +38,7 @@
         rate_limited: "You're sending messages too fast \u2014 please wait a moment.",
         text_too_long: 'That message is too long (max {n} characters).', empty_text: 'That message is empty.',
         internal: 'Something went wrong on our side \u2014 we will retry shortly.',
+        unavailable: 'We cannot save messages just now \u2014 yours will be sent as soon as we can.',
         too_many_connections: 'Too many chats are open from your network \u2014 retrying shortly.',
         origin_not_allowed: 'Chat is not available on this website.', generic: 'Something went wrong. Please try again.',
       },
@@ -57,6 +58,7 @@
         rate_limited: 'B\u1ea1n g\u1eedi tin h\u01a1i nhanh \u2014 vui l\u00f2ng \u0111\u1ee3i m\u1ed9t ch\u00fat nh\u00e9.',
         text_too_long: 'Tin nh\u1eafn qu\u00e1 d\u00e0i (t\u1ed1i \u0111a {n} k\u00fd t\u1ef1).', empty_text: 'Tin nh\u1eafn \u0111ang tr\u1ed1ng.',
         internal: 'H\u1ec7 th\u1ed1ng \u0111ang g\u1eb7p s\u1ef1 c\u1ed1 \u2014 ch\u00fang t\u00f4i s\u1ebd th\u1eed g\u1eedi l\u1ea1i sau gi\u00e2y l\u00e1t.',
+        unavailable: 'H\u1ec7 th\u1ed1ng \u0111ang t\u1ea1m gi\u00e1n \u0111o\u1ea1n \u2014 tin nh\u1eafn c\u1ee7a b\u1ea1n s\u1ebd \u0111\u01b0\u1ee3c g\u1eedi ngay khi c\u00f3 th\u1ec3.',
         too_many_connections: 'C\u00f3 qu\u00e1 nhi\u1ec1u khung chat \u0111ang m\u1edf t\u1eeb m\u1ea1ng c\u1ee7a b\u1ea1n \u2014 \u0111ang th\u1eed l\u1ea1i.',
         origin_not_allowed: 'Khung chat ch\u01b0a \u0111\u01b0\u1ee3c b\u1eadt cho trang web n\u00e0y.', generic: '\u0110\u00e3 c\u00f3 l\u1ed7i x\u1ea3y ra, b\u1ea1n vui l\u00f2ng th\u1eed l\u1ea1i.',
       },
@@ -501,7 +503,7 @@ textarea{font-size:16px}}
   }
   function onError(f) {
     const code = String(f.code || ''), cmid = typeof f.client_msg_id === 'string' ? f.client_msg_id : null;
-    if (code === 'rate_limited') { // not stored: keep it in the outbox and send again later
+    if (code === 'rate_limited' || code === 'unavailable') { // not stored: keep it in the outbox and send again later
       const wait = Math.max(1, Number(f.retry_after) || 2) * 1000;
       holdUntil = Math.max(holdUntil, Date.now() + wait);
       if (cmid) inflight.delete(cmid); else inflight.clear();

@@ -170,3 +170,47 @@ async def test_markup_in_messages_is_shown_as_text(browser: Any, gateway_url: st
         assert not errors, errors
     finally:
         await context.close()
+
+
+async def test_a_message_typed_during_a_database_outage_is_sent_once_it_is_back(
+    browser: Any, tmp_path: Path, nlu_url: str
+) -> None:
+    """The widget keeps a message the server refused as `unavailable` and sends it again
+    after retry_after for as long as the outage lasts (more refusals than an `internal`
+    error's three tries); once the database is back it is stored once and answered."""
+    from prometheus_client import REGISTRY
+
+    from tests.support import backend_settings, running_gateway, tcp_link, with_section
+
+    def refusals() -> float:
+        got = REGISTRY.get_sample_value("careline_widget_errors_total", {"code": "unavailable"})
+        return got or 0.0
+
+    async with (
+        backend_settings("postgresql", tmp_path) as s,
+        tcp_link("127.0.0.1", 5432) as link,
+    ):
+        through_link = s.database.url.replace("127.0.0.1:5432", f"127.0.0.1:{link.port}")
+        async with running_gateway(with_section(s, "database", url=through_link), nlu_url) as g:
+            context, page, errors = await open_page(browser, g.url)
+            try:
+                await ensure_open(page)
+                await page.wait_for_function("() => window.Careline.state().connected")
+                await link.cut()
+                before = refusals()
+                await type_and_send(page, WARRANTY_Q)
+                for _ in range(200):  # until the server has refused it four times
+                    if refusals() - before >= 4:
+                        break
+                    await asyncio.sleep(0.1)
+                assert refusals() - before >= 4, "the widget stopped retrying"
+                mine = [m for m in (await state(page))["messages"] if m["sender"] == "customer"]
+                assert [(m["text"], m["pending"]) for m in mine] == [(WARRANTY_Q, True)]
+                await link.restore()
+                await wait_stored_and_answered(page, WARRANTY_Q)
+                conv = (await state(page))["conversationId"]
+                stored = [m.text for m in await g.gw.db.transcript(conv) if m.sender == "customer"]
+                assert stored == [WARRANTY_Q]
+                assert not errors, errors
+            finally:
+                await context.close()

@@ -42,7 +42,7 @@ async def test_a_server_error_names_the_message_so_the_widget_retries_it(gateway
         nonlocal calls
         calls += 1
         if calls == 1:
-            raise ConnectionError("the database went away for a moment")
+            raise RuntimeError("a bug on our side")  # not an outage: that is `unavailable`
         return await real_accept(inbound)
 
     engine.accept = flaky_accept

@@ -185,7 +185,12 @@ class HotStatements:
             records = await driver.fetch(compiled.sql, *args)
         except asyncpg.IntegrityConstraintViolationError as e:
             raise exc.IntegrityError(compiled.sql, args, e) from e
-        except _CONNECTION_LOST as e:  # the pool replaces a closed connection on release
+        except _CONNECTION_LOST as e:
+            # The pool replaces this connection on release; the idle ones most likely went
+            # down with it (a restart, a failover), so they reconnect on their next use
+            # rather than each failing one more statement after the server is back.
+            if self._pool is not None:
+                self._pool.expire_connections()
             raise exc.OperationalError(compiled.sql, args, e) from e
         except asyncpg.PostgresError as e:
             raise exc.DBAPIError(compiled.sql, args, e) from e
