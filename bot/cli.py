@@ -156,6 +156,7 @@ async def _run(settings: Settings, args: argparse.Namespace, create_app: AppFact
 
     from bot.core.logs import setup_logging
     from bot.core.security import require_shared_redis
+    from bot.startup import GATEWAY
 
     setup_logging(args.log_level)
     require_shared_redis(settings)  # before any training or service start
@@ -175,8 +176,6 @@ async def _run(settings: Settings, args: argparse.Namespace, create_app: AppFact
     try:  # a failed start closes what it had opened, the NLU child included
         await runner.setup()  # runs startup: migrations, Redis, workers
         await web.TCPSite(runner, host, port, reuse_port=args.reuse_port or None).start()
-        from bot.startup import GATEWAY
-
         gw = app[GATEWAY]
         assert gw.redis is not None and gw.db is not None
         if gw.redis.embedded:
