@@ -175,7 +175,10 @@ async def _run(settings: Settings, args: argparse.Namespace, create_app: AppFact
     runner = web.AppRunner(app, access_log=None)
     try:  # a failed start closes what it had opened, the NLU child included
         await runner.setup()  # runs startup: migrations, Redis, workers
-        await web.TCPSite(runner, host, port, reuse_port=args.reuse_port or None).start()
+        await web.TCPSite(
+            runner, host, port, backlog=settings.gateway.listen_backlog,
+            reuse_port=args.reuse_port or None,
+        ).start()  # fmt: skip
         gw = app[GATEWAY]
         assert gw.redis is not None and gw.db is not None
         if gw.redis.embedded:

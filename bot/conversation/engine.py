@@ -51,17 +51,22 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
         lock = self.keys.conversation_lock(conversation_id)
         async with self._turn_here(conversation_id), redis_lock(self.redis, lock, wait_s=wait_s):
             while True:
-                pending = await self.db.unprocessed_customer_messages(
-                    conversation_id=conversation_id, limit=PENDING_BATCH
+                work = await self.db.pending_work(
+                    conversation_id, context=self._context_messages, limit=PENDING_BATCH
                 )
-                for msg in pending:
-                    await self._handle(await self._require(conversation_id), msg)
+                if work is None:
+                    return handled
+                conv = work.conversation
+                for i, (msg, context) in enumerate(work.messages):
+                    if i:  # the message before may have changed it (an escalation)
+                        conv = await self._require(conversation_id)
+                    await self._handle(conv, msg, context)
                     await self.db.mark_processed(msg.stored_id)
                     INBOX_HANDLED.inc()
                     handled += 1
                 # A message that arrived meanwhile has its own turn, which runs this again
                 # once the lock is free: only a full batch means more are waiting now.
-                if len(pending) < PENDING_BATCH:
+                if not work.more:
                     return handled
 
     @asynccontextmanager
@@ -132,7 +137,9 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
             await asyncio.wait(set(self._local_turns), timeout=grace_s)
         await stop_loop_and_tasks(None, self._local_turns)
 
-    async def _handle(self, conv: Conversation, msg: Message) -> None:
+    async def _handle(self, conv: Conversation, msg: Message, context: tuple[str, ...]) -> None:
+        """`context`: the customer's last few messages before this one, oldest first: triage
+        reads a hazard told over several messages as one."""
         if self.closing and self.closing.wants(conv, msg):
             if await self.closing.on_message(conv, msg):
                 return
@@ -140,10 +147,11 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
         if conv.state == State.WAITING_AGENT:
             await self._finish_cut_escalation(conv, msg)
         if conv.state != State.BOT:
-            await self._triage_waiting(conv, msg)  # a person handles it; we only watch severity
+            # A person handles it; the bot only watches its severity.
+            await self._triage_waiting(conv, msg, context)
             return
         async with self._typing_if_slow(conv.id):
-            await self._bot_turn(conv, msg)
+            await self._bot_turn(conv, msg, context)
 
     @asynccontextmanager
     async def _typing_if_slow(self, conversation_id: str) -> AsyncIterator[None]:

@@ -190,12 +190,14 @@ class HazardSteps(EscalationSteps):
         await self.transcript.reply(conv, msg, "safety", text)
         await self.escalate(conv, msg, why, lang, t)
 
-    async def _triage_waiting(self, conv: Conversation, msg: Message) -> None:
+    async def _triage_waiting(
+        self, conv: Conversation, msg: Message, context: tuple[str, ...]
+    ) -> None:
         """While a person is coming, a message can still reveal danger: say what to do now.
         After a callback offer, it may carry the contact details we asked for."""
         if conv.state == State.WAITING_AGENT and await self._capture_callback(conv, msg):
             return
-        t = await self._triage_with_model(conv, msg)
+        t = await self._triage_with_model(conv, msg, context)
         if t.severity == "critical" and conv.severity != "critical":
             # Safety words first, then the record, then the severity: the stored severity
             # stays below critical until the last step, so a crash anywhere in between is
@@ -214,11 +216,12 @@ class HazardSteps(EscalationSteps):
                 )
         await self._raise_severity(conv, t)
 
-    async def _triage_with_model(self, conv: Conversation, msg: Message) -> TriageResult:
+    async def _triage_with_model(
+        self, conv: Conversation, msg: Message, context: tuple[str, ...]
+    ) -> TriageResult:
         """Triage a message the bot does not answer (a person is coming or is there): the
         learned model still reads it with its context, so a symptom told while waiting is
         caught; without the NLU service, the lexicon alone decides."""
-        context = await self._context(conv, msg)
         try:
             result = await self.nlu.parse(msg.text, message_id=str(msg.id), context=context)
         except (NLUUnavailable, NLURejected):

@@ -24,7 +24,7 @@ from bot.conversation.transcript import TranscriptWriter
 from bot.core.live.streams import EventLog, Inbox
 from bot.core.settings import Settings
 from bot.core.store.db import Database
-from bot.core.store.models import Conversation, Message
+from bot.core.store.models import Conversation
 from bot.core.vocabulary import State
 from nlu.client import NLUClient, SeverityReading
 from nlu.triage.triage import Triage, TriageResult, max_severity
@@ -85,6 +85,8 @@ class EngineParts:
         # Channel identity → customer id. A customer row is never deleted or re-keyed, so
         # once known, a visitor's later messages skip the lookup (bounded: oldest go first).
         self.customer_ids: OrderedDict[tuple[str, str], str] = OrderedDict()
+        # Earlier messages triage reads with each one (careline.triage.model.context_messages).
+        self._context_messages = settings.triage.model.context_messages
 
     async def _start_turn(self, conversation_id: str, message_id: int) -> None:
         """Have the bot answer an accepted message: through the inbox, which any replica's
@@ -113,11 +115,3 @@ class EngineParts:
                     await listener(conv.id, new)
             conv = await self.db.update_conversation(conv.id, severity=new)
         return conv
-
-    async def _context(self, conv: Conversation, msg: Message) -> tuple[str, ...]:
-        """The customer's last few messages before this one, oldest first: triage reads a
-        hazard told over several messages as one (careline.triage.model.context_messages)."""
-        n = self.settings.triage.model.context_messages
-        if n == 0:
-            return ()
-        return tuple(await self.db.customer_texts_before(conv.id, msg.stored_id, n))

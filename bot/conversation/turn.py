@@ -25,7 +25,7 @@ NOT_OFFERED = {FALLBACK_INTENT, "out_of_scope", HUMAN_INTENT}
 
 
 class BotTurn(HazardSteps):
-    async def _bot_turn(self, conv: Conversation, msg: Message) -> None:
+    async def _bot_turn(self, conv: Conversation, msg: Message, context: tuple[str, ...]) -> None:
         # The conversation's bot state in one read (under its lock, nobody else changes it).
         raw_check, raw_misses, cleared = await self.redis.hmget(
             self._bot_key(conv.id), SAFETY_CHECK_FIELD, "misses", CLEARED
@@ -36,7 +36,6 @@ class BotTurn(HazardSteps):
             if said is not None:
                 await self._safety_answer(conv, msg, said)
                 return
-        context = await self._context(conv, msg)
         try:
             u = await self._understand(msg, context)
         except NLURejected as e:

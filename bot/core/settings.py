@@ -104,6 +104,10 @@ class GatewaySettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str | None = None  # how browsers reach us; default http://host:port
+    # Connections the kernel holds before we accept them. A burst of visitors (a campaign, a
+    # replica failing over) beyond it has its SYNs dropped and retried after 1, 3, 7 s;
+    # the kernel caps it at net.core.somaxconn.
+    listen_backlog: int = Field(default=4096, ge=1, le=65535)
     # Load balancers whose X-Forwarded-For / Forwarded headers name the client (CIDRs).
     trusted_proxies: list[str] = Field(default_factory=list)
 

@@ -188,19 +188,50 @@ async def test_transcript_order_limit_and_notes(db: Database) -> None:
     assert await db.transcript("missing") == []
 
 
-async def test_customer_texts_before_a_message(db: Database) -> None:
+async def test_pending_work_reads_the_conversation_its_unanswered_messages_and_their_context(
+    db: Database,
+) -> None:
     conv, other = await _conversation(db), await _conversation(db, "visitor-2")
     await db.add_message(other.id, "customer", "someone else")
-    ids = {}
-    for i, (sender, text_) in enumerate(
-        [("customer", "c0"), ("bot", "b1"), ("customer", ""), ("customer", "c3"),
-         ("agent", "a4"), ("customer", "c5"), ("customer", "c6")]
-    ):  # fmt: skip
-        ids[i] = (await db.add_message(conv.id, sender, text_))[0].stored_id
-    assert await db.customer_texts_before(conv.id, ids[6], 2) == ["c3", "c5"]
-    assert await db.customer_texts_before(conv.id, ids[6], 10) == ["c0", "c3", "c5"]
-    assert await db.customer_texts_before(conv.id, ids[3], 10) == ["c0"]  # no empty text
-    assert await db.customer_texts_before(conv.id, ids[0], 10) == []
+    assert await db.pending_work("no-such-conversation", context=3, limit=10) is None
+    nothing = await db.pending_work(conv.id, context=3, limit=10)
+    assert nothing is not None and nothing.conversation.id == conv.id
+    assert nothing.messages == [] and not nothing.more
+
+    rows = [("customer", "c0", True), ("bot", "b1", True), ("customer", "", True),
+            ("customer", "c3", True), ("agent", "a4", True), ("customer", "c5", True),
+            ("customer", "c6", False), ("customer", "", False), ("customer", "c8", True),
+            ("customer", "c9", False)]  # fmt: skip
+    ids = [
+        (await db.add_message(conv.id, sender, text_, processed=done))[0].stored_id
+        for sender, text_, done in rows
+    ]
+    await db.update_conversation(conv.id, severity="high")
+
+    work = await db.pending_work(conv.id, context=2, limit=10)
+    assert work is not None and work.conversation.severity == "high" and not work.more
+    got = [(m.id, m.text, before) for m, before in work.messages]
+    assert got == [
+        (ids[6], "c6", ("c3", "c5")),  # empty texts and other senders are no context
+        (ids[7], "", ("c5", "c6")),  # an earlier unanswered message is context too
+        (ids[9], "c9", ("c6", "c8")),  # so is one answered in between (a channel command)
+    ]
+    wide = await db.pending_work(conv.id, context=4, limit=10)
+    assert wide is not None and wide.messages[0][1] == ("c0", "c3", "c5")  # all there are
+    none = await db.pending_work(conv.id, context=0, limit=10)
+    assert none is not None and [before for _, before in none.messages] == [(), (), ()]
+
+    first = await db.pending_work(conv.id, context=2, limit=2)
+    assert first is not None and first.more
+    assert [m.id for m, _ in first.messages] == [ids[6], ids[7]]
+    for m, _ in first.messages:
+        await db.mark_processed(m.stored_id)
+    rest = await db.pending_work(conv.id, context=2, limit=2)
+    assert rest is not None  # (`more` may say yes: its rows were cut by the read's limit)
+    assert [(m.id, before) for m, before in rest.messages] == [(ids[9], ("c6", "c8"))]
+    await db.mark_processed(ids[9])
+    done = await db.pending_work(conv.id, context=2, limit=2)
+    assert done is not None and done.messages == [] and not done.more
 
 
 async def test_unicode_round_trip(db: Database) -> None:

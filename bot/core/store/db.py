@@ -15,11 +15,25 @@ import logging
 import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import JSON, Connection, Integer, any_, event, select, text, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Integer,
+    and_,
+    any_,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -29,8 +43,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.sql import ClauseElement, Update
-from sqlalchemy.sql.expression import bindparam
+from sqlalchemy.sql import ClauseElement, Select, Update
+from sqlalchemy.sql.expression import BindParameter, bindparam
 from sqlmodel import SQLModel, col
 
 from bot.core.store.coalesce import Coalescer
@@ -45,7 +59,7 @@ from bot.core.store.models import (
     Sender,
     utcnow,
 )
-from bot.core.store.upsert import insert_ignoring_conflict, insert_ignoring_conflict_returning
+from bot.core.store.upsert import insert_ignoring_conflict_returning
 from bot.core.store.url import SQLITE_DRIVER, masked, normalize_url, sqlite_path
 
 if TYPE_CHECKING:
@@ -93,6 +107,9 @@ class Database:
         self._autocommit_sessions = async_sessionmaker(self._autocommit, expire_on_commit=False)
         self._insert_message = insert_ignoring_conflict_returning(
             self.dialect, Message, ["conversation_id", "client_msg_id"]
+        )
+        self._insert_customer = insert_ignoring_conflict_returning(
+            self.dialect, Customer, ["channel", "external_id"]
         )
         self._marks: Coalescer[int] = Coalescer(self._write_marks)
         self._hot = HotStatements(
@@ -220,11 +237,15 @@ class Database:
         new = Customer(
             channel=channel, external_id=external_id, language=language, display_name=display_name
         )
-        identity = {"channel": channel, "external_id": external_id}
-        async with self._sql_sessions.begin() as s:
-            await s.execute(self._insert_ignoring_conflict(new, ["channel", "external_id"]))
-            # Ours or a concurrent caller's row: both are committed or in our transaction.
-            return (await s.scalars(_CUSTOMER_BY_IDENTITY, identity)).one()
+        # One autocommitted statement on first contact; a concurrent first contact that won
+        # the race has committed its row before ours returns nothing, so the re-read sees it.
+        async with self._hot.connection() as run:
+            inserted = await run(self._insert_customer, new.model_dump())
+            if inserted:
+                return _stored(Customer, inserted[0])
+            identity = {"channel": channel, "external_id": external_id}
+            (existing,) = await run(_CUSTOMER_BY_IDENTITY, identity)
+            return _stored(Customer, existing)
 
     async def find_customer(self, channel: str, external_id: str) -> Customer | None:
         identity = {"channel": channel, "external_id": external_id}
@@ -245,8 +266,7 @@ class Database:
         self, customer_id: str, channel: str, language: str
     ) -> Conversation:
         conversation = Conversation(customer_id=customer_id, channel=channel, language=language)
-        async with self._sql_sessions.begin() as s:
-            s.add(conversation)
+        await self._hot.rows(_INSERT_CONVERSATION, conversation.model_dump())
         return conversation
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
@@ -375,14 +395,37 @@ class Database:
             query, params["conversation_id"] = _UNPROCESSED_OF_CONVERSATION, conversation_id
         return await self._rows(Message, query, params)
 
-    async def customer_texts_before(
-        self, conversation_id: str, message_id: int, limit: int
-    ) -> list[str]:
-        """The texts of the customer's last `limit` messages before `message_id`, oldest
-        first: the context a turn reads, without building whole messages for it."""
-        params = {"conversation_id": conversation_id, "before": message_id, "limit": limit}
-        rows = await self._hot.rows(_CUSTOMER_TEXTS_BEFORE, params)
-        return [row["text"] for row in reversed(rows)]
+    async def pending_work(
+        self, conversation_id: str, *, context: int, limit: int
+    ) -> PendingWork | None:
+        """What a turn of the conversation needs, in one statement: the conversation as it
+        is now, its first `limit` unanswered customer messages in order, and for each the
+        texts of the customer's last `context` messages before it (none empty), oldest
+        first, which triage reads with it. None if there is no such conversation."""
+        rows = await self._hot.rows(
+            _pending_work_query(context), {"conversation_id": conversation_id, "limit": limit}
+        )
+        if not rows:
+            return None
+        first = rows[0]
+        conversation = _stored(Conversation, {name: first[name] for name in _CONVERSATION_COLUMNS})
+        texts: list[str] = []
+        pending: list[tuple[Message, tuple[str, ...]]] = []
+        for row in rows:
+            if row["m_id"] is None:  # the outer join's one row: nothing of the customer's
+                break
+            values = {name: row[f"m_{name}"] for name in _MESSAGE_COLUMNS}
+            if values["processed_at"] is None:
+                before = tuple(texts[-context:]) if context else ()
+                pending.append((_stored(Message, values), before))
+                if len(pending) == limit:
+                    break
+            if values["text"]:
+                texts.append(values["text"])
+        # A read cut by its row limit may have stopped short of messages still waiting
+        # (answered or empty ones among them): then say so, and the caller reads again.
+        more = len(pending) == limit or len(rows) == limit + context
+        return PendingWork(conversation, pending, more=more)
 
     async def transcript(
         self, conversation_id: str, *, limit: int | None = None, include_notes: bool = True
@@ -464,13 +507,6 @@ class Database:
         """Rows of `model` read without an ORM session: the reads every message makes."""
         return [_stored(model, row) for row in await self._hot.rows(query, params)]
 
-    def _insert_ignoring_conflict(self, row: SQLModel, unique: Sequence[str]) -> Any:
-        """INSERT row ON CONFLICT (unique columns) DO NOTHING, in this dialect's syntax."""
-        values = row.model_dump()
-        if values.get("id") is None:
-            values.pop("id", None)  # autoincrement
-        return insert_ignoring_conflict(self.dialect, type(row), values, unique)
-
 
 def _check_schema(schema: str | None, dialect: str) -> str | None:
     if schema is None:
@@ -500,23 +536,75 @@ _LATEST_CONVERSATION = (
     .order_by(col(Conversation.created_at).desc())
     .limit(1)
 )
+_INSERT_CONVERSATION = insert(Conversation.__table__)  # type: ignore[attr-defined]
 _CONVERSATION_BY_ID = select(Conversation).where(col(Conversation.id) == bindparam("id"))
 _JSON_COLUMNS = frozenset(
     c.name
     for c in Message.__table__.columns  # type: ignore[attr-defined]
     if isinstance(c.type, JSON)
 )
-_CUSTOMER_TEXTS_BEFORE = (
-    select(col(Message.text))
-    .where(
-        col(Message.conversation_id) == bindparam("conversation_id"),
-        col(Message.id) < bindparam("before"),
-        col(Message.sender) == Sender.CUSTOMER.value,
-        col(Message.text) != "",
+_CONVERSATION_COLUMNS = tuple(Conversation.__table__.columns.keys())  # type: ignore[attr-defined]
+_MESSAGE_COLUMNS = tuple(Message.__table__.columns.keys())  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class PendingWork:
+    """A conversation's next turn: the conversation, its unanswered customer messages in
+    order with each one's context (see `Database.pending_work`), and whether more wait."""
+
+    conversation: Conversation
+    messages: list[tuple[Message, tuple[str, ...]]]
+    more: bool
+
+
+@cache
+def _pending_work_query(context: int) -> Select[Any]:
+    """The conversation LEFT JOIN its customer messages from the first of the `context`
+    (non-empty) ones before its first unanswered message on: the turn's three reads
+    (conversation, work list, context) in one round trip, on both dialects. Message
+    columns come labelled m_<name>."""
+    conversation = Conversation.__table__  # type: ignore[attr-defined]
+    table = Message.__table__  # type: ignore[attr-defined]
+    wanted: BindParameter[str] = bindparam("conversation_id")
+    first, earlier, joined = table.alias("first"), table.alias("earlier"), table.alias("m")
+    first_pending = (
+        select(func.min(first.c.id))
+        .where(
+            first.c.conversation_id == wanted,
+            first.c.sender == Sender.CUSTOMER.value,
+            first.c.processed_at.is_(None),
+        )
+        .scalar_subquery()
     )
-    .order_by(col(Message.id).desc())
-    .limit(bindparam("limit"))
-)
+    start: Any = first_pending
+    if context:
+        window = (
+            select(earlier.c.id)
+            .where(
+                earlier.c.conversation_id == wanted,
+                earlier.c.sender == Sender.CUSTOMER.value,
+                earlier.c.text != "",
+                earlier.c.id < first_pending,
+            )
+            .order_by(earlier.c.id.desc())
+            .limit(context)
+            .subquery()
+        )
+        start = func.coalesce(select(func.min(window.c.id)).scalar_subquery(), first_pending)
+    on = and_(
+        joined.c.conversation_id == conversation.c.id,
+        joined.c.sender == Sender.CUSTOMER.value,
+        joined.c.id >= start,
+    )
+    return (
+        select(conversation, *(c.label(f"m_{c.name}") for c in joined.c))
+        .select_from(conversation.outerjoin(joined, on))
+        .where(conversation.c.id == wanted)
+        .order_by(joined.c.id)
+        .limit(bindparam("limit") + context)
+    )
+
+
 _MARK_PROCESSED = (
     update(Message)
     .where(col(Message.id) == bindparam("message_id"), col(Message.processed_at).is_(None))

@@ -190,7 +190,7 @@ class HotStatements:
             # down with it (a restart, a failover), so they reconnect on their next use
             # rather than each failing one more statement after the server is back.
             if self._pool is not None:
-                self._pool.expire_connections()
+                await self._pool.expire_connections()
             raise exc.OperationalError(compiled.sql, args, e) from e
         except asyncpg.PostgresError as e:
             raise exc.DBAPIError(compiled.sql, args, e) from e
