@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -258,3 +259,32 @@ async def tcp_link(target_host: str, target_port: int) -> AsyncIterator[TcpLink]
         yield link
     finally:
         await link.cut()
+
+
+# -- a slow NLU -------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def slow_nlu(target: str, delay_s: float) -> AsyncIterator[str]:
+    """A proxy in front of the NLU service that holds every parse for `delay_s`: turns take
+    long enough for a test to kill a replica in one, or to make a line of them."""
+
+    async def forward(request: web.Request) -> web.Response:
+        if request.method == "POST":
+            await asyncio.sleep(delay_s)
+        async with aiohttp.ClientSession() as http, http.request(
+            request.method, target + request.path_qs, data=await request.read(),
+            headers={"Content-Type": request.content_type},
+        ) as r:  # fmt: skip
+            return web.Response(status=r.status, body=await r.read(), content_type=r.content_type)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

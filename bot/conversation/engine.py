@@ -94,7 +94,12 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
         inbox takes what this replica should not hold: turns beyond LOCAL_TURNS_PER_SLOT per
         slot (another replica may be idle), and anything once it is stopping."""
         backlog = LOCAL_TURNS_PER_SLOT * self.cfg.workers
-        if self._turns_stopped or len(self._local_turns) >= backlog:
+        if len(self._local_turns) >= backlog:
+            # Once turns spill, new ones join the inbox's line behind them until it has
+            # caught up (`inbox_caught_up`): turns taking places here as they free up would
+            # overtake the spilled ones again and again, which waited far longer for it.
+            self._spilling = True
+        if self._turns_stopped or self._spilling:
             await super()._start_turn(conversation_id, message_id)
             return
         task = asyncio.get_running_loop().create_task(
@@ -102,6 +107,10 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
         )
         self._local_turns.add(task)
         task.add_done_callback(self._local_turns.discard)
+
+    def inbox_caught_up(self) -> None:
+        """The inbox worker found no backlog in the inbox: turns may run where they arrive."""
+        self._spilling = False
 
     async def _local_turn(self, conversation_id: str, message_id: int) -> None:
         try:

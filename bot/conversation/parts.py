@@ -80,6 +80,7 @@ class EngineParts:
         self.turn_slots = asyncio.Semaphore(self.cfg.workers)
         self._local_turns: set[asyncio.Task[None]] = set()  # turns run where they arrived
         self._turns_stopped = False
+        self._spilling = False  # turns go to the inbox while it has a backlog (engine.py)
         # Conversations with a turn running or waiting on this replica (see _turn_here).
         self._turns_here: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         # Channel identity → customer id. A customer row is never deleted or re-keyed, so

@@ -23,6 +23,8 @@ from bot.core.store.db import Database
 
 log = logging.getLogger("careline.worker")
 
+READ_COUNT = 32  # inbox entries read at a time; a shorter read means no backlog is left
+
 
 class InboxWorker:
     def __init__(
@@ -50,7 +52,8 @@ class InboxWorker:
         # The replica's turn slots, shared with the turns the engine runs where they arrived:
         # an entry's turn waits for one in line with those, in arrival order.
         self._slots = slots
-        self._held = asyncio.Semaphore(2 * concurrency)  # entries taken and not yet done
+        self._most_held = 2 * concurrency
+        self._held = asyncio.Semaphore(self._most_held)  # entries taken and not yet done
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.handled = 0
@@ -70,10 +73,15 @@ class InboxWorker:
                 if loop.time() >= next_sweep:
                     await self._sweep()
                     next_sweep = loop.time() + self.sweep_every_s
-                inbox = self.inbox.key
-                for eid, fields in await read_group(
-                    self.redis, inbox, GROUP, self.consumer, count=32, block_ms=1000
-                ):
+                entries = await read_group(
+                    self.redis, self.inbox.key, GROUP, self.consumer, count=READ_COUNT,
+                    block_ms=1000,
+                )  # fmt: skip
+                if len(entries) < READ_COUNT and len(entries) <= self._room():
+                    # Nothing is left waiting in the inbox, and what was read goes in line
+                    # for a slot at once, ahead of any turn that arrives after it.
+                    self.engine.inbox_caught_up()
+                for eid, fields in entries:
                     await self._spawn(eid, fields)
             except asyncio.CancelledError:
                 raise
@@ -95,6 +103,10 @@ class InboxWorker:
         """Stop reading new work at once, and cancel work in flight (it is redelivered)."""
         self._stopping = True
         await stop_loop_and_tasks(loop_task, self._tasks)
+
+    def _room(self) -> int:
+        """Entries that could be taken now without waiting for one in hand to finish."""
+        return self._most_held - len(self._tasks)
 
     async def _spawn(self, eid: str, fields: dict[str, str]) -> None:
         await self._held.acquire()

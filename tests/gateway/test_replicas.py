@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from bot.channels.widget_client import WidgetClient, wait_for
 from bot.core.store.db import Database
 from nlu.process import free_port
-from tests.support import PG_URL, REDIS_URL, pg_schema
+from tests.support import PG_URL, REDIS_URL, pg_schema, slow_nlu
 
 CARELINE = str(Path(sys.executable).parent / "careline")
 
@@ -77,33 +77,6 @@ async def replica(
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-@asynccontextmanager
-async def slow_nlu(target: str, delay_s: float) -> AsyncIterator[str]:
-    """A proxy in front of the NLU service that holds every parse for `delay_s`: a replica
-    behind it is still working on the messages it took when it is killed."""
-    from aiohttp import web
-
-    async def forward(request: web.Request) -> web.Response:
-        if request.method == "POST":
-            await asyncio.sleep(delay_s)
-        async with aiohttp.ClientSession() as http, http.request(
-            request.method, target + request.path_qs, data=await request.read(),
-            headers={"Content-Type": request.content_type},
-        ) as r:  # fmt: skip
-            return web.Response(status=r.status, body=await r.read(), content_type=r.content_type)
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", forward)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 @asynccontextmanager
