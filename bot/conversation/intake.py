@@ -26,7 +26,8 @@ KNOWN_CUSTOMERS = 50_000  # customer ids remembered per replica (a few MB)
 class Intake(EngineParts):
     async def accept(self, inbound: InboundMessage) -> Accepted:
         """Store a customer message durably and queue it for the bot. Idempotent."""
-        conv = await self._conversation_for(await self._customer_id(inbound), inbound)
+        customer_id, known = await self._customer_id(inbound)
+        conv = await self._conversation_for(customer_id, inbound, known=known)
         payload: dict[str, Any] = {}
         if inbound.payload:
             payload["quick_reply"] = inbound.payload
@@ -50,14 +51,15 @@ class Intake(EngineParts):
         )
         return Accepted(conv.id, msg.stored_id, created)
 
-    async def _customer_id(self, inbound: InboundMessage) -> str:
-        """The sender's customer id, made on first contact (with its language and name)."""
+    async def _customer_id(self, inbound: InboundMessage) -> tuple[str, bool]:
+        """The sender's customer id, made on first contact (with its language and name),
+        and whether the customer was there before this message."""
         identity = (inbound.channel, inbound.external_id)
         known = self.customer_ids.get(identity)
         if known is not None:
             self.customer_ids.move_to_end(identity)
-            return known
-        customer = await self.db.get_or_create_customer(
+            return known, True
+        customer, created = await self.db.customer_for(
             inbound.channel,
             inbound.external_id,
             language=inbound.locale,
@@ -66,15 +68,20 @@ class Intake(EngineParts):
         self.customer_ids[identity] = customer.id
         if len(self.customer_ids) > KNOWN_CUSTOMERS:
             self.customer_ids.popitem(last=False)
-        return customer.id
+        return customer.id, not created
 
-    async def _conversation_for(self, customer_id: str, inbound: InboundMessage) -> Conversation:
+    async def _conversation_for(
+        self, customer_id: str, inbound: InboundMessage, *, known: bool = True
+    ) -> Conversation:
         """The conversation this message belongs to. An open one is simply read: only
         reopening or starting one changes anything, and that is done under the customer's
-        lock, so two messages sent at once never start two conversations."""
-        conv = await self.db.latest_conversation(customer_id)
-        if conv is not None and conv.state != State.CLOSED:
-            return conv
+        lock, so two messages sent at once never start two conversations. A customer this
+        message made has no conversation to read yet (one sent with it is found under the
+        lock)."""
+        if known:
+            conv = await self.db.latest_conversation(customer_id)
+            if conv is not None and conv.state != State.CLOSED:
+                return conv
         async with redis_lock(self.redis, self.keys.customer_lock(customer_id)):
             return await self._open_conversation(customer_id, inbound)
 
@@ -99,7 +106,9 @@ class Intake(EngineParts):
             return conv
         lang = inbound.locale if inbound.locale in LANGS else None
         lang = detect_language(inbound.text, default=lang or "vi")
-        if self.closing:  # a new chat soon after a resolved one: that one did not hold (FCR)
+        if self.closing and conv is not None:
+            # A new chat soon after a resolved one: that one did not hold (FCR). A first
+            # chat has nothing before it to count against.
             await self.closing.new_contact(customer_id, now())
         return await self.db.create_conversation(customer_id, inbound.channel, lang)
 
@@ -110,7 +119,8 @@ class Intake(EngineParts):
         bot cannot read): stored in the transcript like any other, answered with `text`, never
         interpreted by the bot. `language` records an explicit choice (e.g. /lang en).
         Idempotent like accept(): a retry stores and answers nothing twice."""
-        conv = await self._conversation_for(await self._customer_id(inbound), inbound)
+        customer_id, known = await self._customer_id(inbound)
+        conv = await self._conversation_for(customer_id, inbound, known=known)
         if language in LANGS and conv.language != language:
             conv = await self.db.update_conversation(conv.id, language=language)
         payload = {"attachment": inbound.attachment} if inbound.attachment else None

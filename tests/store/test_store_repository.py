@@ -38,10 +38,12 @@ async def test_get_or_create_customer_creates_once_and_returns_the_same_row(db: 
 
 
 async def test_get_or_create_customer_is_race_safe(db: Database) -> None:
-    customers = await asyncio.gather(
-        *(db.get_or_create_customer("widget", "racer", language="en") for _ in range(50))
+    found = await asyncio.gather(
+        *(db.customer_for("widget", "racer", language="en") for _ in range(50))
     )
-    assert len({c.id for c in customers}) == 1
+    assert len({c.id for c, _ in found}) == 1
+    assert [created for _, created in found].count(True) == 1  # one of them made it
+    assert (await db.customer_for("widget", "racer"))[1] is False
     count = "SELECT count(*) FROM customer WHERE external_id = :e"
     assert await _count(db, count, e="racer") == 1
 

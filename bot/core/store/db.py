@@ -231,9 +231,24 @@ class Database:
         display_name: str | None = None,
     ) -> Customer:
         """The customer for this channel identity, created on first contact (race-safe)."""
+        customer, _ = await self.customer_for(
+            channel, external_id, language=language, display_name=display_name
+        )
+        return customer
+
+    async def customer_for(
+        self,
+        channel: str,
+        external_id: str,
+        *,
+        language: str | None = None,
+        display_name: str | None = None,
+    ) -> tuple[Customer, bool]:
+        """The customer for this channel identity, created on first contact (race-safe),
+        and True if this call created it."""
         found = await self.find_customer(channel, external_id)
         if found is not None:
-            return found
+            return found, False
         new = Customer(
             channel=channel, external_id=external_id, language=language, display_name=display_name
         )
@@ -242,10 +257,10 @@ class Database:
         async with self._hot.connection() as run:
             inserted = await run(self._insert_customer, new.model_dump())
             if inserted:
-                return _stored(Customer, inserted[0])
+                return _stored(Customer, inserted[0]), True
             identity = {"channel": channel, "external_id": external_id}
             (existing,) = await run(_CUSTOMER_BY_IDENTITY, identity)
-            return _stored(Customer, existing)
+            return _stored(Customer, existing), False
 
     async def find_customer(self, channel: str, external_id: str) -> Customer | None:
         identity = {"channel": channel, "external_id": external_id}
