@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 from bot.channels.widget_client import WidgetClient
+from bot.conversation.engine import LOCAL_TURNS_PER_SLOT
 from tests.support import backend_settings, running_gateway, slow_nlu, with_section
 
-EARLY = 30  # more than one slot's line (8) plus what its inbox worker holds (2 × 1)
+# More than one slot's own line holds, plus what its inbox worker takes at once (2 × 1).
+EARLY = LOCAL_TURNS_PER_SLOT + 2 + 20
 
 
 async def test_a_later_message_is_answered_after_the_spilled_ones(
@@ -20,27 +22,31 @@ async def test_a_later_message_is_answered_after_the_spilled_ones(
 ) -> None:
     async with (
         backend_settings("postgresql", tmp_path) as s,
-        slow_nlu(nlu_url, 0.1) as slow_url,
+        slow_nlu(nlu_url, 0.05) as slow_url,
     ):
         s = with_section(s, "conversation", workers=1)  # one turn at a time
         s = with_section(s, "widget", max_connections_per_ip=EARLY + 5)
         async with running_gateway(s, slow_url) as g:
             clients = [WidgetClient(g.ws_url) for _ in range(EARLY + 1)]
             answered: dict[int, float] = {}
-            first_answer = asyncio.Event()
+            an_answer = asyncio.Event()
 
             async def answer_of(i: int) -> None:
                 await clients[i].bot_reply(timeout=60)
                 answered[i] = time.monotonic()
-                first_answer.set()
+                an_answer.set()
 
             try:
                 await asyncio.gather(*(c.connect() for c in clients))
-                for c in clients[:EARLY]:  # the line fills, the rest spill to the inbox
-                    await c.say("bảo hành bao lâu vậy shop")
-                    await c.expect(lambda f: f["type"] == "ack")
+                # All at once: the line fills, the rest spill to the inbox.
+                await asyncio.gather(*(c.say("bảo hành bao lâu vậy shop") for c in clients[:EARLY]))
+                await asyncio.gather(
+                    *(c.expect(lambda f: f["type"] == "ack") for c in clients[:EARLY])
+                )
                 waits = [asyncio.create_task(answer_of(i)) for i in range(EARLY)]
-                await first_answer.wait()  # the first turn is done: its place is free
+                for _ in range(2):  # a turn ended (the next one answered): a place is free
+                    an_answer.clear()
+                    await an_answer.wait()
                 await clients[EARLY].say("đổi trả trong bao nhiêu ngày")
                 await clients[EARLY].expect(lambda f: f["type"] == "ack")
                 await asyncio.gather(*waits, answer_of(EARLY))
