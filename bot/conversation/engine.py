@@ -35,9 +35,9 @@ from bot.core.vocabulary import State
 log = logging.getLogger("careline.conversation")
 
 TYPING_AFTER_S = 0.3  # a bot turn slower than this shows the typing indicator
-# Turns running or waiting where they arrived, per slot: about a second of work at a few
-# milliseconds a turn; beyond it the shared line may find a replica with less.
-LOCAL_TURNS_PER_SLOT = 32
+# Turns running or waiting where they arrived, per slot: with the default 32 slots, under a
+# second of work; beyond it the shared line may find a replica with less to do.
+LOCAL_TURNS_PER_SLOT = 8
 PENDING_BATCH = 100  # a conversation's unanswered messages read at a time
 
 

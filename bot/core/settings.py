@@ -138,7 +138,9 @@ class ConversationSettings(_Section):
     # Inbox: a message a crashed replica left unanswered is taken over after this long.
     claim_idle_s: float = Field(default=15, gt=0, le=3600)
     sweep_every_s: float = Field(default=15, gt=0, le=3600)  # re-queue unanswered (SQL check)
-    workers: int = Field(default=8, ge=1, le=256)  # concurrent conversations per replica
+    # Conversations answered concurrently per replica: a turn mostly waits (NLU, SQL), and
+    # concurrent turns share NLU batches, so fewer slots than this leave the cores idle.
+    workers: int = Field(default=32, ge=1, le=256)
 
 
 Severity = Literal["critical", "high", "normal", "low"]
