@@ -27,29 +27,46 @@ class Intake(EngineParts):
     async def accept(self, inbound: InboundMessage) -> Accepted:
         """Store a customer message durably and queue it for the bot. Idempotent."""
         customer_id, known = await self._customer_id(inbound)
-        conv = await self._conversation_for(customer_id, inbound, known=known)
         payload: dict[str, Any] = {}
         if inbound.payload:
             payload["quick_reply"] = inbound.payload
         if inbound.attachment:
             payload["attachment"] = inbound.attachment
-        msg, created = await self.db.add_message(
-            conv.id,
-            "customer",
-            inbound.text,
-            client_msg_id=inbound.client_msg_id,
-            payload=payload or None,
-        )
+        # The usual message: into the conversation the customer's last one went to, in one
+        # statement that checks it is still open; anything else takes the general way.
+        open_id = self.open_conversations.get(customer_id) if known else None
+        msg = None
+        if open_id is not None:
+            msg = await self.db.add_to_open_conversation(
+                open_id, inbound.text, client_msg_id=inbound.client_msg_id,
+                payload=payload or None,
+            )  # fmt: skip
+        if open_id is not None and msg is not None:
+            conversation_id, created = open_id, True
+            self.open_conversations.move_to_end(customer_id)
+        else:
+            conv = await self._conversation_for(customer_id, inbound, known=known)
+            msg, created = await self.db.add_message(
+                conv.id,
+                "customer",
+                inbound.text,
+                client_msg_id=inbound.client_msg_id,
+                payload=payload or None,
+            )
+            conversation_id = conv.id
+            self.open_conversations[customer_id] = conv.id
+            if len(self.open_conversations) > KNOWN_CUSTOMERS:
+                self.open_conversations.popitem(last=False)
         if created:
-            await self.transcript.publish(conv, msg)
+            await self.transcript.publish_customer(conversation_id, msg)
         if msg.processed_at is None:
             # Also on a retry: if we crashed before its turn ran, this runs it now.
-            await self._start_turn(conv.id, msg.stored_id)
+            await self._start_turn(conversation_id, msg.stored_id)
         log.debug(  # one per message: at info it costs a visible share of the turn
             "accepted customer message",
-            extra={"conversation_id": conv.id, "client_msg_id": inbound.client_msg_id},
+            extra={"conversation_id": conversation_id, "client_msg_id": inbound.client_msg_id},
         )
-        return Accepted(conv.id, msg.stored_id, created)
+        return Accepted(conversation_id, msg.stored_id, created)
 
     async def _customer_id(self, inbound: InboundMessage) -> tuple[str, bool]:
         """The sender's customer id, made on first contact (with its language and name),

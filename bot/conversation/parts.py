@@ -86,6 +86,9 @@ class EngineParts:
         # Channel identity → customer id. A customer row is never deleted or re-keyed, so
         # once known, a visitor's later messages skip the lookup (bounded: oldest go first).
         self.customer_ids: OrderedDict[tuple[str, str], str] = OrderedDict()
+        # Customer id → the conversation their last message went into. Only a guess: a
+        # message goes there only while the database says it is open (intake.py).
+        self.open_conversations: OrderedDict[str, str] = OrderedDict()
         # Earlier messages triage reads with each one (careline.triage.model.context_messages).
         self._context_messages = settings.triage.model.context_messages
 

@@ -102,5 +102,11 @@ class TranscriptWriter:
         if msg.sender != "customer":
             await self.outbound.notify(conv.channel, conv.id)
 
+    async def publish_customer(self, conversation_id: str, msg: Message) -> None:
+        """The customer's own message, for live viewers (push channels only carry what is
+        said to the customer)."""
+        assert msg.sender == "customer"
+        await self.event_log.append(conversation_id, message_event(msg))
+
 
 __all__ = ["TranscriptWriter"]

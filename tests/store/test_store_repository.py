@@ -236,6 +236,25 @@ async def test_pending_work_reads_the_conversation_its_unanswered_messages_and_t
     assert done is not None and done.messages == [] and not done.more
 
 
+async def test_a_message_goes_into_a_conversation_only_while_it_is_open(db: Database) -> None:
+    conv = await _conversation(db)
+    quick = {"quick_reply": "intent:warranty_policy"}
+    msg = await db.add_to_open_conversation(conv.id, "bảo hành", client_msg_id="m-1", payload=quick)
+    assert msg is not None and msg.conversation_id == conv.id and msg.sender == "customer"
+    assert msg.payload == quick and msg.processed_at is None and msg.created_at.tzinfo
+    # A retry is no new row: None, and the general way finds the one stored.
+    assert await db.add_to_open_conversation(conv.id, "bảo hành", client_msg_id="m-1") is None
+    again, created = await db.add_message(conv.id, "customer", "bảo hành", client_msg_id="m-1")
+    assert (again.id, created) == (msg.id, False)
+    assert (
+        await db.add_to_open_conversation("no-such-conversation", "x", client_msg_id="m-2") is None
+    )
+
+    await db.update_conversation(conv.id, state="CLOSED", closed_at=utcnow())
+    assert await db.add_to_open_conversation(conv.id, "còn đó không", client_msg_id="m-3") is None
+    assert [m.client_msg_id for m in await db.transcript(conv.id)] == ["m-1"]
+
+
 async def test_unicode_round_trip(db: Database) -> None:
     conv = await _conversation(db)
     texts = [

@@ -28,6 +28,7 @@ from sqlalchemy import (
     and_,
     any_,
     event,
+    exists,
     func,
     insert,
     select,
@@ -59,7 +60,10 @@ from bot.core.store.models import (
     Sender,
     utcnow,
 )
-from bot.core.store.upsert import insert_ignoring_conflict_returning
+from bot.core.store.upsert import (
+    insert_ignoring_conflict_returning,
+    insert_ignoring_conflict_when,
+)
 from bot.core.store.url import SQLITE_DRIVER, masked, normalize_url, sqlite_path
 
 if TYPE_CHECKING:
@@ -108,6 +112,14 @@ class Database:
         self._insert_message = insert_ignoring_conflict_returning(
             self.dialect, Message, ["conversation_id", "client_msg_id"]
         )
+        conversations = Conversation.__table__  # type: ignore[attr-defined]
+        self._insert_while_open = insert_ignoring_conflict_when(
+            self.dialect, Message, _OPEN_INSERT_COLUMNS, ["conversation_id", "client_msg_id"],
+            exists().where(
+                conversations.c.id == bindparam("conversation_id"),
+                conversations.c.state != ConversationState.CLOSED.value,
+            ),
+        )  # fmt: skip
         self._insert_customer = insert_ignoring_conflict_returning(
             self.dialect, Customer, ["channel", "external_id"]
         )
@@ -383,6 +395,23 @@ class Database:
             (existing,) = await run(_MESSAGE_BY_CLIENT_ID, key)
             return _stored(Message, existing), False
 
+    async def add_to_open_conversation(
+        self, conversation_id: str, text: str, *, client_msg_id: str,
+        payload: dict[str, Any] | None = None,
+    ) -> Message | None:  # fmt: skip
+        """Store a new customer message if its conversation is open, in one statement (the
+        check is part of the INSERT): the message of a customer whose open conversation is
+        known needs no read first. None if the conversation is closed or gone, or if the
+        message is already there (a retry): the caller then takes the general way,
+        `add_message` into the conversation it finds."""
+        created_at = utcnow()
+        values = {
+            "conversation_id": conversation_id, "sender": Sender.CUSTOMER.value, "text": text,
+            "client_msg_id": client_msg_id, "payload": payload, "created_at": created_at,
+        }  # fmt: skip
+        inserted = await self._hot.rows(self._insert_while_open, values)
+        return _stored(Message, inserted[0]) if inserted else None
+
     async def mark_processed(self, message_id: int) -> None:
         """Record that the engine handled this message (keeps the first time if repeated).
         Concurrent turns' marks share one statement (group commit); this returns once the
@@ -551,6 +580,9 @@ _LATEST_CONVERSATION = (
     .order_by(col(Conversation.created_at).desc())
     .limit(1)
 )
+_OPEN_INSERT_COLUMNS = (
+    "conversation_id", "sender", "text", "client_msg_id", "payload", "created_at",
+)  # fmt: skip
 _INSERT_CONVERSATION = insert(Conversation.__table__)  # type: ignore[attr-defined]
 _CONVERSATION_BY_ID = select(Conversation).where(col(Conversation.id) == bindparam("id"))
 _JSON_COLUMNS = frozenset(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import SQLModel
@@ -34,6 +35,25 @@ def insert_ignoring_conflict_returning(
     return insert(table).on_conflict_do_nothing(index_elements=list(unique)).returning(*table.c)
 
 
+def insert_ignoring_conflict_when(
+    dialect: str, model: type[SQLModel], columns: Sequence[str], unique: Sequence[str],
+    condition: Any,
+) -> Any:  # fmt: skip
+    """Like insert_ignoring_conflict_returning, but the row goes in only while `condition`
+    holds, checked in the same statement (INSERT … SELECT … WHERE): a write that must not
+    land after something changed (a message into a conversation that has closed) needs no
+    read before it. The values are bound parameters named after `columns`."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = model.__table__  # type: ignore[attr-defined]
+    values = select(*(bindparam(name, type_=table.c[name].type) for name in columns))
+    return (
+        insert(table)
+        .from_select(list(columns), values.where(condition))
+        .on_conflict_do_nothing(index_elements=list(unique))
+        .returning(*table.c)
+    )
+
+
 def upsert(
     dialect: str, model: type[SQLModel], values: Mapping[str, Any], unique: Sequence[str]
 ) -> Any:
@@ -49,4 +69,9 @@ def upsert(
     )
 
 
-__all__ = ["insert_ignoring_conflict", "insert_ignoring_conflict_returning", "upsert"]
+__all__ = [
+    "insert_ignoring_conflict",
+    "insert_ignoring_conflict_returning",
+    "insert_ignoring_conflict_when",
+    "upsert",
+]
