@@ -268,9 +268,11 @@ class WidgetConnection:
         locale = frame.get("locale")
         self.locale = locale if locale in ("vi", "en") else self.locale
         # A fresh token every time: a returning visitor's never runs out, an abandoned one does.
-        visitor, token = self.ch.signer.issue(self.ch.signer.verify(frame.get("token")))
+        returning = self.ch.signer.verify(frame.get("token"))
+        visitor, token = self.ch.signer.issue(returning)
         self.visitor = visitor
-        conv = await self._latest_conversation()
+        # A visitor just made up has no conversation to look for.
+        conv = await self._latest_conversation() if returning else None
         last = frame.get("last_event_id")
         await self._send(
             {

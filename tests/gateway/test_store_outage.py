@@ -72,13 +72,18 @@ async def test_a_hello_during_an_outage_closes_the_socket_to_start_over(
     linked_gateway: tuple[RunningGateway, TcpLink],
 ) -> None:
     g, link = linked_gateway
-    await link.cut()
-    c = WidgetClient(g.ws_url)
+    c, new = WidgetClient(g.ws_url), WidgetClient(g.ws_url)
     try:
-        err = await c.connect()  # a new visitor: the hello needs the database
+        assert (await c.connect())["type"] == "welcome"
+        await c.drop()
+        await link.cut()
+        err = await c.connect()  # a returning visitor: the hello looks up their chat
         assert err["type"] == "error" and err["code"] == "unavailable", err
         assert await c.closed_by_server() == WSCloseCode.TRY_AGAIN_LATER
+        # A visitor made up by this hello has no chat to look up: welcome, database or not.
+        assert (await new.connect())["type"] == "welcome"
         await link.restore()
         assert (await c.connect())["type"] == "welcome"  # a new socket, once it is back
     finally:
         await c.close()
+        await new.close()
