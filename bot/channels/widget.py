@@ -18,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import ClientConnectionResetError, WSCloseCode, WSMsgType, web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.conversation.ports import ChannelInbound
 from bot.core import wire_json
@@ -35,6 +37,8 @@ from bot.core.views import message_view
 from nlu.vi.text import nfc
 
 log = logging.getLogger("careline.widget")
+# What says the database or Redis is out (not a bug): the message is refused as `unavailable`.
+UNREACHABLE = (*STORE_UNREACHABLE, RedisConnectionError, RedisTimeoutError)
 
 CHANNEL = "widget"
 CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -214,11 +218,12 @@ class WidgetConnection:
             await getattr(self, f"_on_{kind}")(frame)
         except FrameError as e:
             await self._error(e)
-        except STORE_UNREACHABLE as e:
+        except UNREACHABLE as e:
             # An outage, not a bug: one line, no traceback per frame; the widget keeps the
-            # message and sends it again after retry_after, for as long as the outage lasts.
+            # message and sends it again after retry_after, for as long as the outage lasts
+            # (a message stored before Redis failed is stored once: re-sending is safe).
             log.warning(
-                "widget frame not handled: the database is unreachable: %r",
+                "widget frame not handled: the database or Redis is unreachable: %r",
                 e,
                 extra={"conversation_id": self.conversation_id},
             )

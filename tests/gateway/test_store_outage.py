@@ -1,10 +1,11 @@
-"""The widget while the database is out: a message is refused as `unavailable` with
+"""The widget while the database (or Redis) is out: a message is refused as `unavailable` with
 retry_after and its client_msg_id (the widget keeps it and sends it again), and the same
 message is stored once when the database is back. The gateway reaches PostgreSQL through a
 TCP link the test cuts, so the shared server is never touched."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tests.support import (
     RunningGateway,
     TcpLink,
     backend_settings,
+    own_redis,
     running_gateway,
     tcp_link,
     with_section,
@@ -87,3 +89,35 @@ async def test_a_hello_during_an_outage_closes_the_socket_to_start_over(
     finally:
         await c.close()
         await new.close()
+
+
+async def test_a_message_while_redis_is_down_is_refused_for_a_retry_and_stored_once(
+    tmp_path: Path, nlu_url: str
+) -> None:
+    async with own_redis() as server, backend_settings("postgresql", tmp_path) as s:
+        s = with_section(s, "redis", url=server.url)
+        async with running_gateway(s, nlu_url) as g:
+            c = WidgetClient(g.ws_url)
+            try:
+                assert (await c.connect())["type"] == "welcome"
+                server.stop()
+                await c.say("đổi trả trong bao nhiêu ngày", client_msg_id="redisdown01")
+                err = await c.expect(lambda f: f["type"] in ("ack", "error"), timeout=30)
+                assert err["type"] == "error" and err["code"] == "unavailable", err
+                assert err["client_msg_id"] == "redisdown01" and err["retry_after"] > 0
+                await server.start()
+                for _ in range(10):  # the widget's retries, until Redis answers again
+                    c.frames.clear()
+                    await c.say("đổi trả trong bao nhiêu ngày", client_msg_id="redisdown01")
+                    got = await c.expect(lambda f: f["type"] in ("ack", "error"), timeout=30)
+                    if got["type"] == "ack":
+                        break
+                    assert got["code"] == "unavailable", got
+                    await asyncio.sleep(got["retry_after"])
+                assert got["type"] == "ack", got
+                stored = await g.gw.db.transcript(got["conversation_id"])
+                assert [m.client_msg_id for m in stored if m.sender == "customer"] == [
+                    "redisdown01"
+                ]
+            finally:
+                await c.close()
