@@ -29,6 +29,7 @@ from bot.conversation.turn import BotTurn
 from bot.core.live.locks import LockTimeout, redis_lock
 from bot.core.live.tasks import stop_loop_and_tasks
 from bot.core.metrics import INBOX_HANDLED
+from bot.core.store.db import STORE_UNREACHABLE
 from bot.core.store.models import Conversation, Message
 from bot.core.vocabulary import State
 
@@ -126,6 +127,12 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
         except asyncio.CancelledError:
             await asyncio.shield(self._queue_turn(conversation_id, message_id))  # stopping
             raise
+        except STORE_UNREACHABLE as e:  # an outage, not a bug: one line, no traceback
+            log.warning(
+                "turn waits for the database (%r); queued for a retry", e,
+                extra={"conversation_id": conversation_id},
+            )  # fmt: skip
+            await self._queue_turn(conversation_id, message_id)
         except Exception:
             log.exception(
                 "turn failed; queued for a retry", extra={"conversation_id": conversation_id}

@@ -19,7 +19,7 @@ from bot.conversation.engine import ConversationEngine
 from bot.core.live.locks import LockTimeout
 from bot.core.live.streams import GROUP, Inbox, read_group, trim_acknowledged
 from bot.core.live.tasks import stop_loop_and_tasks
-from bot.core.store.db import Database
+from bot.core.store.db import STORE_UNREACHABLE, Database
 
 log = logging.getLogger("careline.worker")
 
@@ -126,6 +126,11 @@ class InboxWorker:
                 "conversation busy; entry left for a retry",
                 extra={"conversation_id": conversation_id},
             )
+        except STORE_UNREACHABLE as e:  # an outage, not a bug: one line, no traceback
+            log.warning(
+                "engine waits for the database (%r); entry left pending for a retry", e,
+                extra={"conversation_id": conversation_id},
+            )  # fmt: skip
         except Exception:
             log.exception(
                 "engine failed; entry left pending for a retry",
