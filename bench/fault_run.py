@@ -350,6 +350,7 @@ async def main() -> int:
     p.add_argument("--customers", type=int, default=200)
     p.add_argument("--agents", type=int, default=20)
     p.add_argument("--seconds", type=float, default=60, help="load time (faults inside it)")
+    p.add_argument("--keep", action="store_true", help="keep the run folder (replica logs)")
     args = p.parse_args()
 
     settings = load_settings()
@@ -424,6 +425,7 @@ async def main() -> int:
         left = await _drain(pg.url, timeout=300)  # the replicas work through their backlog
         log(f"backlog worked through ({left} customer messages still unprocessed)")
         ok = await _check(pg.url, env, customers, stats)
+        _report_failed_frames(base)
         return 0 if ok else 1
     finally:
         for r in replicas:
@@ -433,7 +435,26 @@ async def main() -> int:
         redis.stop()
         with contextlib.suppress(Exception):
             pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep:
+            log(f"run folder kept: {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _report_failed_frames(base: Path) -> None:
+    """What the `internal` refusals were: each replica's "widget frame failed" log lines,
+    by the exception that ended their traceback."""
+    causes: dict[str, int] = {}
+    for path in sorted(base.glob("*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if '"widget frame failed"' not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                exc = str(json.loads(line).get("exc") or "").strip().splitlines()
+                cause = f"{path.stem}: {exc[-1] if exc else '(no traceback)'}"
+                causes[cause] = causes.get(cause, 0) + 1
+    for cause, n in sorted(causes.items()):
+        log(f"internal refusal ×{n}: {cause[:300]}")
 
 
 def _faults(seconds: float) -> list[tuple[float, str]]:
