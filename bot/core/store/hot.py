@@ -185,6 +185,12 @@ class HotStatements:
             records = await driver.fetch(compiled.sql, *args)
         except asyncpg.IntegrityConstraintViolationError as e:
             raise exc.IntegrityError(compiled.sql, args, e) from e
+        except asyncpg.InternalClientError as e:
+            # The connection is in a state no statement can run in ("another operation is in
+            # progress": one cut short by a fault). Without the reset query on release, the
+            # pool would hand it out again; closed, it is replaced, and the caller retries.
+            driver.terminate()
+            raise exc.OperationalError(compiled.sql, args, e) from e
         except _CONNECTION_LOST as e:
             # The pool replaces this connection on release; the idle ones most likely went
             # down with it (a restart, a failover), so they reconnect on their next use
