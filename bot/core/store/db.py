@@ -430,8 +430,8 @@ class Database:
     async def unprocessed_customer_messages(
         self, *, older_than_s: float = 0, limit: int = 100, conversation_id: str | None = None
     ) -> list[Message]:
-        """Customer messages the engine has not finished, oldest first (optionally of one
-        conversation: the engine's work list, served by the unprocessed index)."""
+        """Customer messages the engine has not finished, oldest first, optionally of one
+        conversation (the sweep's and the checks' view; a turn reads `pending_work`)."""
         cutoff = utcnow() - timedelta(seconds=older_than_s)
         params: dict[str, Any] = {"cutoff": cutoff, "limit": limit}
         query = _UNPROCESSED
