@@ -106,8 +106,15 @@ class EngineParts:
     def _bot_key(self, conversation_id: str) -> str:
         return self.keys.bot_state(conversation_id)
 
-    async def _raise_severity(self, conv: Conversation, t: TriageResult) -> Conversation:
-        """A conversation's severity only ever goes up."""
+    async def _raise_severity(
+        self, conv: Conversation, t: TriageResult, *, language: str | None = None
+    ) -> Conversation:
+        """A conversation's severity only ever goes up. `language`: the one the turn found,
+        written in the same statement when either changed (a new conversation's first turn
+        usually sets both)."""
+        fields: dict[str, str] = {}
+        if language is not None and language != conv.language:
+            fields["language"] = language
         new = max_severity(conv.severity or "low", t.severity)
         if new != conv.severity:
             # The stored severity last: the steps before it only ever raise (a place in line,
@@ -117,5 +124,7 @@ class EngineParts:
             if conv.state in (State.WAITING_AGENT, State.WITH_AGENT):
                 for listener in self.events.severity_raised:
                     await listener(conv.id, new)
-            conv = await self.db.update_conversation(conv.id, severity=new)
+            fields["severity"] = new
+        if fields:
+            conv = await self.db.update_conversation(conv.id, **fields)
         return conv

@@ -56,8 +56,6 @@ class BotTurn(HazardSteps):
             await self.escalate(conv, msg, f"the assistant is unavailable ({e.reason})", lang)
             return
         lang = u.language or conv.language
-        if lang != conv.language:
-            conv = await self.db.update_conversation(conv.id, language=lang)
         misses = int(raw_misses or 0)
         t = self.triage.classify(
             msg.text,
@@ -67,7 +65,7 @@ class BotTurn(HazardSteps):
             history=context,
             model=u.severity,
         )
-        conv = await self._raise_severity(conv, t)
+        conv = await self._raise_severity(conv, t, language=lang)
         if t.severity == "critical":
             if check is not None:
                 await self.safety_checks.close(conv.id)
