@@ -149,6 +149,67 @@ async def test_add_message_concurrent_duplicates_store_one_row(db: Database) -> 
     assert await _count(db, count) == 1
 
 
+async def test_concurrent_messages_each_get_their_own_row(db: Database) -> None:
+    """Concurrent turns' messages may share one statement (group commit on PostgreSQL): each
+    caller still gets its own row, and a repeat of a key in the same moment is no new row."""
+    conv, other = await _conversation(db), await _conversation(db, "visitor-2")
+    calls = [(conv.id, f"k{i}", f"m{i}") for i in range(30)] + [
+        (other.id, "k0", "other's first"),  # the same key in another conversation
+        (conv.id, "k3", "k3 again"),  # a resend racing the first
+    ]
+    results = await asyncio.gather(
+        *(
+            db.add_message(cid, "bot", said, client_msg_id=key, payload={"i": said}, processed=True)
+            for cid, key, said in calls
+        )
+    )
+    for (cid, key, said), (msg, created) in zip(calls, results, strict=True):
+        assert (msg.conversation_id, msg.client_msg_id) == (cid, key)
+        if said == "k3 again":
+            assert not created and msg.text == "m3"  # the first one's row
+        else:
+            assert created and (msg.text, msg.payload) == (said, {"i": said})
+            assert msg.processed_at is not None and msg.created_at.tzinfo is not None
+    assert sorted(m.text for m in await db.transcript(conv.id)) == sorted(
+        f"m{i}" for i in range(30)
+    )
+
+
+async def test_a_bad_message_among_concurrent_ones_fails_alone(db: Database) -> None:
+    """Messages written together commit together, so one the database refuses (here: a
+    conversation that does not exist) must not take the others down with it."""
+    conv = await _conversation(db)
+    results = await asyncio.gather(
+        db.add_message(conv.id, "customer", "first", client_msg_id="a"),
+        db.add_message("no-such-conversation", "customer", "lost", client_msg_id="b"),
+        db.add_message(conv.id, "customer", "third", client_msg_id="c"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], IntegrityError)
+    assert [r[0].text for r in (results[0], results[2]) if isinstance(r, tuple)] == [
+        "first",
+        "third",
+    ]
+    assert [m.text for m in await db.transcript(conv.id)] == ["first", "third"]
+
+
+async def test_concurrent_messages_into_open_conversations(db: Database) -> None:
+    conv, closed = await _conversation(db), await _conversation(db, "visitor-2")
+    await db.update_conversation(closed.id, state="CLOSED", closed_at=utcnow())
+    results = await asyncio.gather(
+        db.add_to_open_conversation(conv.id, "một", client_msg_id="m-1"),
+        db.add_to_open_conversation(closed.id, "đóng rồi", client_msg_id="m-2"),
+        db.add_to_open_conversation(conv.id, "hai", client_msg_id="m-3", payload={"q": 1}),
+        db.add_to_open_conversation(conv.id, "một (resent)", client_msg_id="m-1"),
+    )
+    first, into_closed, second, resent = results
+    assert first is not None and (first.text, first.sender) == ("một", "customer")
+    assert second is not None and (second.text, second.payload) == ("hai", {"q": 1})
+    assert into_closed is None and resent is None
+    assert [m.text for m in await db.transcript(conv.id)] == ["một", "hai"]
+    assert await db.transcript(closed.id) == []
+
+
 async def test_add_message_stores_all_fields(db: Database) -> None:
     conv = await _conversation(db)
     payload = {"quick_replies": ["Có", "Không"], "attachments": [{"url": "https://x/y.jpg"}]}

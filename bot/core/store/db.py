@@ -36,7 +36,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -48,8 +48,9 @@ from sqlalchemy.sql import ClauseElement, Select, Update
 from sqlalchemy.sql.expression import BindParameter, bindparam
 from sqlmodel import SQLModel, col
 
+from bot.core.store.batched import ArrayInsert
 from bot.core.store.coalesce import Coalescer
-from bot.core.store.hot import HotStatements
+from bot.core.store.hot import HotStatements, Row
 from bot.core.store.models import (
     Conversation,
     ConversationState,
@@ -123,7 +124,30 @@ class Database:
         self._insert_customer = insert_ignoring_conflict_returning(
             self.dialect, Customer, ["channel", "external_id"]
         )
-        self._marks: Coalescer[int] = Coalescer(self._write_marks)
+        self._marks: Coalescer[int, None] = Coalescer(self._write_marks)
+        # PostgreSQL: concurrent turns' messages go in together (group commit), a customer's
+        # into an open conversation by one statement, the rest (replies) by another.
+        self._message_inserts: Coalescer[Mapping[str, Any], Row | None] | None = None
+        self._open_inserts: Coalescer[Mapping[str, Any], Row | None] | None = None
+        if self.dialect == "postgresql":
+            messages = Message.__table__  # type: ignore[attr-defined]
+            dialect = self.sql_engine.dialect
+            unique = ("conversation_id", "client_msg_id")
+            many = ArrayInsert(
+                messages, _MESSAGE_INSERT_COLUMNS, unique, dialect, json_columns=_JSON_COLUMNS
+            )
+            into_open = ArrayInsert(
+                messages, _OPEN_INSERT_COLUMNS, unique, dialect, json_columns=_JSON_COLUMNS,
+                only_if=f"EXISTS (SELECT 1 FROM {conversations.name} AS c"
+                f" WHERE c.id = v.conversation_id AND c.state <> ${len(_OPEN_INSERT_COLUMNS) + 1})",
+            )  # fmt: skip
+            closed = ConversationState.CLOSED.value
+            self._message_inserts = Coalescer(
+                lambda rows: self._insert_many(many, rows), item_fault=_fault_of_a_row
+            )
+            self._open_inserts = Coalescer(
+                lambda rows: self._insert_many(into_open, rows, closed), item_fault=_fault_of_a_row
+            )
         self._hot = HotStatements(
             self._autocommit, _JSON_COLUMNS, dsn=self._driver_dsn(),
             server_settings=self._server_settings(),
@@ -387,11 +411,17 @@ class Database:
         # Core, not the ORM, on the turn's hottest statement; autocommit: the INSERT is the
         # write, and the re-read after a conflict sees the winner's committed row (a
         # concurrent insert of the same key waits for that one to commit first).
+        key = {"conversation_id": conversation_id, "client_msg_id": client_msg_id}
+        if self._message_inserts is not None and client_msg_id is not None:
+            row = await self._message_inserts.submit(values)
+            if row is not None:
+                return _stored(Message, row), True
+            (existing,) = await self._hot.rows(_MESSAGE_BY_CLIENT_ID, key)
+            return _stored(Message, existing), False
         async with self._hot.connection() as run:
             inserted = await run(self._insert_message, values)
             if inserted:
                 return _stored(Message, inserted[0]), True
-            key = {"conversation_id": conversation_id, "client_msg_id": client_msg_id}
             (existing,) = await run(_MESSAGE_BY_CLIENT_ID, key)
             return _stored(Message, existing), False
 
@@ -409,8 +439,17 @@ class Database:
             "conversation_id": conversation_id, "sender": Sender.CUSTOMER.value, "text": text,
             "client_msg_id": client_msg_id, "payload": payload, "created_at": created_at,
         }  # fmt: skip
+        if self._open_inserts is not None:
+            row = await self._open_inserts.submit(values)
+            return None if row is None else _stored(Message, row)
         inserted = await self._hot.rows(self._insert_while_open, values)
         return _stored(Message, inserted[0]) if inserted else None
+
+    async def _insert_many(
+        self, statement: ArrayInsert, rows: Sequence[Mapping[str, Any]], *extra: Any
+    ) -> list[Row | None]:
+        inserted = await self._hot.driver_rows(statement.sql, statement.args(rows, *extra))
+        return statement.match(rows, inserted)
 
     async def mark_processed(self, message_id: int) -> None:
         """Record that the engine handled this message (keeps the first time if repeated).
@@ -418,14 +457,15 @@ class Database:
         mark is committed."""
         await self._marks.submit(message_id)
 
-    async def _write_marks(self, message_ids: Sequence[int]) -> None:
+    async def _write_marks(self, message_ids: Sequence[int]) -> list[None]:
         at = utcnow()
         if self.dialect == "postgresql":
             await self._hot.rows(_MARK_MANY_PROCESSED, {"ids": list(message_ids), "at": at})
-            return
-        async with self._hot.connection() as run:  # SQLite: one statement per mark
-            for message_id in message_ids:
-                await run(_MARK_PROCESSED, {"message_id": message_id, "at": at})
+        else:
+            async with self._hot.connection() as run:  # SQLite: one statement per mark
+                for message_id in message_ids:
+                    await run(_MARK_PROCESSED, {"message_id": message_id, "at": at})
+        return [None] * len(message_ids)
 
     async def unprocessed_customer_messages(
         self, *, older_than_s: float = 0, limit: int = 100, conversation_id: str | None = None
@@ -583,6 +623,10 @@ _LATEST_CONVERSATION = (
 _OPEN_INSERT_COLUMNS = (
     "conversation_id", "sender", "text", "client_msg_id", "payload", "created_at",
 )  # fmt: skip
+_MESSAGE_INSERT_COLUMNS = (
+    "conversation_id", "sender", "text", "client_msg_id", "sender_id", "payload", "intent",
+    "confidence", "created_at", "processed_at",
+)  # fmt: skip
 _INSERT_CONVERSATION = insert(Conversation.__table__)  # type: ignore[attr-defined]
 _CONVERSATION_BY_ID = select(Conversation).where(col(Conversation.id) == bindparam("id"))
 _JSON_COLUMNS = frozenset(
@@ -592,6 +636,12 @@ _JSON_COLUMNS = frozenset(
 )
 _CONVERSATION_COLUMNS = tuple(Conversation.__table__.columns.keys())  # type: ignore[attr-defined]
 _MESSAGE_COLUMNS = tuple(Message.__table__.columns.keys())  # type: ignore[attr-defined]
+
+
+def _fault_of_a_row(error: Exception) -> bool:
+    """A batch refused for one of its rows (a value or a key the database rejects), not
+    because the database is unreachable: its rows are written again one by one."""
+    return isinstance(error, StatementError) and not isinstance(error, OperationalError)
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,22 @@ class HotStatements:
             except TimeoutError:
                 pool.terminate()
 
+    async def driver_rows(self, sql: str, args: Sequence[Any]) -> list[Row]:
+        """PostgreSQL only: run SQL written for asyncpg (a statement SQLAlchemy cannot build
+        as cheaply, such as an INSERT of many rows from arrays), with the same pool and the
+        same translation of driver errors as every other hot statement."""
+        if self._dsn is None:
+            raise RuntimeError("driver statements run on PostgreSQL only")
+        pool = await self._driver_pool()
+        try:
+            driver = await pool.acquire()
+        except _CONNECTION_LOST as e:
+            raise exc.OperationalError("(connect)", (), e) from e
+        try:
+            return await self._fetch(driver, sql, args)
+        finally:
+            await pool.release(driver)
+
     async def _run(
         self, driver: asyncpg.Connection, statement: Statement, params: Mapping[str, Any]
     ) -> list[Row]:
@@ -181,26 +197,29 @@ class HotStatements:
             args = compiled.args(params)
         except (TypeError, ValueError) as e:  # a value its column refuses, as SQLAlchemy says
             raise exc.StatementError(str(e), compiled.sql, dict(params), e) from e
+        return await self._fetch(driver, compiled.sql, args)
+
+    async def _fetch(self, driver: asyncpg.Connection, sql: str, args: Sequence[Any]) -> list[Row]:
         try:
-            records = await driver.fetch(compiled.sql, *args)
+            records = await driver.fetch(sql, *args)
         except asyncpg.IntegrityConstraintViolationError as e:
-            raise exc.IntegrityError(compiled.sql, args, e) from e
+            raise exc.IntegrityError(sql, args, e) from e
         except asyncpg.InternalClientError as e:
             # The connection is in a state no statement can run in ("another operation is in
             # progress": one cut short by a fault). Without the reset query on release, the
             # pool would hand it out again; closed, it is replaced, and the caller retries.
             driver.terminate()
-            raise exc.OperationalError(compiled.sql, args, e) from e
+            raise exc.OperationalError(sql, args, e) from e
         except _CONNECTION_LOST as e:
             # The pool replaces this connection on release; the idle ones most likely went
             # down with it (a restart, a failover), so they reconnect on their next use
             # rather than each failing one more statement after the server is back.
             if self._pool is not None:
                 await self._pool.expire_connections()
-            raise exc.OperationalError(compiled.sql, args, e) from e
+            raise exc.OperationalError(sql, args, e) from e
         except asyncpg.PostgresError as e:
-            raise exc.DBAPIError(compiled.sql, args, e) from e
-        return [compiled.row(r) for r in records]
+            raise exc.DBAPIError(sql, args, e) from e
+        return [DriverStatement.row(r) for r in records]
 
     def _compiled_for(self, statement: Statement, params: Mapping[str, Any]) -> DriverStatement:
         # An INSERT's columns are the keys given; every other statement names its own.
