@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -19,6 +20,7 @@ from bot.conversation.engine import ConversationEngine
 from bot.core.live.locks import LockTimeout
 from bot.core.live.streams import GROUP, Inbox, read_group, trim_acknowledged
 from bot.core.live.tasks import stop_loop_and_tasks
+from bot.core.store.coalesce import Coalescer
 from bot.core.store.db import STORE_UNREACHABLE, Database
 
 log = logging.getLogger("careline.worker")
@@ -55,6 +57,8 @@ class InboxWorker:
         self._most_held = 2 * concurrency
         self._held = asyncio.Semaphore(self._most_held)  # entries taken and not yet done
         self._tasks: set[asyncio.Task[None]] = set()
+        # Entries finished together are acknowledged by one XACK.
+        self._acks: Coalescer[str, None] = Coalescer(self._ack_many)
         self._stopping = False
         self.handled = 0
 
@@ -120,7 +124,7 @@ class InboxWorker:
             if conversation_id:
                 async with self._slots:
                     self.handled += await self.engine.process(conversation_id)
-            await self.redis.xack(self.inbox.key, GROUP, eid)
+            await self._acks.submit(eid)
         except LockTimeout:
             log.warning(
                 "conversation busy; entry left for a retry",
@@ -138,6 +142,10 @@ class InboxWorker:
             )
         finally:
             self._held.release()
+
+    async def _ack_many(self, eids: Sequence[str]) -> list[None]:
+        await self.redis.xack(self.inbox.key, GROUP, *eids)
+        return [None] * len(eids)
 
     async def _claim_stale(self) -> None:
         """Take over entries another (possibly dead) consumer left unacknowledged."""
