@@ -103,7 +103,11 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
             # overtake the spilled ones again and again, which waited far longer for it.
             self._spilling = True
         if self._turns_stopped or self._spilling:
-            await super()._start_turn(conversation_id, message_id)
+            self._spills_started += 1
+            try:
+                await super()._start_turn(conversation_id, message_id)
+            finally:
+                self._spills_done += 1
             return
         task = asyncio.get_running_loop().create_task(
             self._local_turn(conversation_id, message_id), name="local-turn"
@@ -111,9 +115,19 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
         self._local_turns.add(task)
         task.add_done_callback(self._local_turns.discard)
 
-    def inbox_caught_up(self) -> None:
-        """The inbox worker found no backlog in the inbox: turns may run where they arrive."""
-        self._spilling = False
+    def spill_mark(self) -> int | None:
+        """Taken by the inbox worker before it reads: which spilled turns the read will see.
+        None while one is still on its way into the inbox (it may land after the read)."""
+        return self._spills_started if self._spills_started == self._spills_done else None
+
+    def inbox_caught_up(self, mark: int | None) -> None:
+        """The inbox worker's read, begun at `mark`, left no backlog: turns may run where they
+        arrive again, unless a turn has spilled since. A read can come back with the first of
+        a burst of spilled turns before the rest are in (they end their accept together when
+        their messages share one commit); calling that caught up would let the next turn
+        overtake the rest of the burst."""
+        if mark is not None and mark == self._spills_started:
+            self._spilling = False
 
     async def _local_turn(self, conversation_id: str, message_id: int) -> None:
         try:

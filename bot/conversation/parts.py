@@ -81,6 +81,7 @@ class EngineParts:
         self._local_turns: set[asyncio.Task[None]] = set()  # turns run where they arrived
         self._turns_stopped = False
         self._spilling = False  # turns go to the inbox while it has a backlog (engine.py)
+        self._spills_started = self._spills_done = 0  # turns sent there while spilling
         # Conversations with a turn running or waiting on this replica (see _turn_here).
         self._turns_here: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         # Channel identity → customer id. A customer row is never deleted or re-keyed, so

@@ -77,6 +77,7 @@ class InboxWorker:
                 if loop.time() >= next_sweep:
                     await self._sweep()
                     next_sweep = loop.time() + self.sweep_every_s
+                mark = self.engine.spill_mark()
                 entries = await read_group(
                     self.redis, self.inbox.key, GROUP, self.consumer, count=READ_COUNT,
                     block_ms=1000,
@@ -84,7 +85,7 @@ class InboxWorker:
                 if len(entries) < READ_COUNT and len(entries) <= self._room():
                     # Nothing is left waiting in the inbox, and what was read goes in line
                     # for a slot at once, ahead of any turn that arrives after it.
-                    self.engine.inbox_caught_up()
+                    self.engine.inbox_caught_up(mark)
                 for eid, fields in entries:
                     await self._spawn(eid, fields)
             except asyncio.CancelledError:
