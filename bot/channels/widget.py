@@ -162,6 +162,7 @@ class WidgetConnection:
         self.ws = ws
         self.ip = ip
         self.visitor: str | None = None
+        self.new_visitor = False  # made up at this hello, and no message stored yet
         self.hellos = 0
         self.locale: str | None = None
         self.conversation_id: str | None = None
@@ -276,6 +277,7 @@ class WidgetConnection:
         returning = self.ch.signer.verify(frame.get("token"))
         visitor, token = self.ch.signer.issue(returning)
         self.visitor = visitor
+        self.new_visitor = returning is None
         # A visitor just made up has no conversation to look for.
         conv = await self._latest_conversation() if returning else None
         last = frame.get("last_event_id")
@@ -414,8 +416,12 @@ class WidgetConnection:
             )
         assert self.visitor is not None
         accepted = await self.ch.engine.accept(
-            InboundMessage(CHANNEL, self.visitor, text, cid, locale=self.locale, payload=payload)
-        )
+            InboundMessage(
+                CHANNEL, self.visitor, text, cid, locale=self.locale, payload=payload,
+                new_identity=self.new_visitor,
+            )
+        )  # fmt: skip
+        self.new_visitor = False
         WIDGET_MESSAGES.inc()
         await self._send(
             {

@@ -81,6 +81,7 @@ class Intake(EngineParts):
             inbound.external_id,
             language=inbound.locale,
             display_name=inbound.display_name,
+            likely_new=inbound.new_identity,
         )
         self.customer_ids[identity] = customer.id
         if len(self.customer_ids) > KNOWN_CUSTOMERS:

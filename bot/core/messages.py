@@ -31,3 +31,6 @@ class InboundMessage:
     display_name: str | None = None
     attachment: dict[str, Any] | None = None  # non-text content, stored for the agent
     meta: dict[str, Any] = field(default_factory=dict)
+    # The channel made this identity just now (a widget visitor who came without a token):
+    # no customer row is likely to exist, so none is looked for before one is made.
+    new_identity: bool = False

@@ -48,6 +48,25 @@ async def test_get_or_create_customer_is_race_safe(db: Database) -> None:
     assert await _count(db, count, e="racer") == 1
 
 
+async def test_a_customer_thought_new_is_still_made_once(db: Database) -> None:
+    """`likely_new` skips the look-up, not the check: a known identity gets its own row back,
+    and first contacts racing (some thought new, some not) make one row."""
+    known, _ = await db.customer_for("widget", "known")
+    assert await db.customer_for("widget", "known", likely_new=True) == (known, False)
+    found = await asyncio.gather(
+        *(db.customer_for("widget", "new-racer", likely_new=i % 2 == 0) for i in range(20))
+    )
+    assert len({c.id for c, _ in found}) == 1
+    assert [created for _, created in found].count(True) == 1
+    conversations = await asyncio.gather(
+        *(db.create_conversation(c.id, "widget", "vi") for c, _ in found[:5])
+    )
+    assert len({c.id for c in conversations}) == 5
+    assert {c.id for c in await db.list_conversations(customer_id=found[0][0].id)} == {
+        c.id for c in conversations
+    }
+
+
 async def test_update_customer(db: Database) -> None:
     customer = await db.get_or_create_customer("telegram", "7")
     seen = utcnow() + timedelta(minutes=5)

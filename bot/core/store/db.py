@@ -127,8 +127,11 @@ class Database:
         self._marks: Coalescer[int, None] = Coalescer(self._write_marks)
         # PostgreSQL: concurrent turns' messages go in together (group commit), a customer's
         # into an open conversation by one statement, the rest (replies) by another.
+        # So do first contacts' customers and conversations.
         self._message_inserts: Coalescer[Mapping[str, Any], Row | None] | None = None
         self._open_inserts: Coalescer[Mapping[str, Any], Row | None] | None = None
+        self._customer_inserts: Coalescer[Mapping[str, Any], Row | None] | None = None
+        self._conversation_inserts: Coalescer[Mapping[str, Any], Row | None] | None = None
         if self.dialect == "postgresql":
             messages = Message.__table__  # type: ignore[attr-defined]
             dialect = self.sql_engine.dialect
@@ -147,6 +150,20 @@ class Database:
             )
             self._open_inserts = Coalescer(
                 lambda rows: self._insert_many(into_open, rows, closed), item_fault=_fault_of_a_row
+            )
+            none: frozenset[str] = frozenset()
+            customers = ArrayInsert(
+                Customer.__table__,  # type: ignore[attr-defined]
+                _CUSTOMER_COLUMNS, ("channel", "external_id"), dialect, json_columns=none,
+            )  # fmt: skip
+            new_conversations = ArrayInsert(
+                conversations, _CONVERSATION_COLUMNS, ("id",), dialect, json_columns=none
+            )
+            self._customer_inserts = Coalescer(
+                lambda rows: self._insert_many(customers, rows), item_fault=_fault_of_a_row
+            )
+            self._conversation_inserts = Coalescer(
+                lambda rows: self._insert_many(new_conversations, rows), item_fault=_fault_of_a_row
             )
         self._hot = HotStatements(
             self._autocommit, _JSON_COLUMNS, dsn=self._driver_dsn(),
@@ -279,22 +296,32 @@ class Database:
         *,
         language: str | None = None,
         display_name: str | None = None,
+        likely_new: bool = False,
     ) -> tuple[Customer, bool]:
         """The customer for this channel identity, created on first contact (race-safe),
-        and True if this call created it."""
-        found = await self.find_customer(channel, external_id)
-        if found is not None:
-            return found, False
+        and True if this call created it. `likely_new`: the caller has reason to think the
+        identity was never seen (the row is made without looking for one first; still
+        right if it is there)."""
+        if not likely_new:
+            found = await self.find_customer(channel, external_id)
+            if found is not None:
+                return found, False
         new = Customer(
             channel=channel, external_id=external_id, language=language, display_name=display_name
         )
         # One autocommitted statement on first contact; a concurrent first contact that won
         # the race has committed its row before ours returns nothing, so the re-read sees it.
+        identity = {"channel": channel, "external_id": external_id}
+        if self._customer_inserts is not None:
+            row = await self._customer_inserts.submit(new.model_dump())
+            if row is not None:
+                return _stored(Customer, row), True
+            (existing,) = await self._hot.rows(_CUSTOMER_BY_IDENTITY, identity)
+            return _stored(Customer, existing), False
         async with self._hot.connection() as run:
             inserted = await run(self._insert_customer, new.model_dump())
             if inserted:
                 return _stored(Customer, inserted[0]), True
-            identity = {"channel": channel, "external_id": external_id}
             (existing,) = await run(_CUSTOMER_BY_IDENTITY, identity)
             return _stored(Customer, existing), False
 
@@ -317,7 +344,11 @@ class Database:
         self, customer_id: str, channel: str, language: str
     ) -> Conversation:
         conversation = Conversation(customer_id=customer_id, channel=channel, language=language)
-        await self._hot.rows(_INSERT_CONVERSATION, conversation.model_dump())
+        if self._conversation_inserts is not None:
+            if await self._conversation_inserts.submit(conversation.model_dump()) is None:
+                raise RuntimeError(f"a conversation {conversation.id!r} exists already")
+        else:
+            await self._hot.rows(_INSERT_CONVERSATION, conversation.model_dump())
         return conversation
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
@@ -635,6 +666,7 @@ _JSON_COLUMNS = frozenset(
     if isinstance(c.type, JSON)
 )
 _CONVERSATION_COLUMNS = tuple(Conversation.__table__.columns.keys())  # type: ignore[attr-defined]
+_CUSTOMER_COLUMNS = tuple(Customer.__table__.columns.keys())  # type: ignore[attr-defined]
 _MESSAGE_COLUMNS = tuple(Message.__table__.columns.keys())  # type: ignore[attr-defined]
 
 
