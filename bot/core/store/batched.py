@@ -1,10 +1,10 @@
-"""Many rows in one INSERT on PostgreSQL: each column's values as one array, unnested.
+"""Group commit of single-row INSERTs on PostgreSQL: concurrent callers' rows go in as one
+statement, each column's values as one array, unnested.
 
-Why: a turn stores its messages one row at a time, and under load a round trip, a statement
-and a WAL flush each cost more than the row itself; concurrent turns' rows share one
-statement instead (`coalesce.Coalescer` gathers them). One statement text serves every
-batch size, so asyncpg prepares it once per connection, and rows keep the order they were
-given in (their ids follow it).
+Why: a turn stores its messages (and a first contact its customer and conversation) one row
+at a time, and under load a round trip, a statement and a WAL flush each cost more than the
+row itself. One statement text serves every batch size, so asyncpg prepares it once per
+connection, and rows keep the order they were given in (their ids follow it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import Table, exc
 from sqlalchemy.engine import Dialect
 
-from bot.core.store.hot import Row
+from bot.core.store.coalesce import Coalescer
+from bot.core.store.hot import HotStatements, Row
 
 
 class ArrayInsert:
@@ -81,4 +82,32 @@ class ArrayInsert:
         return found
 
 
-__all__ = ["ArrayInsert"]
+def fault_of_a_row(error: Exception) -> bool:
+    """A batch refused for one of its rows (a value or a key the database rejects), not
+    because the database is unreachable: its rows are written again one by one."""
+    return isinstance(error, exc.StatementError) and not isinstance(error, exc.OperationalError)
+
+
+class GroupInsert:
+    """One kind of row, inserted by many callers at once: each `insert()` returns its own
+    row (None where nothing went in) once the statement carrying it has committed."""
+
+    def __init__(self, hot: HotStatements, statement: ArrayInsert, *extra: Any) -> None:
+        """`extra`: the values of the statement's `only_if` parameters."""
+        self._hot = hot
+        self._statement = statement
+        self._extra = extra
+        self._rows: Coalescer[Mapping[str, Any], Row | None] = Coalescer(
+            self._write, item_fault=fault_of_a_row
+        )
+
+    async def insert(self, row: Mapping[str, Any]) -> Row | None:
+        return await self._rows.submit(row)
+
+    async def _write(self, rows: Sequence[Mapping[str, Any]]) -> list[Row | None]:
+        statement = self._statement
+        inserted = await self._hot.driver_rows(statement.sql, statement.args(rows, *self._extra))
+        return statement.match(rows, inserted)
+
+
+__all__ = ["ArrayInsert", "GroupInsert"]

@@ -36,7 +36,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -48,9 +48,9 @@ from sqlalchemy.sql import ClauseElement, Select, Update
 from sqlalchemy.sql.expression import BindParameter, bindparam
 from sqlmodel import SQLModel, col
 
-from bot.core.store.batched import ArrayInsert
+from bot.core.store.batched import ArrayInsert, GroupInsert
 from bot.core.store.coalesce import Coalescer
-from bot.core.store.hot import HotStatements, Row
+from bot.core.store.hot import HotStatements
 from bot.core.store.models import (
     Conversation,
     ConversationState,
@@ -125,50 +125,41 @@ class Database:
             self.dialect, Customer, ["channel", "external_id"]
         )
         self._marks: Coalescer[int, None] = Coalescer(self._write_marks)
-        # PostgreSQL: concurrent turns' messages go in together (group commit), a customer's
-        # into an open conversation by one statement, the rest (replies) by another.
-        # So do first contacts' customers and conversations.
-        self._message_inserts: Coalescer[Mapping[str, Any], Row | None] | None = None
-        self._open_inserts: Coalescer[Mapping[str, Any], Row | None] | None = None
-        self._customer_inserts: Coalescer[Mapping[str, Any], Row | None] | None = None
-        self._conversation_inserts: Coalescer[Mapping[str, Any], Row | None] | None = None
-        if self.dialect == "postgresql":
-            messages = Message.__table__  # type: ignore[attr-defined]
-            dialect = self.sql_engine.dialect
-            unique = ("conversation_id", "client_msg_id")
-            many = ArrayInsert(
-                messages, _MESSAGE_INSERT_COLUMNS, unique, dialect, json_columns=_JSON_COLUMNS
-            )
-            into_open = ArrayInsert(
-                messages, _OPEN_INSERT_COLUMNS, unique, dialect, json_columns=_JSON_COLUMNS,
-                only_if=f"EXISTS (SELECT 1 FROM {conversations.name} AS c"
-                f" WHERE c.id = v.conversation_id AND c.state <> ${len(_OPEN_INSERT_COLUMNS) + 1})",
-            )  # fmt: skip
-            closed = ConversationState.CLOSED.value
-            self._message_inserts = Coalescer(
-                lambda rows: self._insert_many(many, rows), item_fault=_fault_of_a_row
-            )
-            self._open_inserts = Coalescer(
-                lambda rows: self._insert_many(into_open, rows, closed), item_fault=_fault_of_a_row
-            )
-            none: frozenset[str] = frozenset()
-            customers = ArrayInsert(
-                Customer.__table__,  # type: ignore[attr-defined]
-                _CUSTOMER_COLUMNS, ("channel", "external_id"), dialect, json_columns=none,
-            )  # fmt: skip
-            new_conversations = ArrayInsert(
-                conversations, _CONVERSATION_COLUMNS, ("id",), dialect, json_columns=none
-            )
-            self._customer_inserts = Coalescer(
-                lambda rows: self._insert_many(customers, rows), item_fault=_fault_of_a_row
-            )
-            self._conversation_inserts = Coalescer(
-                lambda rows: self._insert_many(new_conversations, rows), item_fault=_fault_of_a_row
-            )
         self._hot = HotStatements(
             self._autocommit, _JSON_COLUMNS, dsn=self._driver_dsn(),
             server_settings=self._server_settings(),
         )  # fmt: skip
+        # PostgreSQL: concurrent turns' messages go in together (group commit), a customer's
+        # into an open conversation by one statement, the rest (replies) by another; so do
+        # first contacts' customers and conversations.
+        self._message_inserts: GroupInsert | None = None
+        self._open_inserts: GroupInsert | None = None
+        self._customer_inserts: GroupInsert | None = None
+        self._conversation_inserts: GroupInsert | None = None
+        if self.dialect == "postgresql":
+            self._group_inserts()
+
+    def _group_inserts(self) -> None:
+        dialect = self.sql_engine.dialect
+        messages = Message.__table__  # type: ignore[attr-defined]
+        customers = Customer.__table__  # type: ignore[attr-defined]
+        conversations = Conversation.__table__  # type: ignore[attr-defined]
+        no_json: frozenset[str] = frozenset()
+        unique = ("conversation_id", "client_msg_id")
+        self._message_inserts = GroupInsert(self._hot, ArrayInsert(
+            messages, _MESSAGE_INSERT_COLUMNS, unique, dialect, json_columns=_JSON_COLUMNS
+        ))  # fmt: skip
+        self._open_inserts = GroupInsert(self._hot, ArrayInsert(
+            messages, _OPEN_INSERT_COLUMNS, unique, dialect, json_columns=_JSON_COLUMNS,
+            only_if=f"EXISTS (SELECT 1 FROM {conversations.name} AS c"
+            f" WHERE c.id = v.conversation_id AND c.state <> ${len(_OPEN_INSERT_COLUMNS) + 1})",
+        ), ConversationState.CLOSED.value)  # fmt: skip
+        self._customer_inserts = GroupInsert(self._hot, ArrayInsert(
+            customers, _CUSTOMER_COLUMNS, ("channel", "external_id"), dialect, json_columns=no_json
+        ))  # fmt: skip
+        self._conversation_inserts = GroupInsert(self._hot, ArrayInsert(
+            conversations, _CONVERSATION_COLUMNS, ("id",), dialect, json_columns=no_json
+        ))  # fmt: skip
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -313,7 +304,7 @@ class Database:
         # the race has committed its row before ours returns nothing, so the re-read sees it.
         identity = {"channel": channel, "external_id": external_id}
         if self._customer_inserts is not None:
-            row = await self._customer_inserts.submit(new.model_dump())
+            row = await self._customer_inserts.insert(new.model_dump())
             if row is not None:
                 return _stored(Customer, row), True
             (existing,) = await self._hot.rows(_CUSTOMER_BY_IDENTITY, identity)
@@ -345,7 +336,7 @@ class Database:
     ) -> Conversation:
         conversation = Conversation(customer_id=customer_id, channel=channel, language=language)
         if self._conversation_inserts is not None:
-            if await self._conversation_inserts.submit(conversation.model_dump()) is None:
+            if await self._conversation_inserts.insert(conversation.model_dump()) is None:
                 raise RuntimeError(f"a conversation {conversation.id!r} exists already")
         else:
             await self._hot.rows(_INSERT_CONVERSATION, conversation.model_dump())
@@ -444,7 +435,7 @@ class Database:
         # concurrent insert of the same key waits for that one to commit first).
         key = {"conversation_id": conversation_id, "client_msg_id": client_msg_id}
         if self._message_inserts is not None and client_msg_id is not None:
-            row = await self._message_inserts.submit(values)
+            row = await self._message_inserts.insert(values)
             if row is not None:
                 return _stored(Message, row), True
             (existing,) = await self._hot.rows(_MESSAGE_BY_CLIENT_ID, key)
@@ -471,16 +462,10 @@ class Database:
             "client_msg_id": client_msg_id, "payload": payload, "created_at": created_at,
         }  # fmt: skip
         if self._open_inserts is not None:
-            row = await self._open_inserts.submit(values)
+            row = await self._open_inserts.insert(values)
             return None if row is None else _stored(Message, row)
         inserted = await self._hot.rows(self._insert_while_open, values)
         return _stored(Message, inserted[0]) if inserted else None
-
-    async def _insert_many(
-        self, statement: ArrayInsert, rows: Sequence[Mapping[str, Any]], *extra: Any
-    ) -> list[Row | None]:
-        inserted = await self._hot.driver_rows(statement.sql, statement.args(rows, *extra))
-        return statement.match(rows, inserted)
 
     async def mark_processed(self, message_id: int) -> None:
         """Record that the engine handled this message (keeps the first time if repeated).
@@ -668,12 +653,6 @@ _JSON_COLUMNS = frozenset(
 _CONVERSATION_COLUMNS = tuple(Conversation.__table__.columns.keys())  # type: ignore[attr-defined]
 _CUSTOMER_COLUMNS = tuple(Customer.__table__.columns.keys())  # type: ignore[attr-defined]
 _MESSAGE_COLUMNS = tuple(Message.__table__.columns.keys())  # type: ignore[attr-defined]
-
-
-def _fault_of_a_row(error: Exception) -> bool:
-    """A batch refused for one of its rows (a value or a key the database rejects), not
-    because the database is unreachable: its rows are written again one by one."""
-    return isinstance(error, StatementError) and not isinstance(error, OperationalError)
 
 
 @dataclass(frozen=True)
