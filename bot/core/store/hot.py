@@ -133,17 +133,23 @@ class HotStatements:
 
                 yield run_core
             return
+        async with self._driver() as driver:
+
+            async def run_driver(statement: Statement, params: Mapping[str, Any]) -> list[Row]:
+                return await self._run(driver, statement, params)
+
+            yield run_driver
+
+    @asynccontextmanager
+    async def _driver(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of the pool, for as long as the block runs."""
         pool = await self._driver_pool()
         try:
             driver = await pool.acquire()
         except _CONNECTION_LOST as e:
             raise exc.OperationalError("(connect)", (), e) from e
         try:
-
-            async def run_driver(statement: Statement, params: Mapping[str, Any]) -> list[Row]:
-                return await self._run(driver, statement, params)
-
-            yield run_driver
+            yield driver
         finally:
             await pool.release(driver)
 
@@ -179,15 +185,8 @@ class HotStatements:
         same translation of driver errors as every other hot statement."""
         if self._dsn is None:
             raise RuntimeError("driver statements run on PostgreSQL only")
-        pool = await self._driver_pool()
-        try:
-            driver = await pool.acquire()
-        except _CONNECTION_LOST as e:
-            raise exc.OperationalError("(connect)", (), e) from e
-        try:
+        async with self._driver() as driver:
             return await self._fetch(driver, sql, args)
-        finally:
-            await pool.release(driver)
 
     async def _run(
         self, driver: asyncpg.Connection, statement: Statement, params: Mapping[str, Any]
