@@ -120,14 +120,15 @@ class ConversationEngine(Intake, BotTurn, AgentSide):
         None while one is still on its way into the inbox (it may land after the read)."""
         return self._spills_started if self._spills_started == self._spills_done else None
 
-    def inbox_caught_up(self, mark: int | None) -> None:
+    def inbox_caught_up(self, mark: int | None) -> bool:
         """The inbox worker's read, begun at `mark`, left no backlog: turns may run where they
         arrive again, unless a turn has spilled since. A read can come back with the first of
         a burst of spilled turns before the rest are in (they end their accept together when
         their messages share one commit); calling that caught up would let the next turn
-        overtake the rest of the burst."""
+        overtake the rest of the burst. True if turns run where they arrive now."""
         if mark is not None and mark == self._spills_started:
             self._spilling = False
+        return not self._spilling
 
     async def _local_turn(self, conversation_id: str, message_id: int) -> None:
         try:

@@ -77,15 +77,7 @@ class InboxWorker:
                 if loop.time() >= next_sweep:
                     await self._sweep()
                     next_sweep = loop.time() + self.sweep_every_s
-                mark = self.engine.spill_mark()
-                entries = await read_group(
-                    self.redis, self.inbox.key, GROUP, self.consumer, count=READ_COUNT,
-                    block_ms=1000,
-                )  # fmt: skip
-                if len(entries) < READ_COUNT and len(entries) <= self._room():
-                    # Nothing is left waiting in the inbox, and what was read goes in line
-                    # for a slot at once, ahead of any turn that arrives after it.
-                    self.engine.inbox_caught_up(mark)
+                entries = await self._read()
                 for eid, fields in entries:
                     await self._spawn(eid, fields)
             except asyncio.CancelledError:
@@ -108,6 +100,30 @@ class InboxWorker:
         """Stop reading new work at once, and cancel work in flight (it is redelivered)."""
         self._stopping = True
         await stop_loop_and_tasks(loop_task, self._tasks)
+
+    async def _read(self) -> list[tuple[str, dict[str, str]]]:
+        """The next entries, waiting up to a second for some. A read that leaves nothing in
+        the inbox, and whose entries all go in line for a slot at once (ahead of any turn
+        that arrives after them), tells the engine the inbox has caught up."""
+        mark = self.engine.spill_mark()
+        entries = await read_group(
+            self.redis, self.inbox.key, GROUP, self.consumer, count=READ_COUNT, block_ms=1000
+        )
+        if len(entries) >= READ_COUNT or len(entries) > self._room():
+            return entries
+        if self.engine.inbox_caught_up(mark):
+            return entries
+        # A turn spilled while the read waited (most likely the one that woke it, or the
+        # first of a burst): look once more, without waiting, now that none is on its way.
+        mark = self.engine.spill_mark()
+        more = await read_group(
+            self.redis, self.inbox.key, GROUP, self.consumer,
+            count=READ_COUNT - len(entries), block_ms=None,
+        )  # fmt: skip
+        entries += more
+        if not more and len(entries) <= self._room():
+            self.engine.inbox_caught_up(mark)
+        return entries
 
     def _room(self) -> int:
         """Entries that could be taken now without waiting for one in hand to finish."""

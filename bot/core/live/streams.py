@@ -69,10 +69,17 @@ def _stream_id(eid: str) -> tuple[int, int]:
 
 
 async def read_group(
-    redis: aioredis.Redis, stream: str, group: str, consumer: str, *, count: int, block_ms: int
+    redis: aioredis.Redis,
+    stream: str,
+    group: str,
+    consumer: str,
+    *,
+    count: int,
+    block_ms: int | None,
 ) -> list[tuple[str, dict[str, str]]]:
-    """New entries for `consumer`, waiting up to `block_ms` for some. An empty answer that
-    comes back early is followed by a short pause, so the caller's loop never spins."""
+    """New entries for `consumer`, waiting up to `block_ms` for some (None: not waiting). An
+    empty answer to a wait that comes back early is followed by a short pause, so the
+    caller's loop never spins."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
@@ -88,7 +95,7 @@ async def read_group(
         return []
     batches = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]] | None, resp)
     entries = [(str(eid), fields) for _stream, batch in batches or [] for eid, fields in batch]
-    if not entries and loop.time() - started < block_ms / 2000:
+    if not entries and block_ms is not None and loop.time() - started < block_ms / 2000:
         await asyncio.sleep(min(EARLY_EMPTY_PAUSE_S, block_ms / 1000))
     return entries
 
