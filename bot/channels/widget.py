@@ -315,9 +315,9 @@ class WidgetConnection:
             self.delivery.cancel()
         self.conversation_id = conversation_id
         self.queue = await self.ch.hub.subscribe(conversation_id)  # before reading: no gap
-        if last_event_id == "0-0" or (
-            last_event_id
-            and _in_stream(last_event_id, await self.ch.event_log.first_id(conversation_id))
+        first = await self.ch.event_log.first_id(conversation_id)
+        if last_event_id and (
+            first is None or last_event_id == "0-0" or _eid(last_event_id) >= _eid(first)
         ):
             self.cursor = last_event_id  # replay what they missed
         else:
@@ -438,12 +438,6 @@ class WidgetConnection:
     async def _on_end(self, frame: dict[str, Any]) -> None:
         if self.conversation_id:
             await self.ch.engine.end(self.conversation_id)
-
-
-def _in_stream(cursor: str, first: str | None) -> bool:
-    """Can the stream replay everything after `cursor`? Not once it has dropped events the
-    cursor has not seen (it keeps a capped tail; the rest is in SQL)."""
-    return first is None or _eid(cursor) >= _eid(first)
 
 
 def _eid(value: str) -> tuple[int, int]:
