@@ -114,7 +114,8 @@ class InboxWorker:
         if self.engine.inbox_caught_up(mark):
             return entries
         # A turn spilled while the read waited (most likely the one that woke it, or the
-        # first of a burst): look once more, without waiting, now that none is on its way.
+        # first of a burst): look once more, without waiting. Caught up only if that finds
+        # nothing and no spilled turn was still on its way in when it began.
         mark = self.engine.spill_mark()
         more = await read_group(
             self.redis, self.inbox.key, GROUP, self.consumer,
